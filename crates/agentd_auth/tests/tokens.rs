@@ -1,0 +1,124 @@
+//! Token verification: every way a token can be wrong gets its own refusal; scopes and the dev secret.
+
+use agentd_auth::{AuthError, AuthSettings, Authenticator, KeySource, Scope, ScopeSet, TenantId};
+use chrono::Duration;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+fn auth(settings: AuthSettings) -> Authenticator {
+    let dir = tempfile::tempdir().unwrap();
+    Authenticator::new(&settings, &dir.path().join("dev-secret")).unwrap()
+}
+
+fn hs(settings_secret: &str) -> AuthSettings {
+    AuthSettings { jwt_secret: Some(settings_secret.into()), ..Default::default() }
+}
+
+fn sign(claims: serde_json::Value, secret: &str) -> String {
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[test]
+fn minted_token_round_trips_with_scopes() {
+    let a = auth(hs(SECRET));
+    let t = TenantId::parse("acme").unwrap();
+    let tok = a.mint(&t, "u1", Some(ScopeSet::of(&[Scope::Chat])), Duration::minutes(5)).unwrap();
+    let p = a.verify_header(Some(&format!("Bearer {tok}"))).unwrap();
+    assert_eq!((p.tenant_id.as_str(), p.user_id.as_str()), ("acme", "u1"));
+    assert!(p.scopes.contains(Scope::Chat) && !p.scopes.contains(Scope::AgentsRead));
+    let all = a.verify(&a.mint(&t, "u1", None, Duration::minutes(5)).unwrap()).unwrap();
+    assert_eq!(all.scopes, ScopeSet::all(), "no scope claim means every scope");
+}
+
+#[test]
+fn refusals_are_specific() {
+    let a = auth(hs(SECRET));
+    let ok = json!({"sub": "u", "tenant_id": "t", "exp": now() + 60});
+    assert_eq!(a.verify_header(None), Err(AuthError::Missing));
+    assert_eq!(a.verify_header(Some("Basic abc")), Err(AuthError::NotBearer));
+    assert_eq!(a.verify("not.a.jwt"), Err(AuthError::Malformed));
+    assert_eq!(a.verify(&sign(json!({"sub":"u","tenant_id":"t","exp": now() - 120}), SECRET)), Err(AuthError::Expired));
+    assert_eq!(a.verify(&sign(ok.clone(), "another-secret-another-secret-xx")), Err(AuthError::BadSignature));
+    assert!(matches!(a.verify(&sign(json!({"sub":"u","exp": now()+60}), SECRET)), Err(AuthError::Claim("tenant_id", _))));
+    assert!(matches!(
+        a.verify(&sign(json!({"sub":"u","tenant_id":"../x","exp": now()+60}), SECRET)),
+        Err(AuthError::Claim("tenant_id", _))
+    ));
+    assert!(matches!(a.verify(&sign(json!({"tenant_id":"t","exp": now()+60}), SECRET)), Err(AuthError::Claim("sub", _))));
+    assert!(a.verify(&sign(ok, SECRET)).is_ok());
+}
+
+#[test]
+fn audience_and_issuer_are_checked_when_configured() {
+    let a = auth(AuthSettings {
+        jwt_audience: Some("agentd".into()),
+        jwt_issuer: Some("https://idp".into()),
+        ..hs(SECRET)
+    });
+    let base = |aud: &str, iss: &str| json!({"sub":"u","tenant_id":"t","exp": now()+60,"aud":aud,"iss":iss});
+    assert!(a.verify(&sign(base("agentd", "https://idp"), SECRET)).is_ok());
+    assert_eq!(a.verify(&sign(base("other", "https://idp"), SECRET)), Err(AuthError::Audience("agentd".into())));
+    assert_eq!(a.verify(&sign(base("agentd", "https://evil"), SECRET)), Err(AuthError::Issuer("https://idp".into())));
+}
+
+#[test]
+fn a_token_signed_with_an_unconfigured_algorithm_is_refused() {
+    let a = auth(hs(SECRET));
+    let header = Header::new(Algorithm::HS384);
+    let claims = json!({"sub":"u","tenant_id":"t","exp": now()+60});
+    let tok = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+    assert!(matches!(a.verify(&tok), Err(AuthError::Algorithm(_))));
+}
+
+#[test]
+fn eddsa_public_key_verifies() {
+    // An Ed25519 key pair made once for this test with `openssl genpkey -algorithm ed25519`.
+    let private = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIJqFxX7UQKrgx2cfTsxIcgGpYFGfZf0WICMWMRiND102
+-----END PRIVATE KEY-----
+";
+    let public = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEACoIIqykUvBO+NdcdkwIUv/t/g1BuzQAlrt07kM177OM=
+-----END PUBLIC KEY-----
+";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pub.pem");
+    std::fs::write(&path, public).unwrap();
+    let a = auth(AuthSettings { jwt_public_key_path: Some(path), ..Default::default() });
+    assert_eq!(a.key_source, KeySource::None);
+    let claims = json!({"sub":"u","tenant_id":"t","exp": now()+60});
+    let key = EncodingKey::from_ed_pem(private.as_bytes()).unwrap();
+    let tok = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap();
+    assert_eq!(a.verify(&tok).unwrap().tenant_id.as_str(), "t");
+    assert!(matches!(a.verify(&sign(claims, SECRET)), Err(AuthError::Algorithm(_))), "no HS256 key configured");
+}
+
+#[test]
+fn dev_secret_is_generated_once_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("var/dev-jwt-secret");
+    let a = Authenticator::new(&AuthSettings::default(), &path).unwrap();
+    assert_eq!(a.key_source, KeySource::DevFile(path.clone()));
+    let t = TenantId::parse("demo").unwrap();
+    let tok = a.mint(&t, "dev", None, Duration::hours(1)).unwrap();
+    let again = Authenticator::new(&AuthSettings::default(), &path).unwrap();
+    assert!(again.verify(&tok).is_ok(), "a restart keeps accepting earlier dev tokens");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn short_secret_is_refused_and_debug_redacts() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(Authenticator::new(&hs("short"), &dir.path().join("x")).is_err());
+    assert!(!format!("{:?}", hs(SECRET)).contains(SECRET));
+}
