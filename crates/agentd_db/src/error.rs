@@ -1,0 +1,35 @@
+//! Database errors, split by what a caller can do about them.
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database cannot be reached or timed out: callers answer 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A unique constraint refused the write.
+    #[error("conflict on {0}")]
+    Conflict(String),
+    /// The schema is behind the binary.
+    #[error("the database schema is behind this binary ({pending} migration(s) pending): run `agentd migrate` or set AUTO_MIGRATE=true")]
+    SchemaBehind { pending: usize },
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                DbError::Unavailable(e)
+            }
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                DbError::Conflict(d.constraint().unwrap_or("a unique key").to_owned())
+            }
+            _ => DbError::Other(e),
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! One repository conformance suite, run unchanged against PostgreSQL and SQLite: what one database accepts,
+//! orders or refuses, the other must too — and no call crosses tenants.
+
+use agentd_db::{AttachmentMeta, Db, NewMessage, Role, TenantStatus};
+use agentd_testkit::fresh_sqlite;
+use uuid::Uuid;
+
+/// Instantiates each case once per database.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod postgres { $( #[tokio::test] async fn $case() { let t = agentd_testkit::fresh_postgres().await; super::$case(&t.db).await; } )* }
+        mod sqlite { $( #[tokio::test] async fn $case() { let t = agentd_testkit::fresh_sqlite().await; super::$case(&t.db).await; } )* }
+    };
+}
+
+conformance!(
+    tenants_are_provisioned_once_and_can_be_suspended,
+    conversations_are_confined_to_their_tenant,
+    messages_keep_attachment_metadata_in_order,
+    pagination_is_newest_first_without_gaps_or_repeats,
+    deleting_a_conversation_deletes_its_messages,
+    last_response_id_is_kept_for_the_next_turn,
+);
+
+async fn tenants_are_provisioned_once_and_can_be_suspended(db: &Db) {
+    assert_eq!(db.provision_tenant("acme").await.unwrap(), TenantStatus::Active);
+    assert_eq!(db.provision_tenant("acme").await.unwrap(), TenantStatus::Active);
+    db.set_tenant_status("acme", TenantStatus::Suspended).await.unwrap();
+    assert_eq!(db.provision_tenant("acme").await.unwrap(), TenantStatus::Suspended);
+    db.set_tenant_status("acme", TenantStatus::Active).await.unwrap();
+    assert_eq!(db.provision_tenant("acme").await.unwrap(), TenantStatus::Active);
+    db.set_tenant_status("later", TenantStatus::Suspended).await.unwrap();
+    assert_eq!(db.provision_tenant("later").await.unwrap(), TenantStatus::Suspended, "suspend before first use");
+}
+
+async fn conversations_are_confined_to_their_tenant(db: &Db) {
+    for t in ["a", "b"] {
+        db.provision_tenant(t).await.unwrap();
+    }
+    let (a, b) = (db.scoped("a"), db.scoped("b"));
+    let conv = a.create_conversation("alice", "designer", "cats").await.unwrap();
+    assert_eq!(a.conversation(conv.id).await.unwrap().unwrap(), conv);
+    assert!(b.conversation(conv.id).await.unwrap().is_none());
+    assert!(b.list_conversations(20, None).await.unwrap().items.is_empty());
+    let msg = NewMessage { role: Role::User, content: "hi".into(), attachments: vec![], response_id: None };
+    assert!(b.append_message(conv.id, msg.clone()).await.unwrap().is_none(), "no write into another tenant");
+    assert!(b.messages(conv.id).await.unwrap().is_empty());
+    assert!(!b.delete_conversation(conv.id).await.unwrap());
+    b.set_last_response(conv.id, Some("resp_evil")).await.unwrap();
+    assert_eq!(a.conversation(conv.id).await.unwrap().unwrap().last_response_id, None);
+    assert!(a.append_message(conv.id, msg).await.unwrap().is_some());
+}
+
+async fn messages_keep_attachment_metadata_in_order(db: &Db) {
+    db.provision_tenant("t").await.unwrap();
+    let s = db.scoped("t");
+    let conv = s.create_conversation("u", "designer", "").await.unwrap();
+    let att = AttachmentMeta {
+        object_id: Uuid::now_v7(),
+        filename: "image-ig_1.png".into(),
+        mime_type: "image/png".into(),
+        size_bytes: 1234,
+        tool_call_id: Some("ig_1".into()),
+    };
+    let user = NewMessage { role: Role::User, content: "draw".into(), attachments: vec![], response_id: None };
+    let bot = NewMessage {
+        role: Role::Assistant,
+        content: "here".into(),
+        attachments: vec![att.clone()],
+        response_id: Some("resp_1".into()),
+    };
+    let m1 = s.append_message(conv.id, user).await.unwrap().unwrap();
+    let m2 = s.append_message(conv.id, bot).await.unwrap().unwrap();
+    let all = s.messages(conv.id).await.unwrap();
+    assert_eq!(all, vec![m1, m2.clone()]);
+    assert_eq!(all[1].attachments, vec![att]);
+    assert_eq!((all[1].role, all[1].response_id.as_deref()), (Role::Assistant, Some("resp_1")));
+}
+
+async fn pagination_is_newest_first_without_gaps_or_repeats(db: &Db) {
+    db.provision_tenant("t").await.unwrap();
+    let s = db.scoped("t");
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(s.create_conversation("u", "assistant", &format!("c{i}")).await.unwrap().id);
+    }
+    // Touching the oldest makes it the newest.
+    s.set_last_response(ids[0], None).await.unwrap();
+    let expected: Vec<Uuid> = [ids[0]].into_iter().chain(ids[1..].iter().rev().copied()).collect();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s.list_conversations(3, cursor).await.unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.iter().map(|c| c.id));
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+}
+
+async fn deleting_a_conversation_deletes_its_messages(db: &Db) {
+    db.provision_tenant("t").await.unwrap();
+    let s = db.scoped("t");
+    let conv = s.create_conversation("u", "assistant", "").await.unwrap();
+    let m = NewMessage { role: Role::User, content: "x".into(), attachments: vec![], response_id: None };
+    s.append_message(conv.id, m).await.unwrap().unwrap();
+    assert!(s.delete_conversation(conv.id).await.unwrap());
+    assert!(s.conversation(conv.id).await.unwrap().is_none());
+    assert!(s.messages(conv.id).await.unwrap().is_empty());
+    assert!(!s.delete_conversation(conv.id).await.unwrap());
+}
+
+async fn last_response_id_is_kept_for_the_next_turn(db: &Db) {
+    db.provision_tenant("t").await.unwrap();
+    let s = db.scoped("t");
+    let conv = s.create_conversation("u", "designer", "").await.unwrap();
+    s.set_last_response(conv.id, Some("resp_1")).await.unwrap();
+    s.set_last_response(conv.id, None).await.unwrap();
+    let c = s.conversation(conv.id).await.unwrap().unwrap();
+    assert_eq!(c.last_response_id.as_deref(), Some("resp_1"));
+    assert!(c.updated_at >= conv.updated_at);
+}
+
+#[tokio::test]
+async fn postgres_is_not_migrated_behind_the_operators_back() {
+    let t = agentd_testkit::fresh_postgres_unmigrated().await;
+    let pending = t.db.pending_migrations().await.unwrap();
+    assert!(pending > 0);
+    let err = t.db.prepare(&t.settings).await.unwrap_err().to_string();
+    assert!(err.contains("run `agentd migrate`"), "{err}");
+    let auto = agentd_db::DbSettings { auto_migrate: Some(true), ..t.settings.clone() };
+    t.db.prepare(&auto).await.unwrap();
+    assert_eq!(t.db.pending_migrations().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn sqlite_migrates_itself_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = agentd_db::DbSettings {
+        url: format!("sqlite://{}/nested/dir/a.sqlite", dir.path().display()),
+        ..Default::default()
+    };
+    let db = Db::connect(&settings).await.unwrap();
+    db.prepare(&settings).await.unwrap();
+    assert_eq!(db.pending_migrations().await.unwrap(), 0);
+    assert_eq!(db.provision_tenant("t").await.unwrap(), TenantStatus::Active);
+    let _ = fresh_sqlite; // keep the import used when cases change
+}

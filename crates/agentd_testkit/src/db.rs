@@ -1,0 +1,47 @@
+//! Fresh, migrated databases for one test each.
+
+use agentd_db::{Db, DbSettings};
+use sqlx::Connection as _;
+
+/// A database for one test; the SQLite file lives as long as this value.
+pub struct TestDb {
+    pub db: Db,
+    pub settings: DbSettings,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A new database on the test PostgreSQL cluster, migrated.
+pub async fn fresh_postgres() -> TestDb {
+    let t = fresh_postgres_unmigrated().await;
+    t.db.migrate().await.unwrap();
+    t
+}
+
+/// A new, empty database on the test PostgreSQL cluster.
+pub async fn fresh_postgres_unmigrated() -> TestDb {
+    crate::init_tracing();
+    let admin = std::env::var("AGENTD_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "AGENTD_TEST_DATABASE_URL is not set: run the suite with `just test` (it starts PostgreSQL), or \
+             `eval \"$(scripts/test-services.sh start)\"` first"
+        )
+    });
+    let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL cluster");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+    conn.close().await.ok();
+    let (base, _) = admin.rsplit_once('/').expect("AGENTD_TEST_DATABASE_URL ends with /<database>");
+    let settings = DbSettings { url: format!("{base}/{name}"), max_connections: 4, ..Default::default() };
+    let db = Db::connect(&settings).await.unwrap();
+    TestDb { db, settings, _dir: None }
+}
+
+/// A new SQLite database in a temporary directory, migrated.
+pub async fn fresh_sqlite() -> TestDb {
+    crate::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = DbSettings { url: format!("sqlite://{}/agentd.sqlite", dir.path().display()), ..Default::default() };
+    let db = Db::connect(&settings).await.unwrap();
+    db.migrate().await.unwrap();
+    TestDb { db, settings, _dir: Some(dir) }
+}
