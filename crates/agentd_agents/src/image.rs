@@ -130,7 +130,12 @@ impl ImageDefaults {
             ));
         }
         for v in self.base_config().violations(self.max_partial_images.min(3)) {
-            errors.push(format!("{}={} is not allowed: {}", default_env_name(v.field), v.value, v.allowed));
+            errors.push(format!(
+                "{}={} is not allowed: {}",
+                default_env_name(v.field),
+                v.value,
+                v.allowed
+            ));
         }
         errors
     }
@@ -236,10 +241,18 @@ impl ImageToolConfig {
     pub fn violations(&self, partial_cap: u8) -> Vec<Violation> {
         let mut out = Vec::new();
         let mut bad = |field: &'static str, value: String, allowed: String| {
-            out.push(Violation { field, value, allowed });
+            out.push(Violation {
+                field,
+                value,
+                allowed,
+            });
         };
         if !self.model.starts_with("gpt-image-") && !self.model.starts_with("chatgpt-image-") {
-            bad("model", self.model.clone(), "an image model such as gpt-image-2".into());
+            bad(
+                "model",
+                self.model.clone(),
+                "an image model such as gpt-image-2".into(),
+            );
         }
         if let Err(why) = check_size(&self.model, &self.size) {
             bad("size", self.size.clone(), why);
@@ -259,10 +272,16 @@ impl ImageToolConfig {
                     "compression applies only to jpeg or webp; remove it for png".into(),
                 );
             } else if c > 100 {
-                bad("output_compression", c.to_string(), "a whole number from 0 to 100".into());
+                bad(
+                    "output_compression",
+                    c.to_string(),
+                    "a whole number from 0 to 100".into(),
+                );
             }
         }
-        if self.input_fidelity.is_some() && (self.model.contains("mini") || image_model_major(&self.model) >= 2) {
+        if self.input_fidelity.is_some()
+            && (self.model.contains("mini") || image_model_major(&self.model) >= 2)
+        {
             bad(
                 "input_fidelity",
                 self.input_fidelity.map(|f| f.to_string()).unwrap_or_default(),
@@ -304,7 +323,9 @@ pub fn check_size(model: &str, size: &str) -> Result<(), String> {
     }
     let rule = "WxH with both sides multiples of 16, longest side at most 3840, aspect at most 3:1 and \
                 655,360 to 8,294,400 pixels";
-    let parsed = size.split_once('x').and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)));
+    let parsed = size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)));
     let Some((w, h)) = parsed else {
         return Err(format!("{standard}, or {rule}"));
     };
@@ -316,7 +337,11 @@ pub fn check_size(model: &str, size: &str) -> Result<(), String> {
         && short > 0
         && long <= 3 * short
         && (655_360..=8_294_400).contains(&pixels);
-    if ok { Ok(()) } else { Err(format!("{standard}, or {rule}")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{standard}, or {rule}"))
+    }
 }
 
 #[cfg(test)]
@@ -330,18 +355,33 @@ mod tests {
         assert!(check_size("gpt-image-2", "2048x2048").is_ok());
         assert!(check_size("gpt-image-2-2026-04-21", "3840x2160").is_ok());
         assert!(check_size("gpt-image-2.5-flare", "2048x1152").is_ok());
-        assert!(check_size("gpt-image-2", "3856x2160").is_err(), "longest side over 3840");
-        assert!(check_size("gpt-image-2", "1000x1000").is_err(), "not multiples of 16");
+        assert!(
+            check_size("gpt-image-2", "3856x2160").is_err(),
+            "longest side over 3840"
+        );
+        assert!(
+            check_size("gpt-image-2", "1000x1000").is_err(),
+            "not multiples of 16"
+        );
         assert!(check_size("gpt-image-2", "3840x1040").is_err(), "aspect over 3:1");
-        assert!(check_size("gpt-image-2", "1024x624").is_err(), "under 655,360 pixels");
-        assert!(check_size("gpt-image-2", "1024x640").is_ok(), "exactly 655,360 pixels");
+        assert!(
+            check_size("gpt-image-2", "1024x624").is_err(),
+            "under 655,360 pixels"
+        );
+        assert!(
+            check_size("gpt-image-2", "1024x640").is_ok(),
+            "exactly 655,360 pixels"
+        );
         assert!(check_size("gpt-image-2", "big").is_err());
     }
 
     #[test]
     fn both_spellings_is_an_error_and_alias_takes_effect() {
         let base = ImageDefaults::default().base_config();
-        let o = ImageOverrides { format: Some(OutputFormat::Webp), ..Default::default() };
+        let o = ImageOverrides {
+            format: Some(OutputFormat::Webp),
+            ..Default::default()
+        };
         assert_eq!(base.merged(&o).unwrap().output_format, OutputFormat::Webp);
         let o = ImageOverrides {
             format: Some(OutputFormat::Webp),
@@ -349,7 +389,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(base.merged(&o).unwrap_err().field, "output_format");
-        let o = ImageOverrides { compression: Some(1), output_compression: Some(2), ..Default::default() };
+        let o = ImageOverrides {
+            compression: Some(1),
+            output_compression: Some(2),
+            ..Default::default()
+        };
         assert_eq!(base.merged(&o).unwrap_err().field, "output_compression");
     }
 
@@ -371,16 +415,26 @@ mod tests {
         assert_eq!(fields, ["input_fidelity", "partial_images"]);
         c.model = "gpt-image-1.5".into();
         c.partial_images = 2;
-        assert!(c.violations(2).is_empty(), "input_fidelity is fine on gpt-image-1.5");
+        assert!(
+            c.violations(2).is_empty(),
+            "input_fidelity is fine on gpt-image-1.5"
+        );
         c.model = "gpt-image-1-mini".into();
         assert_eq!(c.violations(2)[0].field, "input_fidelity");
     }
 
     #[test]
     fn defaults_name_the_variable() {
-        let d = ImageDefaults { default_size: "999x999".into(), max_partial_images: 5, ..Default::default() };
+        let d = ImageDefaults {
+            default_size: "999x999".into(),
+            max_partial_images: 5,
+            ..Default::default()
+        };
         let errors = d.validate().join("\n");
-        assert!(errors.contains("IMAGE_DEFAULT_SIZE=999x999 is not allowed"), "{errors}");
+        assert!(
+            errors.contains("IMAGE_DEFAULT_SIZE=999x999 is not allowed"),
+            "{errors}"
+        );
         assert!(errors.contains("IMAGE_MAX_PARTIAL_IMAGES=5"), "{errors}");
         let d = ImageDefaults {
             default_format: OutputFormat::Png,
@@ -397,7 +451,10 @@ mod tests {
             default_compression: Some(70),
             ..Default::default()
         };
-        let o = ImageOverrides { format: Some(OutputFormat::Png), ..Default::default() };
+        let o = ImageOverrides {
+            format: Some(OutputFormat::Png),
+            ..Default::default()
+        };
         let c = d.base_config().merged(&o).unwrap();
         assert_eq!(c.output_compression, None);
         assert!(c.violations(2).is_empty());

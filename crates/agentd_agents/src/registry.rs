@@ -1,9 +1,9 @@
 //! Loads every agent file of a directory once, validates it, resolves its model and its effective image tool
 //! config, and keeps the result immutable for the life of the process.
 
+use crate::KNOWN_TOOL_KEYS;
 use crate::image::{ImageDefaults, ImageToolConfig};
 use crate::spec::AgentFile;
-use crate::KNOWN_TOOL_KEYS;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -92,7 +92,11 @@ impl AgentRegistry {
                 Err(mut e) => errors.append(&mut e),
             }
         }
-        let defaults: Vec<_> = agents.values().filter(|a| a.default).map(|a| a.key.as_str()).collect();
+        let defaults: Vec<_> = agents
+            .values()
+            .filter(|a| a.default)
+            .map(|a| a.key.as_str())
+            .collect();
         if defaults.len() > 1 {
             errors.push(format!(
                 "{}: `default = true` is set on {} agents ({}); at most one agent may be the default",
@@ -104,13 +108,21 @@ impl AgentRegistry {
         if agents.is_empty() && errors.is_empty() {
             errors.push(format!("{}: no agent files (*.toml) found", dir.display()));
         }
-        if errors.is_empty() { Ok(Self { agents: Arc::new(agents) }) } else { Err(LoadErrors(errors)) }
+        if errors.is_empty() {
+            Ok(Self {
+                agents: Arc::new(agents),
+            })
+        } else {
+            Err(LoadErrors(errors))
+        }
     }
 
     /// Builds a registry from agents already validated (tests).
     pub fn from_agents(list: impl IntoIterator<Item = Agent>) -> Self {
         let agents = list.into_iter().map(|a| (a.key.clone(), Arc::new(a))).collect();
-        Self { agents: Arc::new(agents) }
+        Self {
+            agents: Arc::new(agents),
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&Arc<Agent>> {
@@ -136,27 +148,43 @@ fn load_one(
 ) -> Result<Agent, Vec<String>> {
     let name = file.display();
     let text = std::fs::read_to_string(file).map_err(|e| vec![format!("{name}: cannot read ({e})")])?;
-    let spec: AgentFile = toml::from_str(&text).map_err(|e| vec![format!("{name}: {}", e.to_string().trim())])?;
+    let spec: AgentFile =
+        toml::from_str(&text).map_err(|e| vec![format!("{name}: {}", e.to_string().trim())])?;
     let mut errors = Vec::new();
     let mut bad = |field: &str, value: &str, allowed: &str| {
         errors.push(format!("{name}: {field} = {value:?} is not allowed: {allowed}"));
     };
     let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     if spec.key != stem {
-        bad("key", &spec.key, &format!("it must equal the file name, {stem:?}"));
+        bad(
+            "key",
+            &spec.key,
+            &format!("it must equal the file name, {stem:?}"),
+        );
     }
     let key_ok = !spec.key.is_empty()
         && spec.key.len() <= 64
-        && spec.key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && spec
+            .key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if !key_ok {
         bad("key", &spec.key, "1 to 64 characters of a-z, 0-9, `_` and `-`");
     }
     if spec.display_name.trim().is_empty() {
-        bad("display_name", &spec.display_name, "a non-empty name shown to users");
+        bad(
+            "display_name",
+            &spec.display_name,
+            "a non-empty name shown to users",
+        );
     }
     let (model, model_source) = match (&spec.model, &spec.model_key) {
         (Some(_), Some(_)) => {
-            bad("model", spec.model.as_deref().unwrap_or_default(), "give `model` or `model_key`, not both");
+            bad(
+                "model",
+                spec.model.as_deref().unwrap_or_default(),
+                "give `model` or `model_key`, not both",
+            );
             (String::new(), String::new())
         }
         (Some(m), None) if m.trim().is_empty() => {
@@ -176,7 +204,11 @@ fn load_one(
             String::new()
         }
         (None, None) => {
-            bad("instructions", "", "give `instructions` (inline) or `prompt_path` (a file beside the agent)");
+            bad(
+                "instructions",
+                "",
+                "give `instructions` (inline) or `prompt_path` (a file beside the agent)",
+            );
             String::new()
         }
         (Some(i), None) => i.trim().to_owned(),
@@ -197,7 +229,11 @@ fn load_one(
     };
     for (i, tool) in spec.tool_keys.iter().enumerate() {
         if !KNOWN_TOOL_KEYS.contains(&tool.as_str()) {
-            bad(&format!("tool_keys[{i}]"), tool, &format!("one of {}", KNOWN_TOOL_KEYS.join(", ")));
+            bad(
+                &format!("tool_keys[{i}]"),
+                tool,
+                &format!("one of {}", KNOWN_TOOL_KEYS.join(", ")),
+            );
         } else if spec.tool_keys[..i].contains(tool) {
             bad(&format!("tool_keys[{i}]"), tool, "each tool key once");
         }
@@ -216,12 +252,20 @@ fn load_one(
             let base = images.base_config();
             match base.merged(&overrides.clone().unwrap_or_default()) {
                 Err(v) => {
-                    bad(&format!("tool_configs.image_generation.{}", v.field), &v.value, &v.allowed);
+                    bad(
+                        &format!("tool_configs.image_generation.{}", v.field),
+                        &v.value,
+                        &v.allowed,
+                    );
                     None
                 }
                 Ok(cfg) => {
                     for v in cfg.violations(images.max_partial_images) {
-                        bad(&format!("tool_configs.image_generation.{}", v.field), &v.value, &v.allowed);
+                        bad(
+                            &format!("tool_configs.image_generation.{}", v.field),
+                            &v.value,
+                            &v.allowed,
+                        );
                     }
                     Some(cfg)
                 }

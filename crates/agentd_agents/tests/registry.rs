@@ -1,10 +1,15 @@
 //! Loading real agent folders: the shipped one, and broken files whose errors must name file, field and value.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use agentd_agents::{AgentRegistry, ImageDefaults, ModelSettings, OutputFormat};
 use std::path::Path;
 
 fn models() -> ModelSettings {
-    let mut m = ModelSettings { default_model: "gpt-5.5".into(), ..Default::default() };
+    let mut m = ModelSettings {
+        default_model: "gpt-5.5".into(),
+        ..Default::default()
+    };
     m.by_key.insert("design".into(), "gpt-5.5-design".into());
     m
 }
@@ -23,7 +28,10 @@ fn shipped_agents_load() {
     let reg = AgentRegistry::load(&dir, &ImageDefaults::default(), &models()).unwrap();
     let designer = reg.get("designer").unwrap();
     let img = designer.image.as_ref().unwrap();
-    assert_eq!((img.size.as_str(), img.output_format), ("1024x1024", OutputFormat::Png));
+    assert_eq!(
+        (img.size.as_str(), img.output_format),
+        ("1024x1024", OutputFormat::Png)
+    );
     assert_eq!(img.model, "gpt-image-2");
     assert_eq!(img.partial_images, 2);
     let text_only: Vec<_> = reg.iter().filter(|a| a.image.is_none()).collect();
@@ -34,14 +42,26 @@ fn shipped_agents_load() {
 #[test]
 fn model_resolution_order() {
     let reg = load_dir(&[
-        ("a.toml", "key='a'\ndisplay_name='A'\nmodel='pinned'\ninstructions='x'"),
-        ("b.toml", "key='b'\ndisplay_name='B'\nmodel_key='design'\ninstructions='x'"),
-        ("c.toml", "key='c'\ndisplay_name='C'\nmodel_key='unknown'\ninstructions='x'"),
+        (
+            "a.toml",
+            "key='a'\ndisplay_name='A'\nmodel='pinned'\ninstructions='x'",
+        ),
+        (
+            "b.toml",
+            "key='b'\ndisplay_name='B'\nmodel_key='design'\ninstructions='x'",
+        ),
+        (
+            "c.toml",
+            "key='c'\ndisplay_name='C'\nmodel_key='unknown'\ninstructions='x'",
+        ),
         ("d.toml", "key='d'\ndisplay_name='D'\ninstructions='x'"),
     ])
     .unwrap();
     let m = |k: &str| reg.get(k).unwrap().model.clone();
-    assert_eq!([m("a"), m("b"), m("c"), m("d")], ["pinned", "gpt-5.5-design", "gpt-5.5", "gpt-5.5"]);
+    assert_eq!(
+        [m("a"), m("b"), m("c"), m("d")],
+        ["pinned", "gpt-5.5-design", "gpt-5.5", "gpt-5.5"]
+    );
 }
 
 #[test]
@@ -62,11 +82,21 @@ fn errors_name_file_field_value_and_allowed() {
          [tool_configs.image_generation]\nsize='999x999'\nquality='high'\n",
     )])
     .unwrap_err();
-    assert!(err.contains("designer.toml: tool_configs.image_generation.size = \"999x999\""), "{err}");
+    assert!(
+        err.contains("designer.toml: tool_configs.image_generation.size = \"999x999\""),
+        "{err}"
+    );
     assert!(err.contains("1024x1536"), "names what is allowed: {err}");
 
-    let err = load_dir(&[("x.toml", "key='x'\ndisplay_name='X'\ninstructions='x'\ncolour='blue'\n")]).unwrap_err();
-    assert!(err.contains("x.toml") && err.contains("unknown field `colour`"), "{err}");
+    let err = load_dir(&[(
+        "x.toml",
+        "key='x'\ndisplay_name='X'\ninstructions='x'\ncolour='blue'\n",
+    )])
+    .unwrap_err();
+    assert!(
+        err.contains("x.toml") && err.contains("unknown field `colour`"),
+        "{err}"
+    );
 
     let err = load_dir(&[(
         "x.toml",
@@ -74,7 +104,10 @@ fn errors_name_file_field_value_and_allowed() {
          [tool_configs.image_generation]\nformat='png'\noutput_format='webp'\n",
     )])
     .unwrap_err();
-    assert!(err.contains("give only one of `format` and `output_format`"), "{err}");
+    assert!(
+        err.contains("give only one of `format` and `output_format`"),
+        "{err}"
+    );
 
     let err = load_dir(&[(
         "x.toml",
@@ -82,25 +115,58 @@ fn errors_name_file_field_value_and_allowed() {
          [tool_configs.image_generation]\nquality='ultra'\n",
     )])
     .unwrap_err();
-    assert!(err.contains("unknown variant `ultra`") && err.contains("`high`"), "{err}");
+    assert!(
+        err.contains("unknown variant `ultra`") && err.contains("`high`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn structural_rules() {
     let cases: &[(&[(&str, &str)], &str)] = &[
-        (&[("y.toml", "key='x'\ndisplay_name='X'\ninstructions='i'")], "must equal the file name"),
-        (&[("x.toml", "key='x'\ndisplay_name='X'")], "give `instructions` (inline) or `prompt_path`"),
-        (&[("x.toml", "key='x'\ndisplay_name='X'\nprompt_path='missing.md'")], "cannot read"),
-        (&[("x.toml", "key='x'\ndisplay_name='X'\ninstructions='i'\nmodel='m'\nmodel_key='k'")], "not both"),
-        (&[("x.toml", "key='x'\ndisplay_name='X'\ninstructions='i'\ntool_keys=['web_search']")], "tool_keys[0]"),
         (
-            &[("x.toml", "key='x'\ndisplay_name='X'\ninstructions='i'\n[tool_configs.image_generation]\nsize='auto'")],
+            &[("y.toml", "key='x'\ndisplay_name='X'\ninstructions='i'")],
+            "must equal the file name",
+        ),
+        (
+            &[("x.toml", "key='x'\ndisplay_name='X'")],
+            "give `instructions` (inline) or `prompt_path`",
+        ),
+        (
+            &[("x.toml", "key='x'\ndisplay_name='X'\nprompt_path='missing.md'")],
+            "cannot read",
+        ),
+        (
+            &[(
+                "x.toml",
+                "key='x'\ndisplay_name='X'\ninstructions='i'\nmodel='m'\nmodel_key='k'",
+            )],
+            "not both",
+        ),
+        (
+            &[(
+                "x.toml",
+                "key='x'\ndisplay_name='X'\ninstructions='i'\ntool_keys=['web_search']",
+            )],
+            "tool_keys[0]",
+        ),
+        (
+            &[(
+                "x.toml",
+                "key='x'\ndisplay_name='X'\ninstructions='i'\n[tool_configs.image_generation]\nsize='auto'",
+            )],
             "add \"image_generation\" to tool_keys",
         ),
         (
             &[
-                ("a.toml", "key='a'\ndisplay_name='A'\ninstructions='i'\ndefault=true"),
-                ("b.toml", "key='b'\ndisplay_name='B'\ninstructions='i'\ndefault=true"),
+                (
+                    "a.toml",
+                    "key='a'\ndisplay_name='A'\ninstructions='i'\ndefault=true",
+                ),
+                (
+                    "b.toml",
+                    "key='b'\ndisplay_name='B'\ninstructions='i'\ndefault=true",
+                ),
             ],
             "at most one agent may be the default",
         ),

@@ -73,7 +73,9 @@ pub struct Authenticator {
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Authenticator").field("key_source", &self.key_source).finish_non_exhaustive()
+        f.debug_struct("Authenticator")
+            .field("key_source", &self.key_source)
+            .finish_non_exhaustive()
     }
 }
 
@@ -89,7 +91,10 @@ impl Authenticator {
             (Some(s), _) if s.len() < 32 => return Err(ConfigError::WeakSecret),
             (Some(s), _) => (Some(s.clone().into_bytes()), KeySource::Configured),
             (None, Some(_)) => (None, KeySource::None),
-            (None, None) => (Some(dev_secret(dev_secret_path)?), KeySource::DevFile(dev_secret_path.to_owned())),
+            (None, None) => (
+                Some(dev_secret(dev_secret_path)?),
+                KeySource::DevFile(dev_secret_path.to_owned()),
+            ),
         };
         Ok(Self {
             hs256: secret.map(|s| (DecodingKey::from_secret(&s), EncodingKey::from_secret(&s))),
@@ -135,7 +140,9 @@ impl Authenticator {
             ErrorKind::InvalidSignature => AuthError::BadSignature,
             ErrorKind::InvalidAudience => AuthError::Audience(self.audience.clone().unwrap_or_default()),
             ErrorKind::InvalidIssuer => AuthError::Issuer(self.issuer.clone().unwrap_or_default()),
-            ErrorKind::MissingRequiredClaim(c) if c == "exp" => AuthError::Claim("exp", "an expiry time is required"),
+            ErrorKind::MissingRequiredClaim(c) if c == "exp" => {
+                AuthError::Claim("exp", "an expiry time is required")
+            }
             ErrorKind::MissingRequiredClaim(_) => AuthError::Claim("sub", "the user id is required"),
             ErrorKind::Json(_) => AuthError::Claim("sub", "sub must be a string and exp a number"),
             _ => AuthError::Malformed,
@@ -150,7 +157,11 @@ impl Authenticator {
         let sub = c.sub.filter(|s| !s.is_empty() && s.len() <= 255);
         let user_id = sub.ok_or(AuthError::Claim("sub", "the user id, 1 to 255 characters"))?;
         let scopes = c.scope.as_deref().map_or_else(ScopeSet::all, ScopeSet::parse);
-        Ok(Principal { tenant_id, user_id, scopes })
+        Ok(Principal {
+            tenant_id,
+            user_id,
+            scopes,
+        })
     }
 
     /// Mints an HS256 token (the `token` subcommand and the startup banner).
@@ -172,12 +183,16 @@ impl Authenticator {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, enc).map_err(|e| ConfigError::Sign(e.to_string()))
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, enc)
+            .map_err(|e| ConfigError::Sign(e.to_string()))
     }
 }
 
 fn load_public_key(path: &Path) -> Result<(DecodingKey, Algorithm), ConfigError> {
-    let err = |why: String| ConfigError::PublicKey { path: path.display().to_string(), why };
+    let err = |why: String| ConfigError::PublicKey {
+        path: path.display().to_string(),
+        why,
+    };
     let pem = std::fs::read(path).map_err(|e| err(format!("cannot read the file ({e})")))?;
     if let Ok(k) = DecodingKey::from_ed_pem(&pem) {
         return Ok((k, Algorithm::EdDSA));
@@ -185,16 +200,21 @@ fn load_public_key(path: &Path) -> Result<(DecodingKey, Algorithm), ConfigError>
     if let Ok(k) = DecodingKey::from_rsa_pem(&pem) {
         return Ok((k, Algorithm::RS256));
     }
-    Err(err("not an Ed25519 or RSA public key in PEM form (-----BEGIN PUBLIC KEY-----)".into()))
+    Err(err(
+        "not an Ed25519 or RSA public key in PEM form (-----BEGIN PUBLIC KEY-----)".into(),
+    ))
 }
 
 /// Reads the development secret, creating it (32 random bytes, mode 0600) on first use.
 fn dev_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let err = |why: String| ConfigError::DevSecret { path: path.display().to_string(), why };
-    if let Ok(s) = std::fs::read_to_string(path) {
-        if s.trim().len() >= 32 {
-            return Ok(s.trim().as_bytes().to_vec());
-        }
+    let err = |why: String| ConfigError::DevSecret {
+        path: path.display().to_string(),
+        why,
+    };
+    if let Ok(s) = std::fs::read_to_string(path)
+        && s.trim().len() >= 32
+    {
+        return Ok(s.trim().as_bytes().to_vec());
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
@@ -208,7 +228,12 @@ fn dev_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(data)
 }
 

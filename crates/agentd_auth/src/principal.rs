@@ -14,7 +14,8 @@ impl TenantId {
     pub fn parse(s: &str) -> Option<Self> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         ok.then(|| Self(s.to_owned()))
     }
 
@@ -54,7 +55,12 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Chat, Scope::ConversationsRead, Scope::ConversationsWrite, Scope::AgentsRead];
+    pub const ALL: [Scope; 4] = [
+        Scope::Chat,
+        Scope::ConversationsRead,
+        Scope::ConversationsWrite,
+        Scope::AgentsRead,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -85,8 +91,10 @@ impl ScopeSet {
 
     /// Parses a space-separated `scope` claim; names this server does not know are ignored.
     pub fn parse(claim: &str) -> Self {
-        let found: Vec<Scope> =
-            claim.split_whitespace().filter_map(|w| Scope::ALL.into_iter().find(|s| s.as_str() == w)).collect();
+        let found: Vec<Scope> = claim
+            .split_whitespace()
+            .filter_map(|w| Scope::ALL.into_iter().find(|s| s.as_str() == w))
+            .collect();
         Self::of(&found)
     }
 
@@ -96,7 +104,12 @@ impl ScopeSet {
 
     /// The claim value for these scopes.
     pub fn to_claim(self) -> String {
-        Scope::ALL.into_iter().filter(|s| self.contains(*s)).map(Scope::as_str).collect::<Vec<_>>().join(" ")
+        Scope::ALL
+            .into_iter()
+            .filter(|s| self.contains(*s))
+            .map(Scope::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

@@ -1,5 +1,7 @@
 //! Token verification: every way a token can be wrong gets its own refusal; scopes and the dev secret.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use agentd_auth::{AuthError, AuthSettings, Authenticator, KeySource, Scope, ScopeSet, TenantId};
 use chrono::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -13,11 +15,19 @@ fn auth(settings: AuthSettings) -> Authenticator {
 }
 
 fn hs(settings_secret: &str) -> AuthSettings {
-    AuthSettings { jwt_secret: Some(settings_secret.into()), ..Default::default() }
+    AuthSettings {
+        jwt_secret: Some(settings_secret.into()),
+        ..Default::default()
+    }
 }
 
 fn sign(claims: serde_json::Value, secret: &str) -> String {
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 fn now() -> i64 {
@@ -28,11 +38,15 @@ fn now() -> i64 {
 fn minted_token_round_trips_with_scopes() {
     let a = auth(hs(SECRET));
     let t = TenantId::parse("acme").unwrap();
-    let tok = a.mint(&t, "u1", Some(ScopeSet::of(&[Scope::Chat])), Duration::minutes(5)).unwrap();
+    let tok = a
+        .mint(&t, "u1", Some(ScopeSet::of(&[Scope::Chat])), Duration::minutes(5))
+        .unwrap();
     let p = a.verify_header(Some(&format!("Bearer {tok}"))).unwrap();
     assert_eq!((p.tenant_id.as_str(), p.user_id.as_str()), ("acme", "u1"));
     assert!(p.scopes.contains(Scope::Chat) && !p.scopes.contains(Scope::AgentsRead));
-    let all = a.verify(&a.mint(&t, "u1", None, Duration::minutes(5)).unwrap()).unwrap();
+    let all = a
+        .verify(&a.mint(&t, "u1", None, Duration::minutes(5)).unwrap())
+        .unwrap();
     assert_eq!(all.scopes, ScopeSet::all(), "no scope claim means every scope");
 }
 
@@ -43,14 +57,32 @@ fn refusals_are_specific() {
     assert_eq!(a.verify_header(None), Err(AuthError::Missing));
     assert_eq!(a.verify_header(Some("Basic abc")), Err(AuthError::NotBearer));
     assert_eq!(a.verify("not.a.jwt"), Err(AuthError::Malformed));
-    assert_eq!(a.verify(&sign(json!({"sub":"u","tenant_id":"t","exp": now() - 120}), SECRET)), Err(AuthError::Expired));
-    assert_eq!(a.verify(&sign(ok.clone(), "another-secret-another-secret-xx")), Err(AuthError::BadSignature));
-    assert!(matches!(a.verify(&sign(json!({"sub":"u","exp": now()+60}), SECRET)), Err(AuthError::Claim("tenant_id", _))));
+    assert_eq!(
+        a.verify(&sign(
+            json!({"sub":"u","tenant_id":"t","exp": now() - 120}),
+            SECRET
+        )),
+        Err(AuthError::Expired)
+    );
+    assert_eq!(
+        a.verify(&sign(ok.clone(), "another-secret-another-secret-xx")),
+        Err(AuthError::BadSignature)
+    );
     assert!(matches!(
-        a.verify(&sign(json!({"sub":"u","tenant_id":"../x","exp": now()+60}), SECRET)),
+        a.verify(&sign(json!({"sub":"u","exp": now()+60}), SECRET)),
         Err(AuthError::Claim("tenant_id", _))
     ));
-    assert!(matches!(a.verify(&sign(json!({"tenant_id":"t","exp": now()+60}), SECRET)), Err(AuthError::Claim("sub", _))));
+    assert!(matches!(
+        a.verify(&sign(
+            json!({"sub":"u","tenant_id":"../x","exp": now()+60}),
+            SECRET
+        )),
+        Err(AuthError::Claim("tenant_id", _))
+    ));
+    assert!(matches!(
+        a.verify(&sign(json!({"tenant_id":"t","exp": now()+60}), SECRET)),
+        Err(AuthError::Claim("sub", _))
+    ));
     assert!(a.verify(&sign(ok, SECRET)).is_ok());
 }
 
@@ -63,8 +95,14 @@ fn audience_and_issuer_are_checked_when_configured() {
     });
     let base = |aud: &str, iss: &str| json!({"sub":"u","tenant_id":"t","exp": now()+60,"aud":aud,"iss":iss});
     assert!(a.verify(&sign(base("agentd", "https://idp"), SECRET)).is_ok());
-    assert_eq!(a.verify(&sign(base("other", "https://idp"), SECRET)), Err(AuthError::Audience("agentd".into())));
-    assert_eq!(a.verify(&sign(base("agentd", "https://evil"), SECRET)), Err(AuthError::Issuer("https://idp".into())));
+    assert_eq!(
+        a.verify(&sign(base("other", "https://idp"), SECRET)),
+        Err(AuthError::Audience("agentd".into()))
+    );
+    assert_eq!(
+        a.verify(&sign(base("agentd", "https://evil"), SECRET)),
+        Err(AuthError::Issuer("https://idp".into()))
+    );
 }
 
 #[test]
@@ -90,13 +128,19 @@ MCowBQYDK2VwAyEACoIIqykUvBO+NdcdkwIUv/t/g1BuzQAlrt07kM177OM=
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pub.pem");
     std::fs::write(&path, public).unwrap();
-    let a = auth(AuthSettings { jwt_public_key_path: Some(path), ..Default::default() });
+    let a = auth(AuthSettings {
+        jwt_public_key_path: Some(path),
+        ..Default::default()
+    });
     assert_eq!(a.key_source, KeySource::None);
     let claims = json!({"sub":"u","tenant_id":"t","exp": now()+60});
     let key = EncodingKey::from_ed_pem(private.as_bytes()).unwrap();
     let tok = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap();
     assert_eq!(a.verify(&tok).unwrap().tenant_id.as_str(), "t");
-    assert!(matches!(a.verify(&sign(claims, SECRET)), Err(AuthError::Algorithm(_))), "no HS256 key configured");
+    assert!(
+        matches!(a.verify(&sign(claims, SECRET)), Err(AuthError::Algorithm(_))),
+        "no HS256 key configured"
+    );
 }
 
 #[test]
@@ -108,11 +152,17 @@ fn dev_secret_is_generated_once_and_reused() {
     let t = TenantId::parse("demo").unwrap();
     let tok = a.mint(&t, "dev", None, Duration::hours(1)).unwrap();
     let again = Authenticator::new(&AuthSettings::default(), &path).unwrap();
-    assert!(again.verify(&tok).is_ok(), "a restart keeps accepting earlier dev tokens");
+    assert!(
+        again.verify(&tok).is_ok(),
+        "a restart keeps accepting earlier dev tokens"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }
 

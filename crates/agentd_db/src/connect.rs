@@ -55,8 +55,12 @@ impl fmt::Debug for DbSettings {
 
 /// Replaces the password of `scheme://user:password@host/…` with `***`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_owned(),
@@ -90,8 +94,9 @@ impl Db {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             if let Some(dir) = opts.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| DbError::Config(format!("cannot create {} for SQLite: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    DbError::Config(format!("cannot create {} for SQLite: {e}", dir.display()))
+                })?;
             }
             let pool = SqlitePoolOptions::new()
                 .max_connections(s.max_connections.clamp(1, 8))
@@ -136,7 +141,11 @@ impl Db {
             Err(sqlx::Error::Database(_)) => Vec::new(), // no migrations table yet
             Err(e) => return Err(e.into()),
         };
-        Ok(self.migrator().iter().filter(|m| !applied.contains(&m.version)).count())
+        Ok(self
+            .migrator()
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .count())
     }
 
     /// Migrates when `auto_migrate` (default: SQLite only) says so, else refuses to run on a stale schema.

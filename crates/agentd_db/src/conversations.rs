@@ -26,7 +26,12 @@ macro_rules! columns {
 
 impl Scoped<'_> {
     /// Starts a conversation owned by `user` (recorded on first sight).
-    pub async fn create_conversation(&self, user: &str, agent: &str, title: &str) -> Result<Conversation, DbError> {
+    pub async fn create_conversation(
+        &self,
+        user: &str,
+        agent: &str,
+        title: &str,
+    ) -> Result<Conversation, DbError> {
         self.ensure_user(user).await?;
         let sql = concat!(
             "INSERT INTO conversations (id, tenant_id, user_id, agent, title, created_at, updated_at) ",
@@ -46,8 +51,16 @@ impl Scoped<'_> {
     }
 
     pub async fn conversation(&self, id: Uuid) -> Result<Option<Conversation>, DbError> {
-        let sql = concat!("SELECT ", columns!(), " FROM conversations WHERE tenant_id = $1 AND id = $2");
-        Ok(with_pool!(self.db, |p| sqlx::query_as(sql).bind(self.tenant).bind(id).fetch_optional(p).await)?)
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM conversations WHERE tenant_id = $1 AND id = $2"
+        );
+        Ok(with_pool!(self.db, |p| sqlx::query_as(sql)
+            .bind(self.tenant)
+            .bind(id)
+            .fetch_optional(p)
+            .await)?)
     }
 
     /// Newest first; `limit` is clamped to 1..=100.
@@ -65,7 +78,11 @@ impl Scoped<'_> {
                     columns!(),
                     " FROM conversations WHERE tenant_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2"
                 );
-                with_pool!(self.db, |p| sqlx::query_as(sql).bind(self.tenant).bind(fetch).fetch_all(p).await)?
+                with_pool!(self.db, |p| sqlx::query_as(sql)
+                    .bind(self.tenant)
+                    .bind(fetch)
+                    .fetch_all(p)
+                    .await)?
             }
             Some(c) => {
                 let sql = concat!(
@@ -85,7 +102,10 @@ impl Scoped<'_> {
         };
         let next = if items.len() > limit as usize {
             items.truncate(limit as usize);
-            items.last().map(|c| ConversationCursor { updated_at: c.updated_at, id: c.id })
+            items.last().map(|c| ConversationCursor {
+                updated_at: c.updated_at,
+                id: c.id,
+            })
         } else {
             None
         };
@@ -97,14 +117,26 @@ impl Scoped<'_> {
         let sql = "UPDATE conversations SET last_response_id = COALESCE($3, last_response_id), updated_at = $4 \
                    WHERE tenant_id = $1 AND id = $2";
         let t = now();
-        with_pool!(self.db, |p| sqlx::query(sql).bind(self.tenant).bind(id).bind(response_id).bind(t).execute(p).await.map(|r| r.rows_affected()))?;
+        with_pool!(self.db, |p| sqlx::query(sql)
+            .bind(self.tenant)
+            .bind(id)
+            .bind(response_id)
+            .bind(t)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Deletes the conversation and its messages; `false` when it does not exist in this tenant.
     pub async fn delete_conversation(&self, id: Uuid) -> Result<bool, DbError> {
         let sql = "DELETE FROM conversations WHERE tenant_id = $1 AND id = $2";
-        let done = with_pool!(self.db, |p| sqlx::query(sql).bind(self.tenant).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        let done = with_pool!(self.db, |p| sqlx::query(sql)
+            .bind(self.tenant)
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(done > 0)
     }
 }

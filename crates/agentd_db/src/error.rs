@@ -10,7 +10,9 @@ pub enum DbError {
     #[error("conflict on {0}")]
     Conflict(String),
     /// The schema is behind the binary.
-    #[error("the database schema is behind this binary ({pending} migration(s) pending): run `agentd migrate` or set AUTO_MIGRATE=true")]
+    #[error(
+        "the database schema is behind this binary ({pending} migration(s) pending): run `agentd migrate` or set AUTO_MIGRATE=true"
+    )]
     SchemaBehind { pending: usize },
     #[error("invalid database configuration: {0}")]
     Config(String),
@@ -23,9 +25,10 @@ pub enum DbError {
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                DbError::Unavailable(e)
-            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => DbError::Unavailable(e),
             sqlx::Error::Database(d) if d.is_unique_violation() => {
                 DbError::Conflict(d.constraint().unwrap_or("a unique key").to_owned())
             }

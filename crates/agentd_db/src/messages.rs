@@ -7,7 +7,11 @@ use uuid::Uuid;
 
 impl Scoped<'_> {
     /// Appends a message; `NotFound`-like `Ok(None)` when the conversation is not this tenant's.
-    pub async fn append_message(&self, conversation: Uuid, m: NewMessage) -> Result<Option<Message>, DbError> {
+    pub async fn append_message(
+        &self,
+        conversation: Uuid,
+        m: NewMessage,
+    ) -> Result<Option<Message>, DbError> {
         // INSERT … SELECT makes the tenant check and the write one statement.
         let sql = "INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, response_id, created_at) \
                    SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM conversations WHERE tenant_id = $2 AND id = $3 \
@@ -31,8 +35,11 @@ impl Scoped<'_> {
     pub async fn messages(&self, conversation: Uuid) -> Result<Vec<Message>, DbError> {
         let sql = "SELECT id, conversation_id, role, content, attachments, response_id, created_at FROM messages \
                    WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY created_at, id";
-        let rows: Vec<MessageRow> =
-            with_pool!(self.db, |p| sqlx::query_as(sql).bind(self.tenant).bind(conversation).fetch_all(p).await)?;
+        let rows: Vec<MessageRow> = with_pool!(self.db, |p| sqlx::query_as(sql)
+            .bind(self.tenant)
+            .bind(conversation)
+            .fetch_all(p)
+            .await)?;
         Ok(rows.into_iter().map(Message::from).collect())
     }
 }

@@ -21,7 +21,11 @@ impl TenantStatus {
     }
 
     pub(crate) fn parse(s: &str) -> Self {
-        if s == "active" { TenantStatus::Active } else { TenantStatus::Suspended }
+        if s == "active" {
+            TenantStatus::Active
+        } else {
+            TenantStatus::Suspended
+        }
     }
 }
 
@@ -92,7 +96,11 @@ impl From<MessageRow> for Message {
         Message {
             id: r.id,
             conversation_id: r.conversation_id,
-            role: if r.role == "user" { Role::User } else { Role::Assistant },
+            role: if r.role == "user" {
+                Role::User
+            } else {
+                Role::Assistant
+            },
             content: r.content,
             attachments: r.attachments.0,
             response_id: r.response_id,

@@ -1,6 +1,8 @@
 //! One repository conformance suite, run unchanged against PostgreSQL and SQLite: what one database accepts,
 //! orders or refuses, the other must too — and no call crosses tenants.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use agentd_db::{AttachmentMeta, Db, NewMessage, Role, TenantStatus};
 use agentd_testkit::fresh_sqlite;
 use uuid::Uuid;
@@ -25,12 +27,23 @@ conformance!(
 async fn tenants_are_provisioned_once_and_can_be_suspended(db: &Db) {
     assert_eq!(db.provision_tenant("acme").await.unwrap(), TenantStatus::Active);
     assert_eq!(db.provision_tenant("acme").await.unwrap(), TenantStatus::Active);
-    db.set_tenant_status("acme", TenantStatus::Suspended).await.unwrap();
-    assert_eq!(db.provision_tenant("acme").await.unwrap(), TenantStatus::Suspended);
+    db.set_tenant_status("acme", TenantStatus::Suspended)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.provision_tenant("acme").await.unwrap(),
+        TenantStatus::Suspended
+    );
     db.set_tenant_status("acme", TenantStatus::Active).await.unwrap();
     assert_eq!(db.provision_tenant("acme").await.unwrap(), TenantStatus::Active);
-    db.set_tenant_status("later", TenantStatus::Suspended).await.unwrap();
-    assert_eq!(db.provision_tenant("later").await.unwrap(), TenantStatus::Suspended, "suspend before first use");
+    db.set_tenant_status("later", TenantStatus::Suspended)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.provision_tenant("later").await.unwrap(),
+        TenantStatus::Suspended,
+        "suspend before first use"
+    );
 }
 
 async fn conversations_are_confined_to_their_tenant(db: &Db) {
@@ -42,12 +55,23 @@ async fn conversations_are_confined_to_their_tenant(db: &Db) {
     assert_eq!(a.conversation(conv.id).await.unwrap().unwrap(), conv);
     assert!(b.conversation(conv.id).await.unwrap().is_none());
     assert!(b.list_conversations(20, None).await.unwrap().items.is_empty());
-    let msg = NewMessage { role: Role::User, content: "hi".into(), attachments: vec![], response_id: None };
-    assert!(b.append_message(conv.id, msg.clone()).await.unwrap().is_none(), "no write into another tenant");
+    let msg = NewMessage {
+        role: Role::User,
+        content: "hi".into(),
+        attachments: vec![],
+        response_id: None,
+    };
+    assert!(
+        b.append_message(conv.id, msg.clone()).await.unwrap().is_none(),
+        "no write into another tenant"
+    );
     assert!(b.messages(conv.id).await.unwrap().is_empty());
     assert!(!b.delete_conversation(conv.id).await.unwrap());
     b.set_last_response(conv.id, Some("resp_evil")).await.unwrap();
-    assert_eq!(a.conversation(conv.id).await.unwrap().unwrap().last_response_id, None);
+    assert_eq!(
+        a.conversation(conv.id).await.unwrap().unwrap().last_response_id,
+        None
+    );
     assert!(a.append_message(conv.id, msg).await.unwrap().is_some());
 }
 
@@ -62,7 +86,12 @@ async fn messages_keep_attachment_metadata_in_order(db: &Db) {
         size_bytes: 1234,
         tool_call_id: Some("ig_1".into()),
     };
-    let user = NewMessage { role: Role::User, content: "draw".into(), attachments: vec![], response_id: None };
+    let user = NewMessage {
+        role: Role::User,
+        content: "draw".into(),
+        attachments: vec![],
+        response_id: None,
+    };
     let bot = NewMessage {
         role: Role::Assistant,
         content: "here".into(),
@@ -74,7 +103,10 @@ async fn messages_keep_attachment_metadata_in_order(db: &Db) {
     let all = s.messages(conv.id).await.unwrap();
     assert_eq!(all, vec![m1, m2.clone()]);
     assert_eq!(all[1].attachments, vec![att]);
-    assert_eq!((all[1].role, all[1].response_id.as_deref()), (Role::Assistant, Some("resp_1")));
+    assert_eq!(
+        (all[1].role, all[1].response_id.as_deref()),
+        (Role::Assistant, Some("resp_1"))
+    );
 }
 
 async fn pagination_is_newest_first_without_gaps_or_repeats(db: &Db) {
@@ -82,11 +114,19 @@ async fn pagination_is_newest_first_without_gaps_or_repeats(db: &Db) {
     let s = db.scoped("t");
     let mut ids = Vec::new();
     for i in 0..7 {
-        ids.push(s.create_conversation("u", "assistant", &format!("c{i}")).await.unwrap().id);
+        ids.push(
+            s.create_conversation("u", "assistant", &format!("c{i}"))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     // Touching the oldest makes it the newest.
     s.set_last_response(ids[0], None).await.unwrap();
-    let expected: Vec<Uuid> = [ids[0]].into_iter().chain(ids[1..].iter().rev().copied()).collect();
+    let expected: Vec<Uuid> = [ids[0]]
+        .into_iter()
+        .chain(ids[1..].iter().rev().copied())
+        .collect();
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
@@ -105,7 +145,12 @@ async fn deleting_a_conversation_deletes_its_messages(db: &Db) {
     db.provision_tenant("t").await.unwrap();
     let s = db.scoped("t");
     let conv = s.create_conversation("u", "assistant", "").await.unwrap();
-    let m = NewMessage { role: Role::User, content: "x".into(), attachments: vec![], response_id: None };
+    let m = NewMessage {
+        role: Role::User,
+        content: "x".into(),
+        attachments: vec![],
+        response_id: None,
+    };
     s.append_message(conv.id, m).await.unwrap().unwrap();
     assert!(s.delete_conversation(conv.id).await.unwrap());
     assert!(s.conversation(conv.id).await.unwrap().is_none());
@@ -131,7 +176,10 @@ async fn postgres_is_not_migrated_behind_the_operators_back() {
     assert!(pending > 0);
     let err = t.db.prepare(&t.settings).await.unwrap_err().to_string();
     assert!(err.contains("run `agentd migrate`"), "{err}");
-    let auto = agentd_db::DbSettings { auto_migrate: Some(true), ..t.settings.clone() };
+    let auto = agentd_db::DbSettings {
+        auto_migrate: Some(true),
+        ..t.settings.clone()
+    };
     t.db.prepare(&auto).await.unwrap();
     assert_eq!(t.db.pending_migrations().await.unwrap(), 0);
 }

@@ -27,21 +27,43 @@ pub async fn fresh_postgres_unmigrated() -> TestDb {
         )
     });
     let name = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL cluster");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to the test PostgreSQL cluster");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     conn.close().await.ok();
-    let (base, _) = admin.rsplit_once('/').expect("AGENTD_TEST_DATABASE_URL ends with /<database>");
-    let settings = DbSettings { url: format!("{base}/{name}"), max_connections: 4, ..Default::default() };
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("AGENTD_TEST_DATABASE_URL ends with /<database>");
+    let settings = DbSettings {
+        url: format!("{base}/{name}"),
+        max_connections: 4,
+        ..Default::default()
+    };
     let db = Db::connect(&settings).await.unwrap();
-    TestDb { db, settings, _dir: None }
+    TestDb {
+        db,
+        settings,
+        _dir: None,
+    }
 }
 
 /// A new SQLite database in a temporary directory, migrated.
 pub async fn fresh_sqlite() -> TestDb {
     crate::init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let settings = DbSettings { url: format!("sqlite://{}/agentd.sqlite", dir.path().display()), ..Default::default() };
+    let settings = DbSettings {
+        url: format!("sqlite://{}/agentd.sqlite", dir.path().display()),
+        ..Default::default()
+    };
     let db = Db::connect(&settings).await.unwrap();
     db.migrate().await.unwrap();
-    TestDb { db, settings, _dir: Some(dir) }
+    TestDb {
+        db,
+        settings,
+        _dir: Some(dir),
+    }
 }

@@ -6,10 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-// mod app;
+mod app;
 mod db;
 
-// app re-exports land with the HTTP harness.
+pub use app::{TEST_SECRET, TestApp, TestAppBuilder};
 pub use db::{TestDb, fresh_postgres, fresh_postgres_unmigrated, fresh_sqlite};
 
 /// Installs a test subscriber once; silent unless `TEST_LOG` is set.
@@ -17,7 +17,10 @@ pub fn init_tracing() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt().with_env_filter("debug,sqlx=warn,hyper=info").with_test_writer().try_init();
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("debug,sqlx=warn,hyper=info")
+                .with_test_writer()
+                .try_init();
         }
     });
 }

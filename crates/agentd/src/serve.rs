@@ -1,0 +1,82 @@
+//! `agentd serve`: builds the application from the settings, binds, announces itself (with a ready token when
+//! running on the development secret), and shuts down gracefully on SIGINT/SIGTERM.
+
+use agentd_auth::{Authenticator, KeySource, TenantId};
+use agentd_config::Settings;
+use agentd_db::Db;
+use agentd_http::{App, AppState};
+use std::sync::Arc;
+
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    crate::telemetry::init(&settings.log);
+    tracing::info!(config = %settings.redacted(), "starting agentd");
+    let agents = crate::cli::load_agents(&settings)?;
+    for a in agents.iter() {
+        tracing::info!(agent = %a.key, model = %a.model, model_from = %a.model_source, image = a.image.is_some(), "agent loaded");
+    }
+    let auth = Authenticator::new(&settings.auth, &settings.var_dir.join("dev-jwt-secret"))?;
+    let db = Db::connect(&settings.database).await?;
+    db.prepare(&settings.database).await?;
+    tracing::info!(database = db.kind(), url = %settings.database.redacted_url(), "database ready");
+
+    let listener = tokio::net::TcpListener::bind(settings.http.bind_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on BIND_ADDR={}: {e}", settings.http.bind_addr))?;
+    let addr = listener.local_addr()?;
+    if let KeySource::DevFile(path) = &auth.key_source {
+        announce_dev_token(&auth, addr, path)?;
+    }
+    let app = App {
+        db: db.clone(),
+        agents,
+        auth,
+        settings: settings.http.clone(),
+    };
+    let router = agentd_http::router(AppState(Arc::new(app)));
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "the zero-config banner is for the developer at the terminal"
+)]
+fn announce_dev_token(
+    auth: &Authenticator,
+    addr: std::net::SocketAddr,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let demo = TenantId::parse("demo").ok_or_else(|| anyhow::anyhow!("demo tenant id"))?;
+    let token = auth.mint(&demo, "dev", None, chrono::Duration::hours(24))?;
+    tracing::warn!(secret_file = %path.display(), "no AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_PATH: using a development signing secret");
+    println!(
+        "\nagentd is running on the development secret ({}).\nA token for tenant `demo`, valid 24 h:\n\n  \
+         export AGENTD_TOKEN={token}\n  curl -s -H \"Authorization: Bearer $AGENTD_TOKEN\" http://{addr}/v1/agents\n",
+        path.display()
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutdown signal received: finishing in-flight requests");
+}

@@ -1,0 +1,257 @@
+//! The `agentd` binary as an operator uses it, each run in its own directory with a clean environment.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const SECRET: &str = "cli-test-secret-cli-test-secret-cli";
+
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/agents");
+    std::fs::create_dir_all(dir.path().join("config/agents")).unwrap();
+    for f in std::fs::read_dir(agents).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.path().join("config/agents").join(f.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn agentd(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_agentd"));
+    c.current_dir(dir)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    agentd(dir, args, env).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn a_broken_agent_file_stops_startup_with_a_precise_message() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("config/agents/designer.toml"),
+        "key='designer'\ndisplay_name='D'\ninstructions='x'\ntool_keys=['image_generation']\n\
+         [tool_configs.image_generation]\nbackground='transparent'\nformat='jpeg'\n",
+    )
+    .unwrap();
+    for args in [&["agents", "check"][..], &["serve"], &[]] {
+        let out = run(dir.path(), args, &[("BIND_ADDR", "127.0.0.1:0")]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(
+                "designer.toml: tool_configs.image_generation.background = \"transparent\" is not allowed: \
+                          transparent needs output_format png or webp"
+            ),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn agents_check_prints_the_effective_configuration() {
+    let dir = workdir();
+    let out = run(
+        dir.path(),
+        &["agents", "check"],
+        &[
+            ("AGENT_MODEL_DESIGNER", "gpt-5.5-pro"),
+            ("IMAGE_DEFAULT_QUALITY", "low"),
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("\"model\": \"gpt-5.5-pro\"") && stdout.contains("AGENT_MODEL_DESIGNER"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"quality\": \"high\""),
+        "the agent's override beats IMAGE_DEFAULT_QUALITY: {stdout}"
+    );
+    assert!(stdout.contains("2 agent(s) OK"));
+}
+
+#[test]
+fn bad_environment_names_the_variable() {
+    let dir = workdir();
+    let out = run(dir.path(), &["config"], &[("IMAGE_DEFAULT_FORMAT", "gif")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("IMAGE_DEFAULT_FORMAT=gif is not allowed: use one of png, jpeg, webp"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_redacts_secrets() {
+    let dir = workdir();
+    let env = [
+        ("AUTH_JWT_SECRET", SECRET),
+        ("OPENAI_API_KEY", "sk-live-123"),
+        ("DATABASE_URL", "postgres://a:pw123@h/db"),
+    ];
+    let out = run(dir.path(), &["config"], &env);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success());
+    for s in [SECRET, "sk-live-123", "pw123"] {
+        assert!(!stdout.contains(s), "{s} leaked: {stdout}");
+    }
+    assert!(stdout.contains("[redacted]") && stdout.contains("postgres://a:***@h/db"));
+}
+
+#[test]
+fn token_mints_what_the_server_accepts() {
+    let dir = workdir();
+    let out = run(
+        dir.path(),
+        &[
+            "token",
+            "--tenant",
+            "acme",
+            "--user",
+            "ops",
+            "--scope",
+            "chat agents:read",
+            "--ttl",
+            "5m",
+        ],
+        &[("AUTH_JWT_SECRET", SECRET)],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tok = text(&out.stdout).trim().to_owned();
+    let auth = agentd_auth::Authenticator::new(
+        &agentd_auth::AuthSettings {
+            jwt_secret: Some(SECRET.into()),
+            ..Default::default()
+        },
+        &dir.path().join("x"),
+    )
+    .unwrap();
+    let p = auth.verify(&tok).unwrap();
+    assert_eq!((p.tenant_id.as_str(), p.user_id.as_str()), ("acme", "ops"));
+    assert!(
+        p.scopes.contains(agentd_auth::Scope::Chat)
+            && !p.scopes.contains(agentd_auth::Scope::ConversationsWrite)
+    );
+    let bad = run(
+        dir.path(),
+        &["token", "--tenant", "acme", "--user", "ops", "--scope", "admin"],
+        &[("AUTH_JWT_SECRET", SECRET)],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("--scope \"admin\""));
+}
+
+#[tokio::test]
+async fn tenant_suspend_and_resume() {
+    let dir = workdir();
+    let url = format!("sqlite://{}/t.sqlite", dir.path().display());
+    let env = [("DATABASE_URL", url.as_str())];
+    let out = run(dir.path(), &["tenant", "suspend", "acme"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("tenant acme is now suspended"));
+    let settings = agentd_db::DbSettings {
+        url: url.clone(),
+        ..Default::default()
+    };
+    let db = agentd_db::Db::connect(&settings).await.unwrap();
+    assert_eq!(
+        db.provision_tenant("acme").await.unwrap(),
+        agentd_db::TenantStatus::Suspended
+    );
+    assert!(
+        run(dir.path(), &["tenant", "resume", "acme"], &env)
+            .status
+            .success()
+    );
+    assert_eq!(
+        db.provision_tenant("acme").await.unwrap(),
+        agentd_db::TenantStatus::Active
+    );
+}
+
+#[tokio::test]
+async fn migrate_brings_postgres_up_to_date() {
+    let t = agentd_testkit::fresh_postgres_unmigrated().await;
+    let dir = workdir();
+    let out = run(
+        dir.path(),
+        &["migrate"],
+        &[("DATABASE_URL", t.settings.url.as_str())],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(t.db.pending_migrations().await.unwrap(), 0);
+    // serve refuses a database that is behind rather than migrating it silently.
+    let fresh = agentd_testkit::fresh_postgres_unmigrated().await;
+    let out = run(
+        dir.path(),
+        &["serve"],
+        &[
+            ("DATABASE_URL", fresh.settings.url.as_str()),
+            ("BIND_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("run `agentd migrate`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn zero_config_serve_prints_a_token_that_lists_the_agents() {
+    let dir = workdir();
+    let mut child = agentd(dir.path(), &[], &[("BIND_ADDR", "127.0.0.1:0")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut token, mut url) = (None, None);
+    while token.is_none() || url.is_none() {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("the banner");
+        if let Some(t) = line.trim().strip_prefix("export AGENTD_TOKEN=") {
+            token = Some(t.to_owned());
+        }
+        if let Some(i) = line.find("http://") {
+            url = Some(line[i..].trim().to_owned());
+        }
+    }
+    let res = reqwest::Client::new()
+        .get(url.unwrap())
+        .bearer_auth(token.unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200);
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    assert!(dir.path().join("var/dev-jwt-secret").exists() && dir.path().join("var/agentd.sqlite").exists());
+}

@@ -1,0 +1,274 @@
+//! The settings tree. Each concern's settings type lives in the crate that owns the concern; this crate only
+//! composes them, adds the few that have no crate of their own yet, and validates across them.
+
+use agentd_agents::{ImageDefaults, ModelSettings};
+use agentd_auth::AuthSettings;
+use agentd_db::DbSettings;
+use agentd_http::HttpSettings;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Log output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `LOG_FORMAT` and `LOG_LEVEL` (an `EnvFilter` directive; `RUST_LOG` wins when set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// `OPENAI_API_KEY` and `OPENAI_BASE_URL`. Without a key, the built-in offline model answers.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiSettings {
+    pub api_key: Option<String>,
+    pub base_url: String,
+}
+
+impl fmt::Debug for OpenAiSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiSettings")
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("base_url", &self.base_url)
+            .finish()
+    }
+}
+
+/// `STORAGE_PROVIDER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageProvider {
+    Memory,
+    Filesystem,
+    Minio,
+    S3,
+    Gcs,
+}
+
+/// `STORAGE_PROVIDER` and its families (`MINIO_*`, `GCS_*`), and the signed URL lifetime.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    pub provider: StorageProvider,
+    pub local_dir: PathBuf,
+    pub signed_url_ttl_seconds: u64,
+    pub minio_endpoint: Option<String>,
+    pub minio_public_endpoint: Option<String>,
+    pub minio_access_key: Option<String>,
+    pub minio_secret_key: Option<String>,
+    pub minio_bucket: String,
+    pub minio_region: String,
+    pub gcs_bucket: Option<String>,
+    pub gcs_credentials_path: Option<PathBuf>,
+    pub gcs_endpoint: Option<String>,
+}
+
+impl fmt::Debug for StorageSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StorageSettings")
+            .field("provider", &self.provider)
+            .field("minio_endpoint", &self.minio_endpoint)
+            .field("minio_bucket", &self.minio_bucket)
+            .field(
+                "minio_secret_key",
+                &self.minio_secret_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("gcs_bucket", &self.gcs_bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the server reads at startup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `APP_ENV`: selects `config/<APP_ENV>.toml`.
+    #[serde(default)]
+    pub app_env: String,
+    /// Where zero-config state lives: the dev signing secret, local objects.
+    pub var_dir: PathBuf,
+    /// `PUBLIC_BASE_URL`: how clients reach this server (for URLs it signs itself).
+    pub public_base_url: Option<String>,
+    pub http: HttpSettings,
+    pub database: DbSettings,
+    /// `AGENTS_DIR`.
+    pub agents_dir: PathBuf,
+    /// `AGENT_MODEL_DEFAULT`.
+    pub agent_model_default: String,
+    /// `AGENT_MODEL_<KEY>`, keyed by the lower-cased key.
+    #[serde(default)]
+    pub agent_models: BTreeMap<String, String>,
+    pub image: ImageDefaults,
+    pub openai: OpenAiSettings,
+    pub storage: StorageSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            app_env: "local".into(),
+            var_dir: "var".into(),
+            public_base_url: None,
+            http: HttpSettings::default(),
+            database: DbSettings::default(),
+            agents_dir: "config/agents".into(),
+            agent_model_default: "gpt-5.5".into(),
+            agent_models: BTreeMap::new(),
+            image: ImageDefaults::default(),
+            openai: OpenAiSettings {
+                api_key: None,
+                base_url: "https://api.openai.com/v1".into(),
+            },
+            storage: StorageSettings {
+                provider: StorageProvider::Filesystem,
+                local_dir: "var/objects".into(),
+                signed_url_ttl_seconds: 900,
+                minio_endpoint: None,
+                minio_public_endpoint: None,
+                minio_access_key: None,
+                minio_secret_key: None,
+                minio_bucket: "agentd".into(),
+                minio_region: "us-east-1".into(),
+                gcs_bucket: None,
+                gcs_credentials_path: None,
+                gcs_endpoint: None,
+            },
+            auth: AuthSettings::default(),
+            log: LogSettings {
+                format: LogFormat::Text,
+                level: "info".into(),
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Model resolution inputs for the agent registry.
+    pub fn models(&self) -> ModelSettings {
+        ModelSettings {
+            default_model: self.agent_model_default.clone(),
+            by_key: self.agent_models.clone(),
+        }
+    }
+
+    /// `true` when no OpenAI key is configured: turns go to the built-in offline model.
+    pub fn offline(&self) -> bool {
+        self.openai.api_key.as_deref().is_none_or(str::is_empty)
+    }
+
+    /// Rules that span fields; each problem names the variable at fault.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = self.image.validate();
+        let s = &self.storage;
+        let provider = serde_json::to_value(s.provider)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned));
+        let provider = provider.unwrap_or_default();
+        let need = |p: &mut Vec<String>, ok: bool, var: &str, what: &str| {
+            if !ok {
+                p.push(format!("STORAGE_PROVIDER={provider} needs {var}: {what}"));
+            }
+        };
+        match s.provider {
+            StorageProvider::Minio => {
+                need(
+                    &mut p,
+                    s.minio_endpoint.is_some(),
+                    "MINIO_ENDPOINT",
+                    "the S3 API URL, e.g. http://127.0.0.1:9000",
+                );
+                need(
+                    &mut p,
+                    s.minio_access_key.is_some(),
+                    "MINIO_ACCESS_KEY",
+                    "the access key",
+                );
+                need(
+                    &mut p,
+                    s.minio_secret_key.is_some(),
+                    "MINIO_SECRET_KEY",
+                    "the secret key",
+                );
+            }
+            StorageProvider::Gcs => need(&mut p, s.gcs_bucket.is_some(), "GCS_BUCKET", "an existing bucket"),
+            StorageProvider::S3 => need(
+                &mut p,
+                !s.minio_bucket.is_empty(),
+                "MINIO_BUCKET",
+                "an existing bucket",
+            ),
+            StorageProvider::Memory | StorageProvider::Filesystem => {}
+        }
+        if !(60..=604_800).contains(&s.signed_url_ttl_seconds) {
+            p.push(format!(
+                "STORAGE_SIGNED_URL_TTL_SECONDS={} is not allowed: use 60 to 604800 (7 days)",
+                s.signed_url_ttl_seconds
+            ));
+        }
+        for (var, url) in [
+            ("OPENAI_BASE_URL", Some(&self.openai.base_url)),
+            ("PUBLIC_BASE_URL", self.public_base_url.as_ref()),
+        ] {
+            if let Some(u) = url
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                p.push(format!(
+                    "{var}={u} is not allowed: use an http:// or https:// URL"
+                ));
+            }
+        }
+        if self.agent_model_default.trim().is_empty() {
+            p.push("AGENT_MODEL_DEFAULT is empty: name a model such as gpt-5.5".into());
+        }
+        if self.http.max_body_bytes < 1024 {
+            p.push(format!(
+                "HTTP_MAX_BODY_BYTES={} is not allowed: use at least 1024",
+                self.http.max_body_bytes
+            ));
+        }
+        p
+    }
+
+    /// The merged configuration with every secret replaced, for `agentd config` and the startup log.
+    pub fn redacted(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or_else(|_| json!({}));
+        let hide = |v: &mut Value, path: &[&str]| {
+            let mut cur = v;
+            for k in &path[..path.len() - 1] {
+                match cur.get_mut(*k) {
+                    Some(next) => cur = next,
+                    None => return,
+                }
+            }
+            if let Some(slot) = cur.get_mut(path[path.len() - 1])
+                && !slot.is_null()
+            {
+                *slot = Value::String("[redacted]".into());
+            }
+        };
+        for path in [
+            &["openai", "api_key"][..],
+            &["auth", "jwt_secret"],
+            &["storage", "minio_secret_key"],
+            &["storage", "minio_access_key"],
+        ] {
+            hide(&mut v, path);
+        }
+        if let Some(url) = v.pointer_mut("/database/url") {
+            *url = Value::String(self.database.redacted_url());
+        }
+        v
+    }
+}

@@ -1,0 +1,27 @@
+//! The public HTTP API of `api-v1.md`, and the only crate that knows axum: routes, extractors, the error
+//! envelope, request ids and per-request logging. Handlers are thin: they extract, call the domain crates and
+//! map the result.
+
+mod context;
+mod error;
+mod extract;
+mod routes;
+mod state;
+
+pub use context::request_id;
+pub use error::ApiError;
+pub use state::{App, AppState, HttpSettings};
+
+/// The whole router, with request ids, logging and the body limit applied.
+pub fn router(state: AppState) -> axum::Router {
+    let limit = state.settings.max_body_bytes;
+    routes::router()
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
+        .layer(axum::middleware::from_fn(context::request_context))
+        .with_state(state)
+}

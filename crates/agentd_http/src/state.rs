@@ -1,0 +1,46 @@
+//! Application state shared by every handler: built once by the binary (and by the tests) and cloned cheaply.
+
+use agentd_agents::AgentRegistry;
+use agentd_auth::Authenticator;
+use agentd_db::Db;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// `BIND_ADDR` and the HTTP limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// `BIND_ADDR`.
+    pub bind_addr: SocketAddr,
+    /// `HTTP_MAX_BODY_BYTES`: requests with a larger body are answered 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            bind_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Everything a handler may need.
+pub struct App {
+    pub db: Db,
+    pub agents: AgentRegistry,
+    pub auth: Authenticator,
+    pub settings: HttpSettings,
+}
+
+/// The axum state: one `Arc` clone per request.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
