@@ -1,0 +1,73 @@
+//! Client configuration with the defaults recommended by the wire notes (600 s total, 300 s idle gap,
+//! 64 MiB per event, 2 retries honouring `retry-after` up to 120 s). `Debug` redacts the API key.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Configuration of a [`crate::ResponsesClient`].
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// e.g. `https://api.openai.com/v1`; requests go to `{base_url}/responses`.
+    pub base_url: String,
+    /// Sent as `Authorization: Bearer …`; never logged nor put in errors.
+    pub api_key: Option<String>,
+    pub connect_timeout: Duration,
+    /// Longest silence between two SSE events.
+    pub idle_timeout: Duration,
+    /// Longest whole call (all attempts, headers and body).
+    pub total_timeout: Duration,
+    /// Largest single SSE event (and largest non-streamed body).
+    pub max_event_bytes: usize,
+    /// Retries after the first attempt, only before a body/stream has started.
+    pub max_retries: u32,
+    /// A `retry-after` longer than this is not waited for: the error is returned instead.
+    pub max_retry_after: Duration,
+    /// Base of the exponential backoff (`base·2^n`, capped at 16×base, jitter −25 %); 500 ms by default.
+    pub retry_base: Duration,
+    pub user_agent: String,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.openai.com/v1".to_owned(),
+            api_key: None,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            total_timeout: Duration::from_secs(600),
+            max_event_bytes: 64 * 1024 * 1024,
+            max_retries: 2,
+            max_retry_after: Duration::from_secs(120),
+            retry_base: Duration::from_millis(500),
+            user_agent: concat!("agentd/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Default configuration for a base URL and key.
+    pub fn new(base_url: impl Into<String>, api_key: Option<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            api_key,
+            ..Self::default()
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("total_timeout", &self.total_timeout)
+            .field("max_event_bytes", &self.max_event_bytes)
+            .field("max_retries", &self.max_retries)
+            .field("max_retry_after", &self.max_retry_after)
+            .field("retry_base", &self.retry_base)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
+}
