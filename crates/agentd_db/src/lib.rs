@@ -10,12 +10,14 @@ mod conversations;
 mod error;
 mod messages;
 mod models;
+mod runs;
 mod tenants;
 
 pub use connect::{Db, DbSettings};
 pub use conversations::{ConversationCursor, ConversationPage};
 pub use error::DbError;
 pub use models::{AttachmentMeta, Conversation, Message, NewMessage, Role, TenantStatus};
+pub use runs::IdempotencyState;
 
 /// A handle on one tenant's data. Built by [`Db::scoped`]; every method filters on `tenant`.
 #[derive(Clone, Copy)]

@@ -69,7 +69,7 @@ pub struct AttachmentMeta {
     pub tool_call_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub id: Uuid,
     pub conversation_id: Uuid,

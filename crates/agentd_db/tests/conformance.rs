@@ -197,3 +197,100 @@ async fn sqlite_migrates_itself_by_default() {
     assert_eq!(db.provision_tenant("t").await.unwrap(), TenantStatus::Active);
     let _ = fresh_sqlite; // keep the import used when cases change
 }
+
+mod turns {
+    use super::*;
+    use agentd_db::IdempotencyState;
+    use chrono::Duration;
+    use serde_json::json;
+
+    macro_rules! both {
+        ($($case:ident),*) => {
+            mod pg { $( #[tokio::test] async fn $case() { super::$case(&agentd_testkit::fresh_postgres().await.db).await; } )* }
+            mod lite { $( #[tokio::test] async fn $case() { super::$case(&agentd_testkit::fresh_sqlite().await.db).await; } )* }
+        };
+    }
+    both!(one_run_per_conversation, idempotency_keys);
+
+    async fn one_run_per_conversation(db: &Db) {
+        db.provision_tenant("t").await.unwrap();
+        db.provision_tenant("u").await.unwrap();
+        let s = db.scoped("t");
+        let conv = s.create_conversation("u", "assistant", "").await.unwrap();
+        assert!(
+            s.try_lock_run(conv.id, "r1", Duration::minutes(15))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.try_lock_run(conv.id, "r2", Duration::minutes(15))
+                .await
+                .unwrap(),
+            "busy"
+        );
+        assert!(
+            !db.scoped("u")
+                .try_lock_run(conv.id, "r3", Duration::minutes(15))
+                .await
+                .unwrap(),
+            "not u's"
+        );
+        s.unlock_run(conv.id, "r2").await.unwrap();
+        assert!(
+            !s.try_lock_run(conv.id, "r2", Duration::minutes(15))
+                .await
+                .unwrap(),
+            "only the holder unlocks"
+        );
+        assert!(
+            s.try_lock_run(conv.id, "r4", Duration::zero() - Duration::seconds(1))
+                .await
+                .unwrap(),
+            "stale lease"
+        );
+        s.unlock_run(conv.id, "r4").await.unwrap();
+        assert!(
+            s.try_lock_run(conv.id, "r5", Duration::minutes(15))
+                .await
+                .unwrap()
+        );
+    }
+
+    async fn idempotency_keys(db: &Db) {
+        db.provision_tenant("t").await.unwrap();
+        db.provision_tenant("u").await.unwrap();
+        let s = db.scoped("t");
+        assert_eq!(
+            s.claim_idempotency("k", "h1").await.unwrap(),
+            IdempotencyState::Claimed
+        );
+        assert_eq!(
+            s.claim_idempotency("k", "h1").await.unwrap(),
+            IdempotencyState::Running
+        );
+        assert_eq!(
+            s.claim_idempotency("k", "h2").await.unwrap(),
+            IdempotencyState::Mismatch
+        );
+        assert_eq!(
+            db.scoped("u").claim_idempotency("k", "h2").await.unwrap(),
+            IdempotencyState::Claimed,
+            "per tenant"
+        );
+        s.finish_idempotency("k", &json!({"ok": 1})).await.unwrap();
+        assert_eq!(
+            s.claim_idempotency("k", "h1").await.unwrap(),
+            IdempotencyState::Done(json!({"ok": 1}))
+        );
+        assert_eq!(
+            s.claim_idempotency("k2", "h").await.unwrap(),
+            IdempotencyState::Claimed
+        );
+        s.release_idempotency("k2").await.unwrap();
+        assert_eq!(
+            s.claim_idempotency("k2", "h").await.unwrap(),
+            IdempotencyState::Claimed,
+            "a failed first try frees the key"
+        );
+    }
+}
