@@ -3,9 +3,11 @@
 
 use agentd_auth::{Authenticator, KeySource, TenantId};
 use agentd_config::Settings;
+use agentd_core::Turns;
 use agentd_db::Db;
 use agentd_http::{App, AppState};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     crate::telemetry::init(&settings.log);
@@ -26,20 +28,60 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let KeySource::DevFile(path) = &auth.key_source {
         announce_dev_token(&auth, addr, path)?;
     }
+    let turns = build_turns(&settings, &db, &agents).await?;
     let app = App {
         db: db.clone(),
         agents,
         auth,
+        turns: turns.clone(),
         settings: settings.http.clone(),
     };
     let router = agentd_http::router(AppState(Arc::new(app)));
     tracing::info!(%addr, "listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let serve = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let mut server = tokio::spawn(serve.into_future());
+    tokio::select! {
+        () = shutdown_signal() => {}
+        res = &mut server => return Ok(res??),
+    }
+    // New connections stop now; running turns get SHUTDOWN_GRACE_SECONDS to finish and be saved.
+    stop.cancel();
+    if !turns.shutdown().await {
+        tracing::warn!(
+            running = turns.running(),
+            "shutdown deadline passed with turns still running"
+        );
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn build_turns(
+    settings: &Settings,
+    db: &Db,
+    agents: &agentd_agents::AgentRegistry,
+) -> anyhow::Result<Turns> {
+    if settings.offline() {
+        tracing::warn!(
+            model = agentd_core::OFFLINE_LABEL,
+            "OPENAI_API_KEY is not set: turns go to the BUILT-IN OFFLINE MODEL (canned text, generated test \
+             images); set OPENAI_API_KEY for real answers"
+        );
+        return Ok(Turns::offline(db.clone(), agents.clone(), settings.turns.clone()).await?);
+    }
+    let (base, key) = (settings.openai.base_url.clone(), settings.openai.api_key.clone());
+    let client =
+        agentd_responses::ResponsesClient::new(agentd_core::client_config(&settings.turns, base, key))?;
+    tracing::info!(base_url = %settings.openai.base_url, "upstream: the Responses API");
+    Ok(Turns::new(
+        db.clone(),
+        agents.clone(),
+        client,
+        settings.turns.clone(),
+    ))
 }
 
 #[expect(

@@ -3,6 +3,7 @@
 
 use agentd_agents::{ImageDefaults, ModelSettings};
 use agentd_auth::AuthSettings;
+use agentd_core::TurnSettings;
 use agentd_db::DbSettings;
 use agentd_http::HttpSettings;
 use serde::{Deserialize, Serialize};
@@ -110,6 +111,7 @@ pub struct Settings {
     pub agent_models: BTreeMap<String, String>,
     pub image: ImageDefaults,
     pub openai: OpenAiSettings,
+    pub turns: TurnSettings,
     pub storage: StorageSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
@@ -131,6 +133,7 @@ impl Default for Settings {
                 api_key: None,
                 base_url: "https://api.openai.com/v1".into(),
             },
+            turns: TurnSettings::default(),
             storage: StorageSettings {
                 provider: StorageProvider::Filesystem,
                 local_dir: "var/objects".into(),
@@ -231,6 +234,23 @@ impl Settings {
         }
         if self.agent_model_default.trim().is_empty() {
             p.push("AGENT_MODEL_DEFAULT is empty: name a model such as gpt-5.5".into());
+        }
+        let t = &self.turns;
+        for (var, v, min, max) in [
+            ("OPENAI_IDLE_TIMEOUT_SECONDS", t.idle_timeout_seconds, 1, 3600),
+            ("OPENAI_TIMEOUT_SECONDS", t.total_timeout_seconds, 1, 7200),
+            (
+                "OPENAI_CONNECT_TIMEOUT_SECONDS",
+                t.connect_timeout_seconds,
+                1,
+                300,
+            ),
+            ("OPENAI_MAX_EVENT_MB", u64::from(t.max_event_mb), 1, 512),
+            ("OPENAI_MAX_RETRIES", u64::from(t.max_retries), 0, 10),
+        ] {
+            if !(min..=max).contains(&v) {
+                p.push(format!("{var}={v} is not allowed: use {min} to {max}"));
+            }
         }
         if self.http.max_body_bytes < 1024 {
             p.push(format!(

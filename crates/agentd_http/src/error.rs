@@ -66,6 +66,13 @@ impl ApiError {
         e
     }
 
+    /// A 5xx with a given status and code whose cause is logged, never answered.
+    pub fn internal_with(status: StatusCode, code: &'static str, message: String, cause: String) -> Self {
+        let mut e = Self::new(status, code, message);
+        e.internal = Some(cause);
+        e
+    }
+
     /// A 503 for a dependency that is down; the cause is logged, never answered.
     pub fn unavailable(what: &str, cause: impl std::fmt::Display) -> Self {
         let mut e = Self::new(

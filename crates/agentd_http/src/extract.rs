@@ -11,7 +11,6 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 /// A JSON body; unknown fields are refused by the target types (`deny_unknown_fields`).
-#[allow(dead_code, reason = "the chat routes are its first users")]
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
@@ -25,7 +24,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
-#[allow(dead_code, reason = "the chat routes are its first users")]
 fn json_rejection(r: JsonRejection) -> ApiError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::new(
@@ -51,7 +49,6 @@ fn json_rejection(r: JsonRejection) -> ApiError {
 }
 
 /// axum prefixes serde's message with its own sentence; keep serde's, which names the field.
-#[allow(dead_code, reason = "the chat routes are its first users")]
 fn inner(text: &str) -> &str {
     text.split_once(": ").map_or(text, |(_, rest)| rest)
 }

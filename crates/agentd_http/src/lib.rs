@@ -6,7 +6,9 @@ mod context;
 mod error;
 mod extract;
 mod routes;
+mod sse;
 mod state;
+mod views;
 
 pub use context::request_id;
 pub use error::ApiError;

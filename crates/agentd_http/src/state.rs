@@ -2,6 +2,7 @@
 
 use agentd_agents::AgentRegistry;
 use agentd_auth::Authenticator;
+use agentd_core::Turns;
 use agentd_db::Db;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -15,6 +16,8 @@ pub struct HttpSettings {
     pub bind_addr: SocketAddr,
     /// `HTTP_MAX_BODY_BYTES`: requests with a larger body are answered 413.
     pub max_body_bytes: usize,
+    /// `SSE_KEEPALIVE_SECONDS`: a `: keep-alive` comment after this much silence on a stream.
+    pub sse_keepalive_seconds: u64,
 }
 
 impl Default for HttpSettings {
@@ -22,6 +25,7 @@ impl Default for HttpSettings {
         Self {
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1024 * 1024,
+            sse_keepalive_seconds: 15,
         }
     }
 }
@@ -31,6 +35,7 @@ pub struct App {
     pub db: Db,
     pub agents: AgentRegistry,
     pub auth: Authenticator,
+    pub turns: Turns,
     pub settings: HttpSettings,
 }
 

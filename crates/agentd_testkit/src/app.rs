@@ -3,6 +3,8 @@
 use crate::TestDb;
 use agentd_agents::{AgentRegistry, ImageDefaults, ModelSettings};
 use agentd_auth::{AuthSettings, Authenticator, ScopeSet, TenantId};
+use agentd_core::{TurnSettings, Turns};
+use agentd_fake_upstream::{FakeConfig, FakeUpstream};
 use agentd_http::{App, AppState, HttpSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +19,8 @@ pub struct TestAppBuilder {
     auth: AuthSettings,
     http: HttpSettings,
     agents_dir: PathBuf,
+    turns: TurnSettings,
+    fake: FakeConfig,
 }
 
 impl TestAppBuilder {
@@ -25,8 +29,25 @@ impl TestAppBuilder {
         self
     }
 
+    pub fn keepalive_seconds(mut self, n: u64) -> Self {
+        self.http.sse_keepalive_seconds = n;
+        self
+    }
+
     pub fn max_body_bytes(mut self, n: usize) -> Self {
         self.http.max_body_bytes = n;
+        self
+    }
+
+    /// Adjusts the turn settings (limits, timeouts).
+    pub fn turns(mut self, f: impl FnOnce(&mut TurnSettings)) -> Self {
+        f(&mut self.turns);
+        self
+    }
+
+    /// Adjusts the fake upstream.
+    pub fn fake(mut self, f: impl FnOnce(&mut FakeConfig)) -> Self {
+        f(&mut self.fake);
         self
     }
 
@@ -42,10 +63,16 @@ impl TestAppBuilder {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let auth = Authenticator::new(&self.auth, &dir.path().join("unused")).unwrap();
+        let fake = FakeUpstream::start(self.fake).await.unwrap();
+        let mut cfg = agentd_core::client_config(&self.turns, fake.base_url(), Some("sk-test".into()));
+        cfg.retry_base = std::time::Duration::from_millis(5);
+        let client = agentd_responses::ResponsesClient::new(cfg).unwrap();
+        let turns = Turns::new(self.db.db.clone(), agents.clone(), client, self.turns);
         let app = App {
             db: self.db.db.clone(),
             agents,
             auth,
+            turns,
             settings: self.http,
         };
         let state = AppState(Arc::new(app));
@@ -58,8 +85,73 @@ impl TestAppBuilder {
             state,
             db: self.db,
             http: reqwest::Client::new(),
+            fake,
         }
     }
+}
+
+/// A stream read to its end.
+pub struct Streamed {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub events: Vec<SseEvent>,
+    pub raw: String,
+}
+
+impl Streamed {
+    /// The event names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.events.iter().map(|e| e.event.as_str()).collect()
+    }
+
+    /// The data of the first event named `name`.
+    pub fn first(&self, name: &str) -> &serde_json::Value {
+        &self
+            .events
+            .iter()
+            .find(|e| e.event == name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", self.names()))
+            .data
+    }
+
+    /// The data of the last event.
+    pub fn last(&self) -> &serde_json::Value {
+        &self.events.last().expect("at least one event").data
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: Option<u64>,
+    pub event: String,
+    pub data: serde_json::Value,
+}
+
+/// Splits an SSE body into events (comments skipped).
+pub fn parse_sse(raw: &str) -> Vec<SseEvent> {
+    raw.split("\n\n")
+        .filter_map(|block| {
+            let (mut id, mut event, mut data) = (None, None, None);
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:")) {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line
+                    .strip_prefix("event: ")
+                    .or_else(|| line.strip_prefix("event:"))
+                {
+                    event = Some(v.trim().to_owned());
+                } else if let Some(v) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
+                    data = Some(serde_json::from_str(v).expect("one-line JSON data"));
+                }
+            }
+            Some(SseEvent {
+                id,
+                event: event?,
+                data: data.unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 async fn axum_serve(listener: tokio::net::TcpListener, router: axum::Router) {
@@ -72,6 +164,8 @@ pub struct TestApp {
     pub state: AppState,
     pub db: TestDb,
     pub http: reqwest::Client,
+    /// The fake Responses API this app talks to: its recorded requests show what was sent upstream.
+    pub fake: FakeUpstream,
 }
 
 impl TestApp {
@@ -89,6 +183,12 @@ impl TestApp {
             },
             http: HttpSettings::default(),
             agents_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/agents"),
+            turns: TurnSettings {
+                rate_limit_per_minute: 0,
+                concurrent_limit: 0,
+                ..TurnSettings::default()
+            },
+            fake: FakeConfig::default(),
         }
     }
 
@@ -112,5 +212,45 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// `GET path` as JSON.
+    pub async fn get_json(&self, path: &str, token: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        let res = self.get(path, token).await;
+        (res.status(), res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `POST /v1/chat` with `body`.
+    pub async fn chat(&self, token: &str, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/chat"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/chat/stream` with `body`, read to the end (60 s at most).
+    pub async fn stream(&self, token: &str, body: serde_json::Value) -> Streamed {
+        let res = self
+            .http
+            .post(self.url("/v1/chat/stream"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (status, headers) = (res.status(), res.headers().clone());
+        let raw = tokio::time::timeout(std::time::Duration::from_secs(60), res.text())
+            .await
+            .expect("stream ended")
+            .unwrap();
+        Streamed {
+            status,
+            headers,
+            events: parse_sse(&raw),
+            raw,
+        }
     }
 }

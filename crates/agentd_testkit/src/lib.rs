@@ -9,7 +9,7 @@
 mod app;
 mod db;
 
-pub use app::{TEST_SECRET, TestApp, TestAppBuilder};
+pub use app::{SseEvent, Streamed, TEST_SECRET, TestApp, TestAppBuilder, parse_sse};
 pub use db::{TestDb, fresh_postgres, fresh_postgres_unmigrated, fresh_sqlite};
 
 /// Installs a test subscriber once; silent unless `TEST_LOG` is set.

@@ -1,6 +1,8 @@
 //! The route table. One module per resource, each exposing its own `router()`.
 
 mod agents;
+mod chat;
+mod conversations;
 mod health;
 
 use crate::{ApiError, AppState};
@@ -8,7 +10,11 @@ use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().merge(health::router()).merge(agents::router())
+    Router::new()
+        .merge(health::router())
+        .merge(agents::router())
+        .merge(chat::router())
+        .merge(conversations::router())
 }
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {

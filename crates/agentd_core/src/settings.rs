@@ -1,0 +1,43 @@
+//! Turn settings: upstream timeouts and retries, per-tenant limits, the shutdown deadline.
+
+use serde::{Deserialize, Serialize};
+
+/// `OPENAI_*` timeouts, `CHAT_*` limits and `SHUTDOWN_GRACE_SECONDS`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnSettings {
+    /// `OPENAI_CONNECT_TIMEOUT_SECONDS`.
+    pub connect_timeout_seconds: u64,
+    /// `OPENAI_IDLE_TIMEOUT_SECONDS`: longest silence between two upstream events.
+    pub idle_timeout_seconds: u64,
+    /// `OPENAI_TIMEOUT_SECONDS`: longest whole turn.
+    pub total_timeout_seconds: u64,
+    /// `OPENAI_MAX_RETRIES`: retries before the stream has started.
+    pub max_retries: u32,
+    /// `OPENAI_MAX_EVENT_MB`: a larger upstream event fails the turn instead of growing memory.
+    pub max_event_mb: u32,
+    /// `CHAT_RATE_LIMIT_PER_MINUTE`: turns a tenant may start per minute (0 = unlimited).
+    pub rate_limit_per_minute: u32,
+    /// `CHAT_STREAM_CONCURRENT_LIMIT`: turns a tenant may run at once (0 = unlimited).
+    pub concurrent_limit: u32,
+    /// `CHAT_MAX_MESSAGE_CHARS`.
+    pub max_message_chars: usize,
+    /// `SHUTDOWN_GRACE_SECONDS`: how long running turns may finish after a shutdown signal.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for TurnSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout_seconds: 10,
+            idle_timeout_seconds: 300,
+            total_timeout_seconds: 600,
+            max_retries: 2,
+            max_event_mb: 64,
+            rate_limit_per_minute: 60,
+            concurrent_limit: 5,
+            max_message_chars: 32_000,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The upstream side of a turn: the Responses request built from the agent, and upstream failures mapped to
+//! the contract's codes (502 `upstream_error`, 503 `upstream_unavailable`, 504 `upstream_timeout`).
+
+use crate::TurnError;
+use agentd_agents::Agent;
+use agentd_responses::{
+    CreateResponse, Error, ImageGenerationTool, Input, InputContentPart, InputItem, InputMessage, Tool,
+};
+
+/// The request of one turn: the agent's model, instructions and effective tools, the user's text, and the
+/// response the conversation continues from. `partial_images` is the agent's on streaming turns and 0 on
+/// blocking ones (previews would be paid for and thrown away).
+pub(crate) fn build_request(
+    agent: &Agent,
+    text: &str,
+    previous: Option<&str>,
+    streaming_client: bool,
+) -> CreateResponse {
+    let tools = agent.image.as_ref().map(|img| {
+        vec![Tool::ImageGeneration(ImageGenerationTool {
+            model: Some(img.model.clone()),
+            size: Some(img.size.clone()),
+            quality: Some(img.quality.to_string()),
+            output_format: Some(img.output_format.to_string()),
+            background: Some(img.background.to_string()),
+            output_compression: img.output_compression,
+            partial_images: Some(if streaming_client { img.partial_images } else { 0 }),
+            input_fidelity: img.input_fidelity.map(|f| f.to_string()),
+            moderation: img.moderation.map(|m| m.to_string()),
+            action: None,
+        })]
+    });
+    let parts = vec![InputContentPart::InputText {
+        text: text.to_owned(),
+    }];
+    CreateResponse {
+        model: agent.model.clone(),
+        instructions: Some(agent.instructions.clone()),
+        input: Some(Input::Items(vec![InputItem::Message(InputMessage::user(parts))])),
+        previous_response_id: previous.map(str::to_owned),
+        tools,
+        store: Some(true),
+        stream: Some(true),
+        ..Default::default()
+    }
+}
+
+/// Whether the upstream lost the response this conversation continues from.
+pub(crate) fn is_previous_response_missing(e: &Error) -> bool {
+    e.api_error().and_then(|b| b.code.as_deref()) == Some("previous_response_not_found")
+}
+
+/// An upstream failure before the stream started, as the contract's answer. Upstream messages are not
+/// passed on (they can quote keys or internals); the upstream code and request id go to `details` via logs.
+pub(crate) fn pre_stream_error(e: &Error) -> TurnError {
+    let upstream_id = e.request_id().unwrap_or("-").to_owned();
+    tracing::warn!(error = %e, upstream_request_id = %upstream_id, "upstream refused the turn");
+    let mut t = match e {
+        Error::Timeout(_) => TurnError::new(
+            504,
+            "upstream_timeout",
+            "The model API did not answer in time; retry.",
+        ),
+        Error::Connect(_) | Error::Transport(_) => TurnError::new(
+            503,
+            "upstream_unavailable",
+            "The model API is unreachable right now; retry shortly.",
+        )
+        .retry_after(5),
+        Error::Api {
+            status,
+            retry_after,
+            error,
+            ..
+        } => {
+            let code = error
+                .code
+                .as_deref()
+                .or(error.error_type.as_deref())
+                .unwrap_or("unknown");
+            match status {
+                429 if code != "insufficient_quota" => TurnError::new(
+                    503,
+                    "upstream_unavailable",
+                    "The model API is rate limiting this service; retry shortly.",
+                )
+                .retry_after(retry_after.map_or(10, |d| d.as_secs().max(1))),
+                s if *s >= 500 => TurnError::new(
+                    503,
+                    "upstream_unavailable",
+                    "The model API is overloaded or failing; retry shortly.",
+                )
+                .retry_after(5),
+                401 | 403 => TurnError::new(
+                    502,
+                    "upstream_error",
+                    "The model API refused this service's credentials; tell the operator.",
+                ),
+                _ => TurnError::new(
+                    502,
+                    "upstream_error",
+                    format!("The model API refused the request ({code}); tell the operator if it persists."),
+                ),
+            }
+        }
+        _ => TurnError::new(
+            502,
+            "upstream_error",
+            "The model API answered something unexpected; retry.",
+        ),
+    };
+    t.internal = Some(format!("upstream request {upstream_id}: {e}"));
+    t
+}
+
+/// An upstream failure after the stream started, as the `error` event's `{code, message, retryable}`.
+pub(crate) fn mid_stream_error(e: &Error) -> (&'static str, String, bool) {
+    tracing::warn!(error = %e, upstream_request_id = e.request_id().unwrap_or("-"), "upstream stream failed");
+    match e {
+        Error::Timeout(_) => (
+            "upstream_timeout",
+            "The model API went silent for too long; retry.".into(),
+            true,
+        ),
+        Error::EventTooLarge { .. } => (
+            "upstream_error",
+            "The model API sent an event over the size limit.".into(),
+            false,
+        ),
+        Error::UnexpectedEof | Error::Transport(_) | Error::Connect(_) => (
+            "upstream_unavailable",
+            "The model API closed the stream before the turn finished; retry.".into(),
+            true,
+        ),
+        _ => (
+            "upstream_error",
+            "The model API stream failed; retry.".into(),
+            true,
+        ),
+    }
+}

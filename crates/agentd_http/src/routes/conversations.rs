@@ -1,0 +1,121 @@
+//! `GET /v1/conversations` (newest first, cursor pagination), `GET /v1/conversations/{id}` (with messages)
+//! and `DELETE /v1/conversations/{id}`. Another tenant's conversation answers exactly like a missing one.
+
+use crate::extract::Caller;
+use crate::views::{conversation_json, message_json};
+use crate::{ApiError, AppState};
+use agentd_auth::Scope;
+use agentd_db::ConversationCursor;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/conversations", get(list))
+        .route("/v1/conversations/{id}", get(show).delete(remove))
+}
+
+fn encode_cursor(c: &ConversationCursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{}", c.updated_at.timestamp_micros(), c.id))
+}
+
+fn decode_cursor(s: &str) -> Option<ConversationCursor> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
+    let (micros, id) = raw.split_once('|')?;
+    Some(ConversationCursor {
+        updated_at: chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        id: id.parse().ok()?,
+    })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::ConversationsRead)?;
+    if let Some(k) = q.keys().find(|k| !matches!(k.as_str(), "limit" | "cursor")) {
+        return Err(ApiError::invalid_request(format!(
+            "Unknown query parameter `{k}`; use `limit` and `cursor`."
+        )));
+    }
+    let limit = match q.get("limit") {
+        None => 20,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_request(format!(
+                    "limit={l} is not allowed: use a whole number from 1 to 100."
+                ))
+            })?,
+    };
+    let cursor = match q.get("cursor") {
+        None => None,
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+            ApiError::invalid_request(
+                "This cursor is not one we issued; pass `next_cursor` from the previous page.",
+            )
+        })?),
+    };
+    let page = state
+        .db
+        .scoped(caller.0.tenant_id.as_str())
+        .list_conversations(limit, cursor)
+        .await?;
+    Ok(Json(json!({
+        "data": page.items.iter().map(conversation_json).collect::<Vec<_>>(),
+        "next_cursor": page.next.as_ref().map(encode_cursor),
+    })))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::not_found("conversation_not_found", format!("No conversation {id:?}.")))
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::not_found("conversation_not_found", format!("No conversation {id}."))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::ConversationsRead)?;
+    let id = parse_id(&id)?;
+    let scoped = state.db.scoped(caller.0.tenant_id.as_str());
+    let conv = scoped.conversation(id).await?.ok_or_else(|| not_found(id))?;
+    let messages = scoped.messages(id).await?;
+    let mut v = conversation_json(&conv);
+    v["messages"] = messages.iter().map(message_json).collect();
+    Ok(Json(v))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::ConversationsWrite)?;
+    let id = parse_id(&id)?;
+    if state
+        .db
+        .scoped(caller.0.tenant_id.as_str())
+        .delete_conversation(id)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(id))
+    }
+}
