@@ -28,12 +28,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let KeySource::DevFile(path) = &auth.key_source {
         announce_dev_token(&auth, addr, path)?;
     }
-    let turns = build_turns(&settings, &db, &agents).await?;
+    let store = build_store(&settings, addr).await?;
+    let turns = build_turns(&settings, &db, &agents, &store).await?;
     let app = App {
         db: db.clone(),
         agents,
         auth,
         turns: turns.clone(),
+        store,
+        url_ttl: settings.storage.signed_url_ttl(),
         settings: settings.http.clone(),
     };
     let router = agentd_http::router(AppState(Arc::new(app)));
@@ -59,29 +62,72 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The object store, ready (bucket created where that is ours to do, checked where it must exist).
+async fn build_store(
+    settings: &Settings,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<Arc<dyn agentd_storage::BlobStore>> {
+    let mut cfg = settings.storage.clone();
+    if cfg.public_base_url == agentd_storage::StorageConfig::default().public_base_url {
+        cfg.public_base_url = format!("http://{addr}");
+    }
+    let self_signed = matches!(
+        cfg.provider,
+        agentd_storage::Provider::Memory | agentd_storage::Provider::Filesystem
+    );
+    if self_signed && cfg.url_signing_secret.is_none() {
+        // Like the dev JWT secret: made once under var/, so download links survive a restart.
+        let path = settings.var_dir.join("url-signing-secret");
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(s) if s.trim().len() >= 32 => s.trim().to_owned(),
+            _ => {
+                std::fs::create_dir_all(&settings.var_dir)?;
+                let s: String = (0..48)
+                    .map(|_| char::from(b'a' + rand::random_range(0..26u8)))
+                    .collect();
+                std::fs::write(&path, &s)?;
+                s
+            }
+        };
+        cfg.url_signing_secret = Some(agentd_storage::Secret::new(secret));
+    }
+    let store = agentd_storage::build(&cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!("object store ({}): {e}", cfg.provider))?;
+    store
+        .ensure_ready()
+        .await
+        .map_err(|e| anyhow::anyhow!("object store ({}) is not ready: {e}", cfg.provider))?;
+    tracing::info!(provider = %cfg.provider, "object store ready");
+    Ok(store)
+}
+
 async fn build_turns(
     settings: &Settings,
     db: &Db,
     agents: &agentd_agents::AgentRegistry,
+    store: &Arc<dyn agentd_storage::BlobStore>,
 ) -> anyhow::Result<Turns> {
+    let parts = agentd_core::TurnParts {
+        db: db.clone(),
+        agents: agents.clone(),
+        store: store.clone(),
+        images: settings.image.clone(),
+        settings: settings.turns.clone(),
+    };
     if settings.offline() {
         tracing::warn!(
             model = agentd_core::OFFLINE_LABEL,
             "OPENAI_API_KEY is not set: turns go to the BUILT-IN OFFLINE MODEL (canned text, generated test \
              images); set OPENAI_API_KEY for real answers"
         );
-        return Ok(Turns::offline(db.clone(), agents.clone(), settings.turns.clone()).await?);
+        return Ok(Turns::offline(parts).await?);
     }
     let (base, key) = (settings.openai.base_url.clone(), settings.openai.api_key.clone());
     let client =
         agentd_responses::ResponsesClient::new(agentd_core::client_config(&settings.turns, base, key))?;
     tracing::info!(base_url = %settings.openai.base_url, "upstream: the Responses API");
-    Ok(Turns::new(
-        db.clone(),
-        agents.clone(),
-        client,
-        settings.turns.clone(),
-    ))
+    Ok(Turns::new(parts, client))
 }
 
 #[expect(

@@ -23,6 +23,8 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("IMAGE_DEFAULT_COMPRESSION", "image.default_compression"),
     ("IMAGE_OUTPUT_MAX_MB", "image.output_max_mb"),
     ("IMAGE_MAX_PARTIAL_IMAGES", "image.max_partial_images"),
+    ("IMAGE_TENANT_MONTHLY_BUDGET_USD", "turns.monthly_budget_usd"),
+    ("UPLOAD_MAX_MB", "turns.upload_max_mb"),
     ("OPENAI_API_KEY", "openai.api_key"),
     ("OPENAI_BASE_URL", "openai.base_url"),
     ("OPENAI_CONNECT_TIMEOUT_SECONDS", "turns.connect_timeout_seconds"),
@@ -35,7 +37,8 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("CHAT_MAX_MESSAGE_CHARS", "turns.max_message_chars"),
     ("SHUTDOWN_GRACE_SECONDS", "turns.shutdown_grace_seconds"),
     ("STORAGE_PROVIDER", "storage.provider"),
-    ("STORAGE_LOCAL_DIR", "storage.local_dir"),
+    ("STORAGE_LOCAL_DIR", "storage.filesystem_root"),
+    ("STORAGE_URL_SIGNING_SECRET", "storage.url_signing_secret"),
     ("STORAGE_SIGNED_URL_TTL_SECONDS", "storage.signed_url_ttl_seconds"),
     ("MINIO_ENDPOINT", "storage.minio_endpoint"),
     ("MINIO_PUBLIC_ENDPOINT", "storage.minio_public_endpoint"),
@@ -52,7 +55,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("AUTH_JWT_AUDIENCE", "auth.jwt_audience"),
     ("LOG_FORMAT", "log.format"),
     ("LOG_LEVEL", "log.level"),
-    ("PUBLIC_BASE_URL", "public_base_url"),
+    ("PUBLIC_BASE_URL", "storage.public_base_url"),
 ];
 
 const AGENT_MODEL_PREFIX: &str = "AGENT_MODEL_";

@@ -8,8 +8,9 @@
 mod env;
 mod settings;
 
+pub use agentd_storage::{Provider as StorageProvider, StorageConfig};
 pub use env::ENV_NAMES;
-pub use settings::{LogFormat, LogSettings, OpenAiSettings, Settings, StorageProvider, StorageSettings};
+pub use settings::{LogFormat, LogSettings, OpenAiSettings, Settings};
 
 use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};

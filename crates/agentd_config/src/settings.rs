@@ -6,6 +6,7 @@ use agentd_auth::AuthSettings;
 use agentd_core::TurnSettings;
 use agentd_db::DbSettings;
 use agentd_http::HttpSettings;
+use agentd_storage::{Provider as StorageProvider, StorageConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -45,50 +46,6 @@ impl fmt::Debug for OpenAiSettings {
     }
 }
 
-/// `STORAGE_PROVIDER`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StorageProvider {
-    Memory,
-    Filesystem,
-    Minio,
-    S3,
-    Gcs,
-}
-
-/// `STORAGE_PROVIDER` and its families (`MINIO_*`, `GCS_*`), and the signed URL lifetime.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StorageSettings {
-    pub provider: StorageProvider,
-    pub local_dir: PathBuf,
-    pub signed_url_ttl_seconds: u64,
-    pub minio_endpoint: Option<String>,
-    pub minio_public_endpoint: Option<String>,
-    pub minio_access_key: Option<String>,
-    pub minio_secret_key: Option<String>,
-    pub minio_bucket: String,
-    pub minio_region: String,
-    pub gcs_bucket: Option<String>,
-    pub gcs_credentials_path: Option<PathBuf>,
-    pub gcs_endpoint: Option<String>,
-}
-
-impl fmt::Debug for StorageSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StorageSettings")
-            .field("provider", &self.provider)
-            .field("minio_endpoint", &self.minio_endpoint)
-            .field("minio_bucket", &self.minio_bucket)
-            .field(
-                "minio_secret_key",
-                &self.minio_secret_key.as_ref().map(|_| "[redacted]"),
-            )
-            .field("gcs_bucket", &self.gcs_bucket)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Everything the server reads at startup.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,8 +55,6 @@ pub struct Settings {
     pub app_env: String,
     /// Where zero-config state lives: the dev signing secret, local objects.
     pub var_dir: PathBuf,
-    /// `PUBLIC_BASE_URL`: how clients reach this server (for URLs it signs itself).
-    pub public_base_url: Option<String>,
     pub http: HttpSettings,
     pub database: DbSettings,
     /// `AGENTS_DIR`.
@@ -112,7 +67,7 @@ pub struct Settings {
     pub image: ImageDefaults,
     pub openai: OpenAiSettings,
     pub turns: TurnSettings,
-    pub storage: StorageSettings,
+    pub storage: StorageConfig,
     pub auth: AuthSettings,
     pub log: LogSettings,
 }
@@ -122,7 +77,6 @@ impl Default for Settings {
         Self {
             app_env: "local".into(),
             var_dir: "var".into(),
-            public_base_url: None,
             http: HttpSettings::default(),
             database: DbSettings::default(),
             agents_dir: "config/agents".into(),
@@ -134,20 +88,7 @@ impl Default for Settings {
                 base_url: "https://api.openai.com/v1".into(),
             },
             turns: TurnSettings::default(),
-            storage: StorageSettings {
-                provider: StorageProvider::Filesystem,
-                local_dir: "var/objects".into(),
-                signed_url_ttl_seconds: 900,
-                minio_endpoint: None,
-                minio_public_endpoint: None,
-                minio_access_key: None,
-                minio_secret_key: None,
-                minio_bucket: "agentd".into(),
-                minio_region: "us-east-1".into(),
-                gcs_bucket: None,
-                gcs_credentials_path: None,
-                gcs_endpoint: None,
-            },
+            storage: StorageConfig::default(),
             auth: AuthSettings::default(),
             log: LogSettings {
                 format: LogFormat::Text,
@@ -208,7 +149,7 @@ impl Settings {
             StorageProvider::Gcs => need(&mut p, s.gcs_bucket.is_some(), "GCS_BUCKET", "an existing bucket"),
             StorageProvider::S3 => need(
                 &mut p,
-                !s.minio_bucket.is_empty(),
+                s.minio_bucket.is_some(),
                 "MINIO_BUCKET",
                 "an existing bucket",
             ),
@@ -222,7 +163,7 @@ impl Settings {
         }
         for (var, url) in [
             ("OPENAI_BASE_URL", Some(&self.openai.base_url)),
-            ("PUBLIC_BASE_URL", self.public_base_url.as_ref()),
+            ("PUBLIC_BASE_URL", Some(&self.storage.public_base_url)),
         ] {
             if let Some(u) = url
                 && !(u.starts_with("http://") || u.starts_with("https://"))
@@ -283,6 +224,7 @@ impl Settings {
             &["auth", "jwt_secret"],
             &["storage", "minio_secret_key"],
             &["storage", "minio_access_key"],
+            &["storage", "url_signing_secret"],
         ] {
             hide(&mut v, path);
         }

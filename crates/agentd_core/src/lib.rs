@@ -7,6 +7,8 @@
 
 mod error;
 mod event;
+mod ingest;
+mod inputs;
 mod limits;
 mod run;
 mod settings;
@@ -15,5 +17,6 @@ mod upstream;
 
 pub use error::TurnError;
 pub use event::{ImageUsage, TurnEvent, TurnResult, Usage};
+pub use ingest::ImageFormat;
 pub use settings::TurnSettings;
-pub use turns::{Mode, OFFLINE_LABEL, Started, TurnRequest, Turns, client_config};
+pub use turns::{Mode, OFFLINE_LABEL, Started, TurnParts, TurnRequest, Turns, client_config};

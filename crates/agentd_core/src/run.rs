@@ -2,14 +2,16 @@
 //! accepted the turn, relays events, and on the terminal event persists the assistant message and the response
 //! id the next turn continues from. It runs to its end whether or not the client still reads.
 
+use crate::ingest::{self, Placement};
 use crate::limits::Slot;
 use crate::turns::Mode;
 use crate::upstream::{build_request, is_previous_response_missing, mid_stream_error, pre_stream_error};
-use crate::{TurnError, TurnEvent, TurnResult, Turns, Usage};
+use crate::{ImageUsage, TurnError, TurnEvent, TurnResult, Turns, Usage};
 use agentd_agents::Agent;
 use agentd_auth::Principal;
-use agentd_db::{Conversation, NewMessage, Role};
-use agentd_responses::{OutputItem, ResponseObject, StreamEvent};
+use agentd_db::{AttachmentMeta, Conversation, NewMessage, NewUsage, Role};
+use agentd_responses::pricing;
+use agentd_responses::{ImageGenerationCall, OutputItem, ResponseObject, StreamEvent};
 use futures_util::StreamExt as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +27,18 @@ pub(crate) struct Turn {
     pub run_id: String,
     pub mode: Mode,
     pub idempotency_key: Option<String>,
+    pub inputs: crate::inputs::Inputs,
     pub _slot: Slot,
+}
+
+/// The image calls of a turn: which were stored, and what each costs.
+#[derive(Default)]
+struct Images {
+    seen: std::collections::HashSet<String>,
+    partials: std::collections::HashMap<String, u64>,
+    /// (quality, size) of each finished call, for the estimate.
+    done: Vec<(String, String)>,
+    stored: Vec<AttachmentMeta>,
 }
 
 /// Delivers events while the client reads; a client that is gone (or stalls for 30 s) stops receiving,
@@ -129,6 +142,7 @@ impl Turn {
         .await;
 
         let mut text = String::new();
+        let mut images = Images::default();
         let mut last_stream_error = None;
         let outcome = loop {
             let ev = match upstream.next().await {
@@ -158,6 +172,7 @@ impl Turn {
                 StreamEvent::ImageGenCallGenerating(e) => sink.emit(progress(e.item_id, "generating")).await,
                 StreamEvent::ImageGenCallCompleted(e) => sink.emit(progress(e.item_id, "completed")).await,
                 StreamEvent::PartialImage(p) => {
+                    *images.partials.entry(p.item_id.clone()).or_default() += 1;
                     let mime_type = sniff_b64(&p.partial_image_b64);
                     sink.emit(TurnEvent::ImagePartial {
                         tool_call_id: p.item_id,
@@ -168,20 +183,20 @@ impl Turn {
                     .await;
                 }
                 StreamEvent::OutputItemDone(d) => {
-                    if let OutputItem::ImageGenerationCall(call) = &d.item
-                        && call.is_failed()
-                    {
-                        let code = call.error_code().unwrap_or("image_failed").to_owned();
-                        tracing::warn!(tool_call_id = %call.id, %code, "image generation failed upstream");
-                        sink.emit(TurnEvent::ImageFailed {
-                            tool_call_id: call.id.clone(),
-                            message: image_failure_message(&code),
-                            code,
-                        })
-                        .await;
+                    if let OutputItem::ImageGenerationCall(call) = d.item {
+                        self.image_call(conversation.id, call, &mut images, &mut sink)
+                            .await;
                     }
                 }
-                StreamEvent::Completed(r) | StreamEvent::Incomplete(r) => {
+                StreamEvent::Completed(mut r) | StreamEvent::Incomplete(mut r) => {
+                    // An image may first appear in the final response; each is stored once however often it came.
+                    for item in &mut r.response.output {
+                        if let OutputItem::ImageGenerationCall(call) = item {
+                            let call = std::mem::take(call);
+                            self.image_call(conversation.id, call, &mut images, &mut sink)
+                                .await;
+                        }
+                    }
                     break Outcome::Done(Box::new(r.response));
                 }
                 StreamEvent::Failed(r) => {
@@ -212,7 +227,8 @@ impl Turn {
                 _ => {}
             }
         };
-        self.finish(&conversation, outcome, text, model, sink).await;
+        self.finish(&conversation, outcome, text, images, model, sink)
+            .await;
     }
 
     /// The conversation of this turn: the existing one (already leased), or a new one leased now.
@@ -246,7 +262,7 @@ impl Turn {
         let user = NewMessage {
             role: Role::User,
             content: self.message.clone(),
-            attachments: vec![],
+            attachments: self.inputs.metas.clone(),
             response_id: None,
         };
         scoped.append_message(conversation.id, user).await?;
@@ -264,15 +280,163 @@ impl Turn {
         }
     }
 
+    /// A finished or failed image call: stored once (the first time its result arrives), or reported failed.
+    async fn image_call(
+        &self,
+        conversation: uuid::Uuid,
+        mut call: ImageGenerationCall,
+        images: &mut Images,
+        sink: &mut Sink,
+    ) {
+        if !images.seen.insert(call.id.clone()) {
+            return; // already handled: the same image arrives again in `response.completed`
+        }
+        if call.is_failed() {
+            let code = call.error_code().unwrap_or("image_failed").to_owned();
+            self.ingest_failed(conversation, &call.id, &format!("upstream: {code}"));
+            let message = image_failure_message(&code);
+            sink.emit(TurnEvent::ImageFailed {
+                tool_call_id: call.id,
+                code,
+                message,
+            })
+            .await;
+            return;
+        }
+        let Some(b64) = call.result.take().filter(|r| !r.is_empty()) else {
+            images.seen.remove(&call.id); // not finished yet; its result may come later
+            return;
+        };
+        let quality = call.quality.clone().unwrap_or_else(|| {
+            self.agent
+                .image
+                .as_ref()
+                .map(|i| i.quality.to_string())
+                .unwrap_or_default()
+        });
+        let size = call.size.clone().unwrap_or_else(|| {
+            self.agent
+                .image
+                .as_ref()
+                .map(|i| i.size.clone())
+                .unwrap_or_default()
+        });
+        images.done.push((quality, size));
+        let inner = &self.turns.0;
+        let max = inner.images.output_max_bytes();
+        let checked = match tokio::task::spawn_blocking(move || ingest::check_b64(&b64, max)).await {
+            Ok(r) => r,
+            Err(e) => Err(ingest::IngestFailure {
+                code: "storage_failed",
+                reason: format!("decoder task: {e}"),
+            }),
+        };
+        let at = Placement {
+            tenant: self.principal.tenant_id.as_str(),
+            conversation: Some(conversation),
+            tool_call_id: Some(&call.id),
+            kind: "generated",
+        };
+        let stored = match checked {
+            Ok(c) => ingest::store(&inner.store, inner.db.scoped(at.tenant), at, c).await,
+            Err(f) => Err(f),
+        };
+        match stored {
+            Ok(meta) => {
+                tracing::info!(tool_call_id = %call.id, object_id = %meta.object_id, size_bytes = meta.size_bytes, "image stored");
+                images.stored.push(meta.clone());
+                sink.emit(TurnEvent::Attachment(meta)).await;
+            }
+            Err(f) => {
+                self.ingest_failed(conversation, &call.id, &f.reason);
+                sink.emit(TurnEvent::ImageFailed {
+                    tool_call_id: call.id,
+                    code: f.code.to_owned(),
+                    message: f.message().to_owned(),
+                })
+                .await;
+            }
+        }
+    }
+
+    fn ingest_failed(&self, conversation: uuid::Uuid, tool_call_id: &str, reason: &str) {
+        tracing::warn!(
+            tenant_id = %self.principal.tenant_id,
+            conversation_id = %conversation,
+            agent = %self.agent.key,
+            tool_call_id,
+            reason,
+            "image.ingest_failed"
+        );
+    }
+
+    /// Image usage: the upstream's `tool_usage.image_gen` when reported, else the published tables.
+    fn image_usage(&self, response: Option<&ResponseObject>, images: &Images) -> Option<ImageUsage> {
+        if images.done.is_empty() {
+            return None;
+        }
+        let model = self
+            .agent
+            .image
+            .as_ref()
+            .map_or("gpt-image-2", |i| i.model.as_str());
+        let reported = response
+            .and_then(|r| r.tool_usage.as_ref())
+            .and_then(|t| t.image_gen.as_ref())
+            .map(|u| u.output_tokens);
+        let output_tokens = reported.unwrap_or_else(|| {
+            let finals: u64 = images
+                .done
+                .iter()
+                .map(|(q, s)| pricing::image_output_tokens(model, q, s))
+                .sum();
+            finals + pricing::PARTIAL_IMAGE_TOKENS * images.partials.values().sum::<u64>()
+        });
+        let usd = output_tokens as f64 * pricing::image_output_usd_per_million(model) / 1_000_000.0;
+        Some(ImageUsage {
+            images: images.done.len() as u64,
+            output_tokens,
+            estimated_cost_usd: (usd * 1e6).round() / 1e6,
+        })
+    }
+
     async fn finish(
         &self,
         conversation: &Conversation,
         outcome: Outcome,
         text: String,
+        images: Images,
         model: String,
         mut sink: Sink,
     ) {
         let scoped = self.turns.0.db.scoped(self.principal.tenant_id.as_str());
+        let response = match &outcome {
+            Outcome::Done(r) => Some(r.as_ref()),
+            Outcome::Failed { .. } => None,
+        };
+        let image = self.image_usage(response, &images);
+        let usage = Usage {
+            input_tokens: response
+                .and_then(|r| r.usage.as_ref())
+                .map_or(0, |u| u.input_tokens),
+            output_tokens: response
+                .and_then(|r| r.usage.as_ref())
+                .map_or(0, |u| u.output_tokens),
+            image,
+        };
+        let record = NewUsage {
+            conversation_id: Some(conversation.id),
+            response_id: response.map(|r| r.id.clone()),
+            input_tokens: usage.input_tokens as i64,
+            output_tokens: usage.output_tokens as i64,
+            images: usage.image.as_ref().map_or(0, |i| i.images as i64),
+            image_output_tokens: usage.image.as_ref().map_or(0, |i| i.output_tokens as i64),
+            image_cost_usd: usage.image.as_ref().map_or(0.0, |i| i.estimated_cost_usd),
+        };
+        if let Err(e) = scoped.record_usage(&record).await {
+            tracing::error!(error = %e, "cannot record usage");
+        }
+        let object_ids: Vec<uuid::Uuid> = images.stored.iter().map(|a| a.object_id).collect();
         let result = match outcome {
             Outcome::Done(response) => {
                 let full = response.output_text();
@@ -280,7 +444,7 @@ impl Turn {
                 let assistant = NewMessage {
                     role: Role::Assistant,
                     content,
-                    attachments: vec![],
+                    attachments: images.stored,
                     response_id: Some(response.id.clone()),
                 };
                 let saved = scoped.append_message(conversation.id, assistant).await;
@@ -288,26 +452,25 @@ impl Turn {
                     .set_last_response(conversation.id, Some(&response.id))
                     .await;
                 match saved {
-                    Ok(Some(message)) => Ok(TurnResult {
-                        conversation_id: conversation.id,
-                        response_id: Some(response.id.clone()),
-                        model: if response.model.is_empty() {
-                            model
-                        } else {
-                            response.model.clone()
-                        },
-                        status: if response.status == "incomplete" {
-                            "incomplete".into()
-                        } else {
-                            "completed".into()
-                        },
-                        message,
-                        usage: Usage {
-                            input_tokens: response.usage.as_ref().map_or(0, |u| u.input_tokens),
-                            output_tokens: response.usage.as_ref().map_or(0, |u| u.output_tokens),
-                            image: None,
-                        },
-                    }),
+                    Ok(Some(message)) => {
+                        let _ = scoped.link_objects(&object_ids, message.id).await;
+                        Ok(TurnResult {
+                            conversation_id: conversation.id,
+                            response_id: Some(response.id.clone()),
+                            model: if response.model.is_empty() {
+                                model
+                            } else {
+                                response.model.clone()
+                            },
+                            status: if response.status == "incomplete" {
+                                "incomplete".into()
+                            } else {
+                                "completed".into()
+                            },
+                            message,
+                            usage,
+                        })
+                    }
                     Ok(None) => Err((
                         "internal",
                         "The conversation was deleted while the turn ran.".to_owned(),
@@ -328,15 +491,17 @@ impl Turn {
                 message,
                 retryable,
             } => {
-                if !text.is_empty() {
-                    // Keep what the user already saw.
+                if !text.is_empty() || !images.stored.is_empty() {
+                    // Keep what the user already saw, images included.
                     let partial = NewMessage {
                         role: Role::Assistant,
                         content: text,
-                        attachments: vec![],
+                        attachments: images.stored,
                         response_id: None,
                     };
-                    let _ = scoped.append_message(conversation.id, partial).await;
+                    if let Ok(Some(m)) = scoped.append_message(conversation.id, partial).await {
+                        let _ = scoped.link_objects(&object_ids, m.id).await;
+                    }
                 }
                 Err((code, message, retryable))
             }

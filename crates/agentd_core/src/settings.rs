@@ -24,6 +24,10 @@ pub struct TurnSettings {
     pub max_message_chars: usize,
     /// `SHUTDOWN_GRACE_SECONDS`: how long running turns may finish after a shutdown signal.
     pub shutdown_grace_seconds: u64,
+    /// `IMAGE_TENANT_MONTHLY_BUDGET_USD`: estimated image spend per tenant and calendar month (UTC).
+    pub monthly_budget_usd: Option<f64>,
+    /// `UPLOAD_MAX_MB`: largest input image accepted by `POST /v1/uploads`.
+    pub upload_max_mb: u32,
 }
 
 impl Default for TurnSettings {
@@ -38,6 +42,8 @@ impl Default for TurnSettings {
             concurrent_limit: 5,
             max_message_chars: 32_000,
             shutdown_grace_seconds: 30,
+            monthly_budget_usd: None,
+            upload_max_mb: 20,
         }
     }
 }

@@ -2,10 +2,11 @@
 
 use crate::limits::{Limits, Refusal};
 use crate::{TurnError, TurnEvent, TurnResult, TurnSettings};
-use agentd_agents::{Agent, AgentRegistry};
+use agentd_agents::{Agent, AgentRegistry, ImageDefaults};
 use agentd_auth::Principal;
 use agentd_db::{Conversation, Db, IdempotencyState};
 use agentd_responses::ResponsesClient;
+use agentd_storage::BlobStore;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -28,6 +29,17 @@ pub struct TurnRequest {
     pub conversation_id: Option<Uuid>,
     /// `Idempotency-Key` and a hash of the request it came with.
     pub idempotency: Option<(String, String)>,
+    /// Uploaded images (`POST /v1/uploads`) sent to the model as input images.
+    pub attachments: Vec<Uuid>,
+}
+
+/// What turns are made of.
+pub struct TurnParts {
+    pub db: Db,
+    pub agents: AgentRegistry,
+    pub store: Arc<dyn BlobStore>,
+    pub images: ImageDefaults,
+    pub settings: TurnSettings,
 }
 
 /// A started turn: live events, or the stored result of an earlier request with the same idempotency key.
@@ -39,6 +51,8 @@ pub enum Started {
 pub(crate) struct Inner {
     pub db: Db,
     pub agents: AgentRegistry,
+    pub store: Arc<dyn BlobStore>,
+    pub images: ImageDefaults,
     pub client: ResponsesClient,
     pub settings: TurnSettings,
     /// `Some(label)` when turns go to the built-in offline model.
@@ -59,31 +73,36 @@ pub const OFFLINE_LABEL: &str = "agentd-offline";
 
 impl Turns {
     /// Turns against `client`.
-    pub fn new(db: Db, agents: AgentRegistry, client: ResponsesClient, settings: TurnSettings) -> Self {
-        Self::build(db, agents, client, settings, None)
+    pub fn new(parts: TurnParts, client: ResponsesClient) -> Self {
+        Self::build(parts, client, None)
     }
 
     /// Turns against the built-in offline model (the fake upstream, in process, real wire format).
-    pub async fn offline(db: Db, agents: AgentRegistry, settings: TurnSettings) -> std::io::Result<Self> {
-        let fake = agentd_fake_upstream::FakeUpstream::start(agentd_fake_upstream::FakeConfig::offline(
-            OFFLINE_LABEL,
-        ))
-        .await?;
-        let cfg = client_config(&settings, fake.base_url(), Some("offline".into()));
+    pub async fn offline(parts: TurnParts) -> std::io::Result<Self> {
+        let config = agentd_fake_upstream::FakeConfig::offline(OFFLINE_LABEL);
+        let fake = agentd_fake_upstream::FakeUpstream::start(config).await?;
+        let cfg = client_config(&parts.settings, fake.base_url(), Some("offline".into()));
         let client = ResponsesClient::new(cfg).map_err(std::io::Error::other)?;
-        Ok(Self::build(db, agents, client, settings, Some(fake)))
+        Ok(Self::build(parts, client, Some(fake)))
     }
 
     fn build(
-        db: Db,
-        agents: AgentRegistry,
+        parts: TurnParts,
         client: ResponsesClient,
-        settings: TurnSettings,
         offline: Option<agentd_fake_upstream::FakeUpstream>,
     ) -> Self {
+        let TurnParts {
+            db,
+            agents,
+            store,
+            images,
+            settings,
+        } = parts;
         Self(Arc::new(Inner {
             db,
             agents,
+            store,
+            images,
             client,
             settings,
             offline_label: offline.as_ref().map(|_| OFFLINE_LABEL.to_owned()),
@@ -134,6 +153,8 @@ impl Turns {
             None => None,
         };
         let agent = self.resolve_agent(req.agent.as_deref(), conversation.as_ref())?;
+        let inputs = crate::inputs::load(self, tenant, &agent, &req.attachments).await?;
+        crate::inputs::check_budget(self, tenant).await?;
         let slot = inner
             .limits
             .acquire(
@@ -217,6 +238,7 @@ impl Turns {
             run_id,
             mode,
             idempotency_key: req.idempotency.map(|(k, _)| k),
+            inputs,
             _slot: slot,
         };
         inner.tracker.spawn(turn.run(accepted_tx, events_tx));

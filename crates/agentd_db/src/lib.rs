@@ -10,14 +10,18 @@ mod conversations;
 mod error;
 mod messages;
 mod models;
+mod objects;
 mod runs;
 mod tenants;
+mod usage;
 
 pub use connect::{Db, DbSettings};
 pub use conversations::{ConversationCursor, ConversationPage};
 pub use error::DbError;
 pub use models::{AttachmentMeta, Conversation, Message, NewMessage, Role, TenantStatus};
+pub use objects::{NewObject, StoredObject};
 pub use runs::IdempotencyState;
+pub use usage::{DailyUsage, NewUsage};
 
 /// A handle on one tenant's data. Built by [`Db::scoped`]; every method filters on `tenant`.
 #[derive(Clone, Copy)]

@@ -62,6 +62,8 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttachmentMeta {
     pub object_id: Uuid,
+    /// Where the bytes are; never shown to clients (they get a URL minted from it on every read).
+    pub object_key: String,
     pub filename: String,
     pub mime_type: String,
     pub size_bytes: i64,

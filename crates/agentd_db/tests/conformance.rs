@@ -81,6 +81,7 @@ async fn messages_keep_attachment_metadata_in_order(db: &Db) {
     let conv = s.create_conversation("u", "designer", "").await.unwrap();
     let att = AttachmentMeta {
         object_id: Uuid::now_v7(),
+        object_key: "tenants/t/conversations/c/o.png".into(),
         filename: "image-ig_1.png".into(),
         mime_type: "image/png".into(),
         size_bytes: 1234,

@@ -3,33 +3,7 @@
 
 use agentd_responses::{ImageGenUsage, TokenSplit, Usage};
 
-use crate::validate::parse_size;
-
-/// Image output tokens of one final image.
-pub fn image_output_tokens(model: &str, quality: &str, size: &str) -> u64 {
-    let (w, h) = parse_size(size).unwrap_or((1024, 1024));
-    if model.starts_with("gpt-image-2") {
-        let f: u64 = match quality {
-            "low" => 16,
-            "high" | "xhigh" | "max" => 96,
-            _ => 48,
-        };
-        let (long, short) = (u64::from(w.max(h)), u64::from(w.min(h)));
-        let s = (2 * f * short + long) / (2 * long);
-        (f * s * (2_000_000 + u64::from(w) * u64::from(h))).div_ceil(4_000_000)
-    } else {
-        let row: [u64; 3] = match quality {
-            "low" => [272, 408, 400],
-            "high" => [4160, 6240, 6208],
-            _ => [1056, 1584, 1568],
-        };
-        match (w, h) {
-            (1024, 1536) => row[1],
-            (1536, 1024) => row[2],
-            _ => row[0],
-        }
-    }
-}
+pub use agentd_responses::pricing::image_output_tokens;
 
 /// Rough token count of a text (4 characters per token).
 pub fn text_tokens(text: &str) -> u64 {

@@ -1,6 +1,7 @@
 //! A turn as Server-Sent Events: `id:` from 1, `event:` names of the contract, one-line JSON `data:`, a
 //! `: keep-alive` comment after 15 s of silence, and exactly one terminal event even if the turn task dies.
 
+use crate::AppState;
 use crate::views::{attachment_json, result_json};
 use agentd_core::{Started, TurnEvent};
 use axum::http::HeaderValue;
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::time::Duration;
 
-fn render(ev: &TurnEvent) -> (&'static str, Value) {
+async fn render(state: &AppState, ev: &TurnEvent) -> (&'static str, Value) {
     match ev {
         TurnEvent::Started {
             conversation_id,
@@ -36,7 +37,10 @@ fn render(ev: &TurnEvent) -> (&'static str, Value) {
             "image.partial",
             json!({ "tool_call_id": tool_call_id, "partial_image_index": partial_image_index, "mime_type": mime_type, "b64": b64 }),
         ),
-        TurnEvent::Attachment(a) => ("attachment", json!({ "attachment": attachment_json(a) })),
+        TurnEvent::Attachment(a) => (
+            "attachment",
+            json!({ "attachment": attachment_json(state, a).await }),
+        ),
         TurnEvent::ImageFailed {
             tool_call_id,
             code,
@@ -45,7 +49,7 @@ fn render(ev: &TurnEvent) -> (&'static str, Value) {
             "image.failed",
             json!({ "tool_call_id": tool_call_id, "code": code, "message": message }),
         ),
-        TurnEvent::Completed(r) => ("run.completed", result_json(r)),
+        TurnEvent::Completed(r) => ("run.completed", result_json(state, r).await),
         TurnEvent::Failed {
             code,
             message,
@@ -58,6 +62,7 @@ fn render(ev: &TurnEvent) -> (&'static str, Value) {
 }
 
 struct State {
+    app: AppState,
     rx: Option<tokio::sync::mpsc::Receiver<TurnEvent>>,
     queued: Vec<TurnEvent>,
     next_id: u64,
@@ -65,7 +70,11 @@ struct State {
     request_id: String,
 }
 
-fn events(started: Started, request_id: String) -> impl Stream<Item = Result<Event, Infallible>> {
+fn events(
+    app: AppState,
+    started: Started,
+    request_id: String,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     let (rx, queued) = match started {
         Started::Live(rx) => (Some(rx), Vec::new()),
         Started::Replay(r) => {
@@ -79,6 +88,7 @@ fn events(started: Started, request_id: String) -> impl Stream<Item = Result<Eve
         }
     };
     let init = State {
+        app,
         rx,
         queued,
         next_id: 1,
@@ -105,7 +115,7 @@ fn events(started: Started, request_id: String) -> impl Stream<Item = Result<Eve
             }
         });
         s.terminal_sent = ev.is_terminal();
-        let (name, data) = render(&ev);
+        let (name, data) = render(&s.app, &ev).await;
         let event = Event::default()
             .id(s.next_id.to_string())
             .event(name)
@@ -116,9 +126,14 @@ fn events(started: Started, request_id: String) -> impl Stream<Item = Result<Eve
 }
 
 /// The SSE response of a started turn.
-pub(crate) fn turn_stream(started: Started, request_id: String, keepalive: Duration) -> Response {
+pub(crate) fn turn_stream(
+    app: AppState,
+    started: Started,
+    request_id: String,
+    keepalive: Duration,
+) -> Response {
     let keep_alive = KeepAlive::new().interval(keepalive).text("keep-alive");
-    let mut res = Sse::new(events(started, request_id).boxed())
+    let mut res = Sse::new(events(app, started, request_id).boxed())
         .keep_alive(keep_alive)
         .into_response();
     res.headers_mut()

@@ -4,6 +4,7 @@ use agentd_agents::AgentRegistry;
 use agentd_auth::Authenticator;
 use agentd_core::Turns;
 use agentd_db::Db;
+use agentd_storage::BlobStore;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +37,9 @@ pub struct App {
     pub agents: AgentRegistry,
     pub auth: Authenticator,
     pub turns: Turns,
+    pub store: Arc<dyn BlobStore>,
+    /// `STORAGE_SIGNED_URL_TTL_SECONDS`.
+    pub url_ttl: std::time::Duration,
     pub settings: HttpSettings,
 }
 

@@ -22,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod pricing;
 pub mod request;
 pub mod response;
 pub mod stream;

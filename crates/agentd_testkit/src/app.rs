@@ -21,6 +21,8 @@ pub struct TestAppBuilder {
     agents_dir: PathBuf,
     turns: TurnSettings,
     fake: FakeConfig,
+    storage: agentd_storage::StorageConfig,
+    images: ImageDefaults,
 }
 
 impl TestAppBuilder {
@@ -42,6 +44,18 @@ impl TestAppBuilder {
     /// Adjusts the turn settings (limits, timeouts).
     pub fn turns(mut self, f: impl FnOnce(&mut TurnSettings)) -> Self {
         f(&mut self.turns);
+        self
+    }
+
+    /// Uses this object store (memory by default).
+    pub fn storage(mut self, config: agentd_storage::StorageConfig) -> Self {
+        self.storage = config;
+        self
+    }
+
+    /// Adjusts the `IMAGE_*` defaults.
+    pub fn images(mut self, f: impl FnOnce(&mut ImageDefaults)) -> Self {
+        f(&mut self.images);
         self
     }
 
@@ -67,17 +81,36 @@ impl TestAppBuilder {
         let mut cfg = agentd_core::client_config(&self.turns, fake.base_url(), Some("sk-test".into()));
         cfg.retry_base = std::time::Duration::from_millis(5);
         let client = agentd_responses::ResponsesClient::new(cfg).unwrap();
-        let turns = Turns::new(self.db.db.clone(), agents.clone(), client, self.turns);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut storage = self.storage;
+        storage.public_base_url = format!("http://{addr}");
+        if storage.url_signing_secret.is_none() {
+            storage.url_signing_secret = Some(agentd_storage::Secret::new(
+                "test-url-signing-secret-0123456789abcdef",
+            ));
+        }
+        let url_ttl = storage.signed_url_ttl();
+        let store = agentd_storage::build(&storage).await.unwrap();
+        store.ensure_ready().await.unwrap();
+        let parts = agentd_core::TurnParts {
+            db: self.db.db.clone(),
+            agents: agents.clone(),
+            store: store.clone(),
+            images: self.images,
+            settings: self.turns,
+        };
+        let turns = Turns::new(parts, client);
         let app = App {
             db: self.db.db.clone(),
             agents,
             auth,
             turns,
+            store,
+            url_ttl,
             settings: self.http,
         };
         let state = AppState(Arc::new(app));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let router = agentd_http::router(state.clone());
         tokio::spawn(async move { axum_serve(listener, router).await });
         TestApp {
@@ -189,6 +222,11 @@ impl TestApp {
                 ..TurnSettings::default()
             },
             fake: FakeConfig::default(),
+            storage: agentd_storage::StorageConfig {
+                provider: agentd_storage::Provider::Memory,
+                ..Default::default()
+            },
+            images: ImageDefaults::default(),
         }
     }
 

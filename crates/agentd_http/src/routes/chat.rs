@@ -81,11 +81,13 @@ fn turn_request(headers: &HeaderMap, path: &str, body: ChatBody) -> Result<TurnR
             Some((key.to_owned(), hex::encode(sha2::Sha256::digest(&canonical))))
         }
     };
+    let attachments = body.attachments.iter().map(|a| a.object_id).collect();
     Ok(TurnRequest {
         agent: body.agent,
         message: body.message,
         conversation_id: body.conversation_id,
         idempotency,
+        attachments,
     })
 }
 
@@ -101,7 +103,7 @@ async fn chat(
         Started::Replay(result) => {
             return Ok((
                 [("idempotent-replayed", "true")],
-                axum::Json(result_json(&result)),
+                axum::Json(result_json(&state, &result).await),
             )
                 .into_response());
         }
@@ -109,7 +111,9 @@ async fn chat(
     };
     while let Some(ev) = rx.recv().await {
         match ev {
-            TurnEvent::Completed(result) => return Ok(axum::Json(result_json(&result)).into_response()),
+            TurnEvent::Completed(result) => {
+                return Ok(axum::Json(result_json(&state, &result).await).into_response());
+            }
             TurnEvent::Failed {
                 code,
                 message,
@@ -145,6 +149,7 @@ async fn chat_stream(
     let started = state.turns.start(&caller.0, req, Mode::Stream).await?;
     let keepalive = std::time::Duration::from_secs(state.settings.sse_keepalive_seconds.max(1));
     Ok(turn_stream(
+        state.clone(),
         started,
         crate::request_id().unwrap_or_default(),
         keepalive,

@@ -97,7 +97,11 @@ async fn show(
     let conv = scoped.conversation(id).await?.ok_or_else(|| not_found(id))?;
     let messages = scoped.messages(id).await?;
     let mut v = conversation_json(&conv);
-    v["messages"] = messages.iter().map(message_json).collect();
+    let mut rendered = Vec::with_capacity(messages.len());
+    for m in &messages {
+        rendered.push(message_json(&state, m).await);
+    }
+    v["messages"] = Value::Array(rendered);
     Ok(Json(v))
 }
 

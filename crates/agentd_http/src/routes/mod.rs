@@ -3,6 +3,7 @@
 mod agents;
 mod chat;
 mod conversations;
+mod files;
 mod health;
 
 use crate::{ApiError, AppState};
@@ -15,6 +16,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(agents::router())
         .merge(chat::router())
         .merge(conversations::router())
+        .merge(files::router())
 }
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {

@@ -1,0 +1,180 @@
+//! Files: `POST /v1/uploads` (an input image for a later turn), `GET /v1/attachments/{id}` (metadata with a
+//! fresh URL), `GET /v1/usage` (the tenant's totals by day), and `GET /v1/files/{key}` — the signed,
+//! expiring download URL for stores that cannot presign (memory, local disk); it needs no bearer token.
+
+use crate::extract::Caller;
+use crate::views::attachment_json;
+use crate::{ApiError, AppState};
+use agentd_auth::Scope;
+use agentd_db::AttachmentMeta;
+use agentd_storage::ObjectKey;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/uploads",
+            post(upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/v1/attachments/{id}", get(attachment))
+        .route("/v1/usage", get(usage))
+        .route("/v1/files/{*key}", get(file))
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    mut form: Multipart,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Chat)?;
+    let too_big = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The upload is over UPLOAD_MAX_MB; send a smaller image.",
+        )
+    };
+    let limit = state.turns.upload_max_bytes();
+    while let Some(mut field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::invalid_request(format!("Malformed multipart body: {e}")))?
+    {
+        if field.name() != Some("file") {
+            continue;
+        }
+        // Read in chunks so an oversize upload is refused without buffering it whole.
+        let mut buf = Vec::new();
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| ApiError::invalid_request(format!("Malformed multipart body: {e}")))?
+        {
+            if (buf.len() + chunk.len()) as u64 > limit {
+                return Err(too_big());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let meta = state
+            .turns
+            .upload(caller.0.tenant_id.as_str(), buf.into())
+            .await?;
+        return Ok((StatusCode::CREATED, Json(attachment_json(&state, &meta).await)).into_response());
+    }
+    Err(ApiError::invalid_request(
+        "Send the image as multipart/form-data in a field named `file`.",
+    ))
+}
+
+async fn attachment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::ConversationsRead)?;
+    let missing = || ApiError::not_found("attachment_not_found", format!("No attachment {id:?}."));
+    let uuid: Uuid = id.parse().map_err(|_| missing())?;
+    let obj = state
+        .db
+        .scoped(caller.0.tenant_id.as_str())
+        .object(uuid)
+        .await?
+        .ok_or_else(missing)?;
+    let meta = AttachmentMeta {
+        object_id: obj.id,
+        object_key: obj.object_key,
+        filename: obj.filename,
+        mime_type: obj.mime_type,
+        size_bytes: obj.size_bytes,
+        tool_call_id: obj.tool_call_id,
+    };
+    Ok(Json(attachment_json(&state, &meta).await))
+}
+
+async fn usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::ConversationsRead)?;
+    let days = match q.get("days") {
+        None => 30,
+        Some(d) => d
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=366).contains(n))
+            .ok_or_else(|| ApiError::invalid_request("days must be 1 to 366."))?,
+    };
+    let since = (chrono::Utc::now() - chrono::Duration::days(days - 1)).date_naive();
+    let rows = state
+        .db
+        .scoped(caller.0.tenant_id.as_str())
+        .usage_by_day(since)
+        .await?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({ "day": r.day, "turns": r.turns, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+                    "image": { "images": r.images, "output_tokens": r.image_output_tokens, "estimated_cost_usd": r.image_cost_usd } })
+        })
+        .collect();
+    let total = |f: fn(&agentd_db::DailyUsage) -> f64| rows.iter().map(f).sum::<f64>();
+    Ok(Json(json!({
+        "data": data,
+        "total": { "turns": total(|r| r.turns as f64), "images": total(|r| r.images as f64),
+                   "image_output_tokens": total(|r| r.image_output_tokens as f64), "estimated_cost_usd": total(|r| r.image_cost_usd) },
+    })))
+}
+
+#[derive(Deserialize)]
+struct Signed {
+    expires: i64,
+    sig: String,
+}
+
+async fn file(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(q): Query<Signed>,
+) -> Result<Response, ApiError> {
+    let denied = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This download link is invalid or has expired; fetch the attachment again for a fresh one.",
+        )
+    };
+    let signer = state
+        .store
+        .url_signer()
+        .ok_or_else(|| ApiError::not_found("not_found", "This store serves its own download URLs."))?;
+    if !signer.verify_signed(&key, q.expires, &q.sig, chrono::Utc::now()) {
+        return Err(denied());
+    }
+    let parsed = ObjectKey::parse(&key).map_err(|_| denied())?;
+    let blob = state.store.get(&parsed).await.map_err(|e| {
+        if e.is_not_found() {
+            ApiError::not_found("attachment_not_found", "This file no longer exists.")
+        } else {
+            ApiError::unavailable("object store", e)
+        }
+    })?;
+    let mut res = blob.bytes.into_response();
+    let ct = HeaderValue::from_str(&blob.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    res.headers_mut().insert(header::CONTENT_TYPE, ct);
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=300"),
+    );
+    res.headers_mut()
+        .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    Ok(res)
+}
