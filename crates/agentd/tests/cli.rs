@@ -237,7 +237,9 @@ async fn zero_config_serve_prints_a_token_that_lists_the_agents() {
         if let Some(t) = line.trim().strip_prefix("export AGENTD_TOKEN=") {
             token = Some(t.to_owned());
         }
-        if let Some(i) = line.find("http://") {
+        if line.trim_start().starts_with("curl ")
+            && let Some(i) = line.find("http://")
+        {
             url = Some(line[i..].trim().to_owned());
         }
     }
