@@ -92,12 +92,9 @@ impl Turn {
             .conversation
             .as_ref()
             .and_then(|c| c.last_response_id.clone());
-        let mut request = build_request(
-            &self.agent,
-            &self.message,
-            previous.as_deref(),
-            self.mode == Mode::Stream,
-        );
+        let streaming = self.mode == Mode::Stream;
+        let images = &self.inputs.data_urls;
+        let mut request = build_request(&self.agent, &self.message, images, previous.as_deref(), streaming);
         let mut opened = inner.client.stream(&request).await;
         if let Err(e) = &opened
             && previous.is_some()

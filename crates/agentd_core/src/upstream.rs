@@ -13,6 +13,7 @@ use agentd_responses::{
 pub(crate) fn build_request(
     agent: &Agent,
     text: &str,
+    images: &[String],
     previous: Option<&str>,
     streaming_client: bool,
 ) -> CreateResponse {
@@ -30,9 +31,14 @@ pub(crate) fn build_request(
             action: None,
         })]
     });
-    let parts = vec![InputContentPart::InputText {
+    let mut parts = vec![InputContentPart::InputText {
         text: text.to_owned(),
     }];
+    parts.extend(images.iter().map(|url| InputContentPart::InputImage {
+        image_url: Some(url.clone()),
+        file_id: None,
+        detail: Some("auto".into()),
+    }));
     CreateResponse {
         model: agent.model.clone(),
         instructions: Some(agent.instructions.clone()),

@@ -28,6 +28,9 @@ mod memory;
 mod s3;
 pub mod url_signer;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 pub use config::{Provider, Secret, StorageConfig, build};
 pub use error::{Result, StorageError};
 pub use gcs::{GcsSettings, GcsStore};

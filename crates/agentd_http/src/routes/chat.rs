@@ -58,15 +58,6 @@ impl From<TurnError> for ApiError {
 }
 
 fn turn_request(headers: &HeaderMap, path: &str, body: ChatBody) -> Result<TurnRequest, ApiError> {
-    if let Some(a) = body.attachments.first() {
-        return Err(ApiError::not_found(
-            "attachment_not_found",
-            format!(
-                "No uploaded image {}; upload images with POST /v1/uploads first.",
-                a.object_id
-            ),
-        ));
-    }
     let idempotency = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {

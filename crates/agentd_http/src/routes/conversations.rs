@@ -112,12 +112,22 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::ConversationsWrite)?;
     let id = parse_id(&id)?;
-    if state
-        .db
-        .scoped(caller.0.tenant_id.as_str())
-        .delete_conversation(id)
-        .await?
-    {
+    let tenant = caller.0.tenant_id.as_str();
+    let scoped = state.db.scoped(tenant);
+    if scoped.conversation(id).await?.is_none() {
+        return Err(not_found(id));
+    }
+    // The bytes first: if the store is down the conversation stays, and a retry finishes the job.
+    let store_tenant = agentd_storage::TenantId::new(tenant).map_err(ApiError::internal)?;
+    let prefix = agentd_storage::KeyPrefix::conversation(&store_tenant, &id.simple().to_string())
+        .map_err(ApiError::internal)?;
+    state
+        .store
+        .delete_prefix(&prefix)
+        .await
+        .map_err(|e| ApiError::unavailable("object store", e))?;
+    scoped.delete_conversation_objects(id).await?;
+    if scoped.delete_conversation(id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found(id))

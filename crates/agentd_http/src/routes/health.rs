@@ -18,16 +18,27 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let db = tokio::time::timeout(std::time::Duration::from_secs(3), state.db.ping()).await;
-    let db_ok = matches!(db, Ok(Ok(())));
-    if !db_ok {
-        tracing::warn!(error = ?db, "readiness: database is down");
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Not ready: the database is down.",
-        )
-        .with_details(json!({ "checks": { "database": "down" } })));
+    let limit = std::time::Duration::from_secs(3);
+    let (db, store) = tokio::join!(
+        tokio::time::timeout(limit, state.db.ping()),
+        tokio::time::timeout(limit, state.store.check())
+    );
+    let (db_ok, store_ok) = (matches!(db, Ok(Ok(()))), matches!(store, Ok(Ok(()))));
+    let word = |ok: bool| if ok { "ok" } else { "down" };
+    let checks = json!({ "database": word(db_ok), "object_store": word(store_ok) });
+    if db_ok && store_ok {
+        return Ok(Json(json!({ "status": "ready", "checks": checks })));
     }
-    Ok(Json(json!({ "status": "ready", "checks": { "database": "ok" } })))
+    let down: Vec<&str> = [("the database", db_ok), ("the object store", store_ok)]
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| *n)
+        .collect();
+    tracing::warn!(?db, ?store, "not ready");
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!("Not ready: {} down.", down.join(" and ")),
+    )
+    .with_details(json!({ "checks": checks })))
 }

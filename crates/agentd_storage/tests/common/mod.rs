@@ -4,14 +4,12 @@
 #![allow(dead_code)]
 
 use std::any::Any;
-use std::path::Path;
 use std::sync::Arc;
 
 use agentd_storage::{BlobStore, Provider, Secret, StorageConfig, TenantId, build};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 
 pub const SCRIPT_HINT: &str = "start the test servers with `scripts/storage-services.sh start target/storage-services \
      && source target/storage-services/storage.env`, or set AGENTD_TEST_SKIP_EXTERNAL=1 to skip these tests";
@@ -73,35 +71,7 @@ pub fn s3_config(endpoint: &str, bucket: &str) -> StorageConfig {
     }
 }
 
-/// Writes a service-account key file with a freshly generated RSA key (the emulator checks no signature, but
-/// the signer needs a real key).
-pub fn write_service_account(dir: &Path) -> std::path::PathBuf {
-    use aws_lc_rs::encoding::AsDer;
-    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> = key.as_der().unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-    let body: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    let pem = format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        body.join("\n")
-    );
-    let json = serde_json::json!({
-        "type": "service_account",
-        "project_id": "agentd-test",
-        "private_key_id": "0123456789abcdef",
-        "private_key": pem,
-        "client_email": "agentd-test@agentd-test.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    });
-    let path = dir.join("service-account.json");
-    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
-    path
-}
+pub use agentd_storage::testing::write_service_account;
 
 /// Creates a bucket on fake-gcs-server (GCS buckets are not ours to create in production).
 pub async fn create_gcs_bucket(http: &reqwest::Client, endpoint: &str, bucket: &str) {
