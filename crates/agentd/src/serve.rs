@@ -42,6 +42,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let router = agentd_http::router(AppState(Arc::new(app)));
     tracing::info!(%addr, "listening");
     let stop = tokio_util::sync::CancellationToken::new();
+    // Small SSE writes go out at once: without TCP_NODELAY, Nagle plus delayed ACKs hold them ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let serve = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
     let mut server = tokio::spawn(serve.into_future());
     tokio::select! {

@@ -115,15 +115,14 @@ impl Turn {
         let upstream_id = upstream.request_id().unwrap_or("-").to_owned();
         tracing::info!(upstream_request_id = %upstream_id, "upstream accepted the turn");
 
-        let conversation = match self.open_conversation().await {
-            Ok(c) => c,
-            Err(e) => {
-                self.abandon().await;
-                let _ = accepted.send(Err(e));
-                return;
-            }
-        };
-        tracing::Span::current().record("conversation_id", tracing::field::display(conversation.id));
+        // The conversation id is chosen now and announced at once; the conversation, its lease and the user
+        // message are written while the first events are relayed (their latency stays off the client's path).
+        let conversation_id = self
+            .conversation
+            .as_ref()
+            .map_or_else(uuid::Uuid::now_v7, |c| c.id);
+        tracing::Span::current().record("conversation_id", tracing::field::display(conversation_id));
+        let mut opening = Opening::start(self.opening(conversation_id));
         let _ = accepted.send(Ok(()));
         let model = inner
             .offline_label
@@ -131,7 +130,7 @@ impl Turn {
             .unwrap_or_else(|| self.agent.model.clone());
         let mut sink = Sink { tx, gone: false };
         sink.emit(TurnEvent::Started {
-            conversation_id: conversation.id,
+            conversation_id,
             run_id: self.run_id.clone(),
             agent: self.agent.key.clone(),
             model: model.clone(),
@@ -181,16 +180,23 @@ impl Turn {
                 }
                 StreamEvent::OutputItemDone(d) => {
                     if let OutputItem::ImageGenerationCall(call) = d.item {
-                        self.image_call(conversation.id, call, &mut images, &mut sink)
+                        // An image row points at the conversation row: that must be written first.
+                        if let Err(e) = opening.wait().await {
+                            break opening_failed(&e);
+                        }
+                        self.image_call(conversation_id, call, &mut images, &mut sink)
                             .await;
                     }
                 }
                 StreamEvent::Completed(mut r) | StreamEvent::Incomplete(mut r) => {
+                    if let Err(e) = opening.wait().await {
+                        break opening_failed(&e);
+                    }
                     // An image may first appear in the final response; each is stored once however often it came.
                     for item in &mut r.response.output {
                         if let OutputItem::ImageGenerationCall(call) = item {
                             let call = std::mem::take(call);
-                            self.image_call(conversation.id, call, &mut images, &mut sink)
+                            self.image_call(conversation_id, call, &mut images, &mut sink)
                                 .await;
                         }
                     }
@@ -224,46 +230,50 @@ impl Turn {
                 _ => {}
             }
         };
-        self.finish(&conversation, outcome, text, images, model, sink)
+        let outcome = match opening.wait().await {
+            Ok(()) => outcome,
+            Err(e) => opening_failed(&e),
+        };
+        self.finish(conversation_id, outcome, text, images, model, sink)
             .await;
     }
 
-    /// The conversation of this turn: the existing one (already leased), or a new one leased now.
-    async fn open_conversation(&self) -> Result<Conversation, TurnError> {
+    /// Writes the conversation of this turn (the existing one is already leased; a new one is created with
+    /// `id` and leased) and the user message. Owned, so it can run beside the relay.
+    fn opening(&self, id: uuid::Uuid) -> impl Future<Output = Result<(), TurnError>> + Send + 'static {
         let inner = &self.turns.0;
-        let scoped = inner.db.scoped(self.principal.tenant_id.as_str());
-        let conversation = match &self.conversation {
-            Some(c) => c.clone(),
-            None => {
-                let title: String = self
-                    .message
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(80)
-                    .collect();
-                let c = scoped
-                    .create_conversation(&self.principal.user_id, &self.agent.key, &title)
-                    .await?;
-                scoped
-                    .try_lock_run(
-                        c.id,
-                        &self.run_id,
-                        chrono::Duration::seconds(inner.settings.total_timeout_seconds as i64 + 60),
-                    )
-                    .await?;
-                c
-            }
-        };
+        let db = inner.db.clone();
+        let tenant = self.principal.tenant_id.as_str().to_owned();
+        let user_id = self.principal.user_id.clone();
+        let agent = self.agent.key.clone();
+        let is_new = self.conversation.is_none();
+        let run_id = self.run_id.clone();
+        let lease = chrono::Duration::seconds(inner.settings.total_timeout_seconds as i64 + 60);
+        let title: String = self
+            .message
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(80)
+            .collect();
         let user = NewMessage {
             role: Role::User,
             content: self.message.clone(),
             attachments: self.inputs.metas.clone(),
             response_id: None,
         };
-        scoped.append_message(conversation.id, user).await?;
-        Ok(conversation)
+        async move {
+            let scoped = db.scoped(&tenant);
+            if is_new {
+                scoped
+                    .create_conversation_with_id(id, &user_id, &agent, &title)
+                    .await?;
+                scoped.try_lock_run(id, &run_id, lease).await?;
+            }
+            scoped.append_message(id, user).await?;
+            Ok(())
+        }
     }
 
     /// Undoes the claims of a turn that never started.
@@ -399,7 +409,7 @@ impl Turn {
 
     async fn finish(
         &self,
-        conversation: &Conversation,
+        conversation: uuid::Uuid,
         outcome: Outcome,
         text: String,
         images: Images,
@@ -422,7 +432,7 @@ impl Turn {
             image,
         };
         let record = NewUsage {
-            conversation_id: Some(conversation.id),
+            conversation_id: Some(conversation),
             response_id: response.map(|r| r.id.clone()),
             input_tokens: usage.input_tokens as i64,
             output_tokens: usage.output_tokens as i64,
@@ -444,15 +454,13 @@ impl Turn {
                     attachments: images.stored,
                     response_id: Some(response.id.clone()),
                 };
-                let saved = scoped.append_message(conversation.id, assistant).await;
-                let _ = scoped
-                    .set_last_response(conversation.id, Some(&response.id))
-                    .await;
+                let saved = scoped.append_message(conversation, assistant).await;
+                let _ = scoped.set_last_response(conversation, Some(&response.id)).await;
                 match saved {
                     Ok(Some(message)) => {
                         let _ = scoped.link_objects(&object_ids, message.id).await;
                         Ok(TurnResult {
-                            conversation_id: conversation.id,
+                            conversation_id: conversation,
                             response_id: Some(response.id.clone()),
                             model: if response.model.is_empty() {
                                 model
@@ -496,14 +504,14 @@ impl Turn {
                         attachments: images.stored,
                         response_id: None,
                     };
-                    if let Ok(Some(m)) = scoped.append_message(conversation.id, partial).await {
+                    if let Ok(Some(m)) = scoped.append_message(conversation, partial).await {
                         let _ = scoped.link_objects(&object_ids, m.id).await;
                     }
                 }
                 Err((code, message, retryable))
             }
         };
-        let _ = scoped.unlock_run(conversation.id, &self.run_id).await;
+        let _ = scoped.unlock_run(conversation, &self.run_id).await;
         match result {
             Ok(result) => {
                 if let Some(k) = &self.idempotency_key
@@ -530,6 +538,37 @@ impl Turn {
                 .await;
             }
         }
+    }
+}
+
+/// Writing the conversation and the user message, beside the relay; awaited before anything depends on it.
+struct Opening {
+    task: Option<tokio::task::JoinHandle<Result<(), TurnError>>>,
+    result: Option<Result<(), TurnError>>,
+}
+
+impl Opening {
+    fn start(work: impl Future<Output = Result<(), TurnError>> + Send + 'static) -> Self {
+        Self {
+            task: Some(tokio::spawn(work)),
+            result: None,
+        }
+    }
+
+    async fn wait(&mut self) -> Result<(), TurnError> {
+        if let Some(task) = self.task.take() {
+            self.result = Some(task.await.unwrap_or_else(|e| Err(TurnError::internal(e))));
+        }
+        self.result.clone().unwrap_or(Ok(()))
+    }
+}
+
+fn opening_failed(e: &TurnError) -> Outcome {
+    tracing::error!(error = %e, cause = e.internal.as_deref().unwrap_or("-"), "cannot save the conversation");
+    Outcome::Failed {
+        code: "unavailable",
+        message: "The conversation could not be saved; retry.".into(),
+        retryable: true,
     }
 }
 

@@ -91,6 +91,9 @@ impl Db {
                 .map_err(|e| DbError::Config(format!("DATABASE_URL={}: {e}", s.url)))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
+                // WAL + NORMAL: a commit is one write to the log, fsynced at checkpoints; durable against a
+                // crash of the process, not of the machine — the zero-config database's trade-off.
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             if let Some(dir) = opts.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -32,13 +32,25 @@ impl Scoped<'_> {
         agent: &str,
         title: &str,
     ) -> Result<Conversation, DbError> {
+        self.create_conversation_with_id(Uuid::now_v7(), user, agent, title)
+            .await
+    }
+
+    /// Starts a conversation whose id the caller chose (announced to the client before it is written).
+    pub async fn create_conversation_with_id(
+        &self,
+        id: Uuid,
+        user: &str,
+        agent: &str,
+        title: &str,
+    ) -> Result<Conversation, DbError> {
         self.ensure_user(user).await?;
         let sql = concat!(
             "INSERT INTO conversations (id, tenant_id, user_id, agent, title, created_at, updated_at) ",
             "VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING ",
             columns!()
         );
-        let (id, t) = (Uuid::now_v7(), now());
+        let t = now();
         Ok(with_pool!(self.db, |p| sqlx::query_as(sql)
             .bind(id)
             .bind(self.tenant)

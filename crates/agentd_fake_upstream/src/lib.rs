@@ -178,7 +178,14 @@ impl FakeUpstream {
         });
         let app = server::router(Arc::clone(&shared));
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = axum::serve(
+                axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                }),
+                app,
+            )
+            .await
+            {
                 tracing::error!(error = %e, "fake upstream stopped");
             }
         });

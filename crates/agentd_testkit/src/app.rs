@@ -188,6 +188,9 @@ pub fn parse_sse(raw: &str) -> Vec<SseEvent> {
 }
 
 async fn axum_serve(listener: tokio::net::TcpListener, router: axum::Router) {
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let _ = axum::serve(listener, router).await;
 }
 
@@ -267,6 +270,25 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// `POST /v1/chat` with `body`, its JSON answer.
+    pub async fn chat_json(&self, token: &str, body: serde_json::Value) -> serde_json::Value {
+        self.chat(token, body).await.json().await.unwrap()
+    }
+
+    /// `POST /v1/chat` in the background (a turn that runs while the test does something else).
+    pub fn spawn_chat(
+        &self,
+        token: &str,
+        body: serde_json::Value,
+    ) -> tokio::task::JoinHandle<reqwest::StatusCode> {
+        let req = self
+            .http
+            .post(self.url("/v1/chat"))
+            .bearer_auth(token)
+            .json(&body);
+        tokio::spawn(async move { req.send().await.unwrap().status() })
     }
 
     /// `POST /v1/chat/stream` with `body`, read to the end (60 s at most).
