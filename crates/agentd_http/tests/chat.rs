@@ -334,11 +334,8 @@ async fn multi_turn_continues_from_the_previous_response() {
     let app = TestApp::postgres().await;
     let tok = app.token("acme", "u1", None);
     let first: Value = app
-        .chat(&tok, json!({"agent": "designer", "message": "draw a cat"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .chat_json(&tok, json!({"agent": "designer", "message": "draw a cat"}))
+        .await;
     let conv = first["conversation_id"].as_str().unwrap();
     let second = app
         .chat(
@@ -365,11 +362,8 @@ async fn a_lost_previous_response_does_not_break_the_conversation() {
     let app = TestApp::postgres().await;
     let tok = app.token("acme", "u1", None);
     let first: Value = app
-        .chat(&tok, json!({"agent": "assistant", "message": "hello"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .chat_json(&tok, json!({"agent": "assistant", "message": "hello"}))
+        .await;
     let conv = first["conversation_id"].as_str().unwrap();
     let next = app
         .chat(
@@ -445,25 +439,13 @@ async fn one_turn_per_conversation() {
     let app = TestApp::postgres().await;
     let tok = app.token("acme", "u1", None);
     let first: Value = app
-        .chat(&tok, json!({"agent": "assistant", "message": "hello"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .chat_json(&tok, json!({"agent": "assistant", "message": "hello"}))
+        .await;
     let conv = first["conversation_id"].as_str().unwrap().to_owned();
-    let slow = {
-        let (app_url, tok, conv) = (app.url("/v1/chat"), tok.clone(), conv.clone());
-        let http = app.http.clone();
-        tokio::spawn(async move {
-            http.post(app_url)
-                .bearer_auth(tok)
-                .json(&json!({"conversation_id": conv, "message": "slow #fake:text delay=1500"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let slow = app.spawn_chat(
+        &tok,
+        json!({"conversation_id": conv, "message": "slow #fake:text delay=1500"}),
+    );
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let res = app
         .chat(&tok, json!({"conversation_id": conv, "message": "meanwhile"}))
@@ -569,18 +551,10 @@ async fn per_tenant_rate_limits() {
         .start()
         .await;
     let tok = app.token("acme", "u1", None);
-    let slow = {
-        let (url, tok, http) = (app.url("/v1/chat"), tok.clone(), app.http.clone());
-        tokio::spawn(async move {
-            http.post(url)
-                .bearer_auth(tok)
-                .json(&json!({"agent": "assistant", "message": "x #fake:text delay=800"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let slow = app.spawn_chat(
+        &tok,
+        json!({"agent": "assistant", "message": "x #fake:text delay=800"}),
+    );
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let busy = app
         .chat(&tok, json!({"agent": "assistant", "message": "two at once"}))
@@ -617,18 +591,10 @@ async fn per_tenant_rate_limits() {
 async fn shutdown_lets_running_turns_finish_and_refuses_new_ones() {
     let app = TestApp::postgres().await;
     let tok = app.token("acme", "u1", None);
-    let running = {
-        let (url, tok, http) = (app.url("/v1/chat"), tok.clone(), app.http.clone());
-        tokio::spawn(async move {
-            http.post(url)
-                .bearer_auth(tok)
-                .json(&json!({"agent": "assistant", "message": "x #fake:text delay=700"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let running = app.spawn_chat(
+        &tok,
+        json!({"agent": "assistant", "message": "x #fake:text delay=700"}),
+    );
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let turns = app.state.turns.clone();
     let shutdown = tokio::spawn(async move { turns.shutdown().await });

@@ -105,11 +105,8 @@ async fn attachments_are_everywhere_with_fresh_urls_and_confined_to_the_tenant()
     let app = TestApp::postgres().await;
     let tok = app.token("acme", "u1", None);
     let r: Value = app
-        .chat(&tok, json!({"agent": "designer", "message": "draw a cat"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .chat_json(&tok, json!({"agent": "designer", "message": "draw a cat"}))
+        .await;
     let a = &r["message"]["attachments"][0];
     let id = a["object_id"].as_str().unwrap();
     let conv = r["conversation_id"].as_str().unwrap();
@@ -235,21 +232,15 @@ async fn editing_continues_from_the_previous_image() {
     let app = TestApp::postgres().await;
     let tok = app.token("acme", "u1", None);
     let first: Value = app
-        .chat(&tok, json!({"agent": "designer", "message": "draw a cat"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .chat_json(&tok, json!({"agent": "designer", "message": "draw a cat"}))
+        .await;
     let conv = first["conversation_id"].as_str().unwrap();
     let second: Value = app
-        .chat(
+        .chat_json(
             &tok,
             json!({"conversation_id": conv, "message": "now make it look realistic, redraw the image"}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         app.fake.requests()[1].body["previous_response_id"],
         first["response_id"]
@@ -373,11 +364,8 @@ async fn cost_is_estimated_when_unreported_recorded_and_budgeted() {
     let tok = app.token("acme", "u1", None);
     let msg = format!("draw {}", Scenario::image().no_tool_usage().directive());
     let r: Value = app
-        .chat(&tok, json!({"agent": "designer", "message": msg}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .chat_json(&tok, json!({"agent": "designer", "message": msg}))
+        .await;
     let img = &r["usage"]["image"];
     assert_eq!(
         img["output_tokens"], 7024,
@@ -389,11 +377,8 @@ async fn cost_is_estimated_when_unreported_recorded_and_budgeted() {
     assert_eq!(usage["data"][0]["image"]["images"], 1);
     assert_eq!(usage["total"]["images"], 1.0);
     let r: Value = app
-        .chat(&tok, json!({"agent": "designer", "message": "draw a dog"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .chat_json(&tok, json!({"agent": "designer", "message": "draw a dog"}))
+        .await;
     assert_eq!(r["usage"]["image"]["images"], 1);
     let before = app.fake.requests().len();
     let res = app

@@ -133,11 +133,8 @@ async fn conversations_list_read_delete_within_the_tenant() {
     let mut ids = Vec::new();
     for i in 0..5 {
         let v: Value = app
-            .chat(&a, json!({"agent": "assistant", "message": format!("chat {i}")}))
-            .await
-            .json()
-            .await
-            .unwrap();
+            .chat_json(&a, json!({"agent": "assistant", "message": format!("chat {i}")}))
+            .await;
         ids.push(v["conversation_id"].as_str().unwrap().to_owned());
     }
     let (status, page1) = app.get_json("/v1/conversations?limit=2", &a).await;

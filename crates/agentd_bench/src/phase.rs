@@ -1,0 +1,190 @@
+//! One measured phase: N concurrent clients each running K sequential turns (bounded by a deadline), with
+//! agentd's RSS sampled every 50 ms, its VmHWM reset at the start, and its CPU time and database growth
+//! taken around the phase.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+
+use crate::agentd;
+use crate::stats::Dist;
+use crate::turns::{self, TurnRequest, TurnTiming};
+
+/// What a phase runs.
+pub struct PhaseSpec {
+    /// One request per client (each client has its own token).
+    pub requests: Vec<TurnRequest>,
+    pub turns_per_client: usize,
+    pub turn_timeout: Duration,
+    /// No new turn starts after this.
+    pub deadline: Duration,
+}
+
+/// The agentd process to watch during a phase.
+#[derive(Clone, Copy)]
+pub struct Watch<'a> {
+    pub pid: u32,
+    pub database_url: &'a str,
+}
+
+/// What a phase measured.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseResult {
+    pub clients: usize,
+    pub ok: usize,
+    pub errors: usize,
+    /// The most frequent error texts with their counts.
+    pub error_samples: Vec<(String, usize)>,
+    pub started: Dist,
+    pub first_delta: Dist,
+    pub last: Dist,
+    pub wall: Duration,
+    pub protocol_issues: u32,
+    pub images_failed: u32,
+    pub attachments: u32,
+    pub bytes: u64,
+    /// agentd only: peak of the 50 ms VmRSS samples, and VmHWM at the end (bytes).
+    pub rss_peak: Option<u64>,
+    pub hwm: Option<u64>,
+    pub hwm_was_reset: bool,
+    /// agentd only: CPU time (user + system) spent during the phase.
+    pub cpu: Option<Duration>,
+    /// agentd with SQLite only: database file growth.
+    pub db_growth: Option<u64>,
+}
+
+impl PhaseResult {
+    /// Successful turns per second of wall time.
+    pub fn turns_per_sec(&self) -> Option<f64> {
+        let s = self.wall.as_secs_f64();
+        (s > 0.0 && self.ok > 0).then(|| self.ok as f64 / s)
+    }
+
+    /// agentd CPU milliseconds per successful turn.
+    pub fn cpu_ms_per_turn(&self) -> Option<f64> {
+        let cpu = self.cpu?;
+        (self.ok > 0).then(|| cpu.as_secs_f64() * 1000.0 / self.ok as f64)
+    }
+
+    /// Database bytes per successful turn.
+    pub fn db_bytes_per_turn(&self) -> Option<f64> {
+        let g = self.db_growth?;
+        (self.ok > 0).then(|| g as f64 / self.ok as f64)
+    }
+}
+
+/// Samples VmRSS every 50 ms until told to stop; returns the peak.
+async fn sample_rss(pid: u32, mut stop: oneshot::Receiver<()>) -> Option<u64> {
+    let mut peak: Option<u64> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                if let Some(m) = agentd::mem(pid) {
+                    peak = Some(peak.map_or(m.rss, |p| p.max(m.rss)));
+                }
+            }
+        }
+    }
+    peak
+}
+
+/// Runs the phase.
+pub async fn run(client: &reqwest::Client, spec: PhaseSpec, watch: Option<Watch<'_>>) -> PhaseResult {
+    let clients = spec.requests.len();
+    let hwm_was_reset = watch.is_some_and(|w| agentd::reset_hwm(w.pid));
+    let cpu0 = watch.and_then(|w| agentd::cpu_time(w.pid));
+    let db0 = watch.and_then(|w| agentd::sqlite_bytes(w.database_url));
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let sampler = watch.map(|w| tokio::spawn(sample_rss(w.pid, stop_rx)));
+
+    let t0 = Instant::now();
+    let end = t0 + spec.deadline;
+    let mut set = JoinSet::new();
+    for req in spec.requests {
+        let client = client.clone();
+        let req = Arc::new(req);
+        let (k, limit) = (spec.turns_per_client, spec.turn_timeout);
+        set.spawn(async move {
+            let mut out: Vec<Result<TurnTiming, String>> = Vec::with_capacity(k);
+            for _ in 0..k {
+                if Instant::now() >= end {
+                    break;
+                }
+                out.push(turns::run_turn(&client, &req, limit).await);
+            }
+            out
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(v) => all.extend(v),
+            Err(e) => all.push(Err(format!("client task failed: {e}"))),
+        }
+    }
+    let wall = t0.elapsed();
+
+    let _ = stop_tx.send(());
+    let rss_peak = match sampler {
+        Some(h) => h.await.ok().flatten(),
+        None => None,
+    };
+    let mut r = summarize(all, clients, wall);
+    r.rss_peak = rss_peak;
+    r.hwm_was_reset = hwm_was_reset;
+    if let Some(w) = watch {
+        r.hwm = agentd::mem(w.pid).map(|m| m.hwm);
+        r.cpu = match (cpu0, agentd::cpu_time(w.pid)) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+        r.db_growth = match (db0, agentd::sqlite_bytes(w.database_url)) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+    }
+    r
+}
+
+fn summarize(all: Vec<Result<TurnTiming, String>>, clients: usize, wall: Duration) -> PhaseResult {
+    let mut r = PhaseResult {
+        clients,
+        wall,
+        ..PhaseResult::default()
+    };
+    let (mut started, mut first, mut last) = (Vec::new(), Vec::new(), Vec::new());
+    let mut errors: Vec<(String, usize)> = Vec::new();
+    for item in all {
+        match item {
+            Ok(t) => {
+                r.ok += 1;
+                started.extend(t.started);
+                first.extend(t.first_delta);
+                last.push(t.last);
+                r.protocol_issues += t.protocol_issues;
+                r.images_failed += t.images_failed;
+                r.attachments += t.attachments;
+                r.bytes += t.bytes;
+            }
+            Err(e) => {
+                r.errors += 1;
+                match errors.iter_mut().find(|(m, _)| *m == e) {
+                    Some((_, n)) => *n += 1,
+                    None => errors.push((e, 1)),
+                }
+            }
+        }
+    }
+    errors.sort_by_key(|e| std::cmp::Reverse(e.1));
+    errors.truncate(3);
+    r.error_samples = errors;
+    r.started = Dist::new(started);
+    r.first_delta = Dist::new(first);
+    r.last = Dist::new(last);
+    r
+}

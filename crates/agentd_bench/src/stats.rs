@@ -1,0 +1,74 @@
+//! Latency distributions: nearest-rank percentiles over a phase's samples, and the signed difference of two
+//! distributions' percentiles (agentd minus direct), in milliseconds.
+
+use std::time::Duration;
+
+/// Sorted samples of one measure.
+#[derive(Debug, Clone, Default)]
+pub struct Dist {
+    sorted: Vec<Duration>,
+}
+
+impl Dist {
+    pub fn new(mut samples: Vec<Duration>) -> Self {
+        samples.sort_unstable();
+        Self { sorted: samples }
+    }
+
+    /// Nearest-rank percentile (`p` in 0..=100), in ms; `None` without samples.
+    pub fn pct(&self, p: f64) -> Option<f64> {
+        let n = self.sorted.len();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((p / 100.0) * n as f64).ceil() as usize;
+        let idx = rank.clamp(1, n) - 1;
+        self.sorted.get(idx).map(|d| ms(*d))
+    }
+
+    pub fn p50(&self) -> Option<f64> {
+        self.pct(50.0)
+    }
+
+    pub fn p99(&self) -> Option<f64> {
+        self.pct(99.0)
+    }
+}
+
+/// A duration in fractional milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `a - b` when both exist.
+pub fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? - b?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let dist = Dist::new((1..=100).rev().map(d).collect());
+        assert_eq!(dist.p50(), Some(50.0));
+        assert_eq!(dist.p99(), Some(99.0));
+        assert_eq!(dist.pct(100.0), Some(100.0));
+        assert_eq!(dist.pct(0.0), Some(1.0));
+    }
+
+    #[test]
+    fn small_and_empty() {
+        let one = Dist::new(vec![d(7)]);
+        assert_eq!(one.p50(), Some(7.0));
+        assert_eq!(one.p99(), Some(7.0));
+        assert_eq!(Dist::default().p50(), None);
+        assert_eq!(diff(Some(3.0), None), None);
+        assert_eq!(diff(Some(3.0), Some(1.0)), Some(2.0));
+    }
+}

@@ -1,0 +1,256 @@
+//! One streamed turn, timed from the moment the request is sent: through agentd (`POST /v1/chat/stream`,
+//! contract events) or straight to the fake (`POST {fake}/responses`, wire events). Parses the SSE with
+//! `sse-stream` and records the first event, the first text delta and the terminal event.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use serde_json::{Value, json};
+use sse_stream::SseByteStream;
+
+/// Where a turn goes, which decides the event names that mark its milestones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Agentd,
+    Direct,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Agentd => "agentd",
+            Self::Direct => "direct",
+        }
+    }
+
+    /// The first event of a stream.
+    fn started(self) -> &'static str {
+        match self {
+            Self::Agentd => "run.started",
+            Self::Direct => "response.created",
+        }
+    }
+
+    /// A text delta.
+    fn delta(self) -> &'static str {
+        match self {
+            Self::Agentd => "message.delta",
+            Self::Direct => "response.output_text.delta",
+        }
+    }
+
+    fn success(self) -> &'static str {
+        match self {
+            Self::Agentd => "run.completed",
+            Self::Direct => "response.completed",
+        }
+    }
+
+    fn failure(self, kind: &str) -> bool {
+        match self {
+            Self::Agentd => kind == "error",
+            Self::Direct => matches!(kind, "error" | "response.failed" | "response.incomplete"),
+        }
+    }
+}
+
+/// A prepared request: URL, bearer token and JSON body.
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    pub target: Target,
+    pub url: String,
+    pub bearer: String,
+    pub body: String,
+}
+
+/// The body of `POST /v1/chat/stream`.
+pub fn agentd_body(agent: &str, message: &str) -> String {
+    json!({ "agent": agent, "message": message }).to_string()
+}
+
+/// The body agentd would send upstream for the same turn (model, instructions, input, stream), with the
+/// `image_generation` tool when `image` is set.
+pub fn direct_body(message: &str, image: bool) -> String {
+    let mut body = json!({
+        "model": "gpt-5.5",
+        "instructions": "You are a concise, friendly assistant. Answer in plain prose.",
+        "input": [{ "role": "user", "content": [{ "type": "input_text", "text": message }] }],
+        "stream": true,
+        "store": true,
+    });
+    if image && let Some(map) = body.as_object_mut() {
+        map.insert(
+            "tools".to_owned(),
+            json!([{ "type": "image_generation", "size": "1024x1024", "quality": "high",
+                     "output_format": "png", "background": "auto", "partial_images": 2 }]),
+        );
+    }
+    body.to_string()
+}
+
+/// Milestones of one successful turn, measured from just before the request was sent.
+#[derive(Debug, Clone)]
+pub struct TurnTiming {
+    /// First event (`run.started` / `response.created`).
+    pub started: Option<Duration>,
+    /// First text delta.
+    pub first_delta: Option<Duration>,
+    /// The terminal event.
+    pub last: Duration,
+    /// Events received, terminal included.
+    pub events: u32,
+    /// Bytes of SSE received.
+    pub bytes: u64,
+    /// `image.failed` events (agentd).
+    pub images_failed: u32,
+    /// `attachment` events (agentd).
+    pub attachments: u32,
+    /// Contract deviations seen on an otherwise good stream (agentd: `id:` not 1,2,3…, first event not
+    /// `run.started`, `data:` not JSON).
+    pub protocol_issues: u32,
+}
+
+/// Counts the bytes flowing through the SSE decoder.
+fn counted(
+    resp: reqwest::Response,
+    total: Arc<AtomicU64>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, reqwest::Error>> {
+    resp.bytes_stream().inspect(move |chunk| {
+        if let Ok(c) = chunk {
+            total.fetch_add(c.len() as u64, Ordering::Relaxed);
+        }
+    })
+}
+
+/// Runs one turn within `limit`; `Err` carries a short reason for the report.
+pub async fn run_turn(
+    client: &reqwest::Client,
+    req: &TurnRequest,
+    limit: Duration,
+) -> Result<TurnTiming, String> {
+    let t0 = Instant::now();
+    match tokio::time::timeout(limit, stream_turn(client, req, t0)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timed out after {} s", limit.as_secs())),
+    }
+}
+
+async fn stream_turn(client: &reqwest::Client, req: &TurnRequest, t0: Instant) -> Result<TurnTiming, String> {
+    let resp = client
+        .post(&req.url)
+        .bearer_auth(&req.bearer)
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .body(req.body.clone())
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {}", chain(&e)))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let text = resp.text().await.unwrap_or_default();
+        return Err(format!("HTTP {status}: {}", clip(&text, 160)));
+    }
+    let ctype = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if !ctype.starts_with("text/event-stream") {
+        return Err(format!(
+            "HTTP {status} with content-type {ctype:?}, not text/event-stream"
+        ));
+    }
+    let total = Arc::new(AtomicU64::new(0));
+    let mut sse = SseByteStream::new(counted(resp, Arc::clone(&total)));
+    let mut t = TurnTiming {
+        started: None,
+        first_delta: None,
+        last: Duration::ZERO,
+        events: 0,
+        bytes: 0,
+        images_failed: 0,
+        attachments: 0,
+        protocol_issues: 0,
+    };
+    while let Some(item) = sse.next().await {
+        let ev = item.map_err(|e| format!("stream broke after {} events: {e}", t.events))?;
+        let Some(kind) = ev.event.as_deref() else {
+            continue; // comment / keep-alive block, or a bare `data:` (e.g. `[DONE]`)
+        };
+        let at = t0.elapsed();
+        t.events += 1;
+        if req.target == Target::Agentd {
+            check_contract(&mut t, kind, &ev);
+        }
+        if kind == req.target.started() && t.started.is_none() {
+            t.started = Some(at);
+        } else if kind == req.target.delta() && t.first_delta.is_none() {
+            t.first_delta = Some(at);
+        } else if kind == "image.failed" {
+            t.images_failed += 1;
+        } else if kind == "attachment" {
+            t.attachments += 1;
+        } else if kind == req.target.success() {
+            t.last = at;
+            t.bytes = total.load(Ordering::Relaxed);
+            return Ok(t);
+        } else if req.target.failure(kind) {
+            return Err(format!("terminal `{kind}`: {}", error_text(ev.data.as_deref())));
+        }
+    }
+    Err(format!(
+        "stream ended after {} events without a terminal event",
+        t.events
+    ))
+}
+
+/// Every agentd event has `id:` 1, 2, 3…, `run.started` first, and one-line JSON data.
+fn check_contract(t: &mut TurnTiming, kind: &str, ev: &sse_stream::Sse) {
+    let id_ok = ev.id.as_deref().and_then(|s| s.parse::<u32>().ok()) == Some(t.events);
+    let first_ok = t.events != 1 || kind == "run.started";
+    let data_ok = ev
+        .data
+        .as_deref()
+        .is_some_and(|d| !d.contains('\n') && serde_json::from_str::<Value>(d).is_ok());
+    if !(id_ok && first_ok && data_ok) {
+        t.protocol_issues += 1;
+    }
+}
+
+/// `code: message` of an error payload (agentd `{code,message}`, wire `{error:{code,message}}` or flat).
+fn error_text(data: Option<&str>) -> String {
+    let Some(v) = data.and_then(|d| serde_json::from_str::<Value>(d).ok()) else {
+        return clip(data.unwrap_or(""), 160);
+    };
+    let e = v
+        .get("error")
+        .or_else(|| v.get("response").and_then(|r| r.get("error")))
+        .unwrap_or(&v);
+    let field = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+    clip(&format!("{}: {}", field("code"), field("message")), 160)
+}
+
+/// An error with its sources, on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// At most `n` characters, on one line.
+pub fn clip(s: &str, n: usize) -> String {
+    let one: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if one.chars().count() <= n {
+        one
+    } else {
+        format!("{}…", one.chars().take(n).collect::<String>())
+    }
+}
