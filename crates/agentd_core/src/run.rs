@@ -295,6 +295,7 @@ impl Turn {
         images: &mut Images,
         sink: &mut Sink,
     ) {
+        let received = std::time::Instant::now();
         if !images.seen.insert(call.id.clone()) {
             return; // already handled: the same image arrives again in `response.completed`
         }
@@ -350,7 +351,8 @@ impl Turn {
         };
         match stored {
             Ok(meta) => {
-                tracing::info!(tool_call_id = %call.id, object_id = %meta.object_id, size_bytes = meta.size_bytes, "image stored");
+                tracing::info!(tool_call_id = %call.id, object_id = %meta.object_id, size_bytes = meta.size_bytes, ingest_ms = received.elapsed().as_secs_f64() * 1000.0,
+                    "image stored");
                 images.stored.push(meta.clone());
                 sink.emit(TurnEvent::Attachment(meta)).await;
             }
