@@ -36,3 +36,16 @@ services-up:
 
 services-down:
     @scripts/test-services.sh stop
+
+# Relay benchmark: N concurrent streaming turns through agentd vs straight to the fake upstream (release build).
+bench-relay *ARGS:
+    cargo build --release -p agentd -p agentd_bench
+    ./target/release/bench-relay {{ARGS}}
+
+# Image benchmark: 20 concurrent 6 MB image turns into the S3 stand-in vs text-only turns (release build).
+bench-images *ARGS:
+    cargo build --release -p agentd -p agentd_bench
+    ./target/release/bench-images {{ARGS}}
+
+# Both benchmarks.
+bench: bench-relay bench-images
