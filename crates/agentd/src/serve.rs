@@ -38,6 +38,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         store,
         url_ttl: settings.storage.signed_url_ttl(),
         settings: settings.http.clone(),
+        tenants: Default::default(),
     };
     let router = agentd_http::router(AppState(Arc::new(app)));
     tracing::info!(%addr, "listening");

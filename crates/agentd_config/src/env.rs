@@ -10,6 +10,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("BIND_ADDR", "http.bind_addr"),
     ("HTTP_MAX_BODY_BYTES", "http.max_body_bytes"),
     ("SSE_KEEPALIVE_SECONDS", "http.sse_keepalive_seconds"),
+    ("TENANT_CACHE_SECONDS", "http.tenant_cache_seconds"),
     ("DATABASE_URL", "database.url"),
     ("AUTO_MIGRATE", "database.auto_migrate"),
     ("DATABASE_MAX_CONNECTIONS", "database.max_connections"),

@@ -82,7 +82,15 @@ impl FromRequestParts<AppState> for Caller {
             .auth
             .verify_header(header)
             .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
-        match state.db.provision_tenant(principal.tenant_id.as_str()).await? {
+        match state
+            .tenants
+            .status(
+                &state.db,
+                principal.tenant_id.as_str(),
+                state.settings.tenant_cache_seconds,
+            )
+            .await?
+        {
             TenantStatus::Active => {}
             TenantStatus::Suspended => {
                 return Err(ApiError::new(

@@ -8,6 +8,7 @@ mod extract;
 mod routes;
 mod sse;
 mod state;
+mod tenants;
 mod views;
 
 pub use context::request_id;

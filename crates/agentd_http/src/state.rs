@@ -19,6 +19,9 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// `SSE_KEEPALIVE_SECONDS`: a `: keep-alive` comment after this much silence on a stream.
     pub sse_keepalive_seconds: u64,
+    /// `TENANT_CACHE_SECONDS`: how long a tenant's status is trusted without asking the database (0 = always ask);
+    /// a suspension takes effect within this time.
+    pub tenant_cache_seconds: u64,
 }
 
 impl Default for HttpSettings {
@@ -27,6 +30,7 @@ impl Default for HttpSettings {
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1024 * 1024,
             sse_keepalive_seconds: 15,
+            tenant_cache_seconds: 5,
         }
     }
 }
@@ -41,6 +45,8 @@ pub struct App {
     /// `STORAGE_SIGNED_URL_TTL_SECONDS`.
     pub url_ttl: std::time::Duration,
     pub settings: HttpSettings,
+    /// Tenant statuses recently read, so most requests make no database round trip before their work.
+    pub tenants: crate::tenants::TenantCache,
 }
 
 /// The axum state: one `Arc` clone per request.

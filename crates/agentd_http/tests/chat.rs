@@ -422,8 +422,14 @@ async fn a_client_that_disconnects_does_not_cancel_the_turn() {
     let started = agentd_testkit::parse_sse(std::str::from_utf8(&first).unwrap());
     let conv = started[0].data["conversation_id"].as_str().unwrap().to_owned();
     drop(res);
+    // The conversation is written beside the relay, so it can be a moment behind `run.started`.
     for _ in 0..100 {
-        let h = history(&app, &tok, &conv).await;
+        let (status, _) = app.get_json(&format!("/v1/conversations/{conv}"), &tok).await;
+        let h = if status == StatusCode::OK {
+            history(&app, &tok, &conv).await
+        } else {
+            Vec::new()
+        };
         if h.len() == 2 {
             assert_eq!(h[1].0, "assistant");
             assert!(!h[1].1.is_empty());

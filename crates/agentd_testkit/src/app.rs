@@ -109,6 +109,7 @@ impl TestAppBuilder {
             store,
             url_ttl,
             settings: self.http,
+            tenants: Default::default(),
         };
         let state = AppState(Arc::new(app));
         let router = agentd_http::router(state.clone());
@@ -217,7 +218,11 @@ impl TestApp {
                 jwt_secret: Some(TEST_SECRET.into()),
                 ..Default::default()
             },
-            http: HttpSettings::default(),
+            // Tests change tenant statuses under the app's feet: always ask the database.
+            http: HttpSettings {
+                tenant_cache_seconds: 0,
+                ..HttpSettings::default()
+            },
             agents_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/agents"),
             turns: TurnSettings {
                 rate_limit_per_minute: 0,
