@@ -257,3 +257,76 @@ async fn zero_config_serve_prints_a_token_that_lists_the_agents() {
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
     assert!(dir.path().join("var/dev-jwt-secret").exists() && dir.path().join("var/agentd.sqlite").exists());
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_no_secret() {
+    let dir = workdir();
+    let env = [
+        ("BIND_ADDR", "127.0.0.1:0"),
+        ("LOG_FORMAT", "json"),
+        ("AUTH_JWT_SECRET", SECRET),
+        ("OPENAI_API_KEY", "sk-never-logged-123"),
+        ("DATABASE_URL", "sqlite://var/x.sqlite"),
+    ];
+    let mut child = agentd(dir.path(), &[], &env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let addr = loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("a log line");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        lines.push(line);
+        if v["message"] == "listening" {
+            break v["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    let token = text(
+        &run(
+            dir.path(),
+            &["token", "--tenant", "t", "--user", "u"],
+            &[("AUTH_JWT_SECRET", SECRET)],
+        )
+        .stdout,
+    );
+    let res = reqwest::Client::new()
+        .get(format!("http://{addr}/v1/agents/nope"))
+        .header("x-request-id", "trace-me-42")
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["x-request-id"], "trace-me-42");
+    let access = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the access log line");
+        lines.push(line.clone());
+        if line.contains("trace-me-42") {
+            break line;
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&access).unwrap();
+    assert_eq!(
+        (v["span"]["request_id"].as_str(), v["status"].as_u64()),
+        (Some("trace-me-42"), Some(404)),
+        "{access}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let all = lines.join("\n");
+    assert!(
+        !all.contains(SECRET) && !all.contains("sk-never-logged-123"),
+        "a secret reached the log"
+    );
+}

@@ -172,3 +172,45 @@ fn short_secret_is_refused_and_debug_redacts() {
     assert!(Authenticator::new(&hs("short"), &dir.path().join("x")).is_err());
     assert!(!format!("{:?}", hs(SECRET)).contains(SECRET));
 }
+
+#[test]
+fn rs256_public_key_verifies() {
+    // An RSA key pair made once for this test with `openssl genpkey -algorithm RSA`.
+    let private = "-----BEGIN PRIVATE KEY-----\nMIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQCzP4UFmKvPRXcL\nWytI4m5Ado/L+RLKtTXqirXxDnAAZsppTS2Gks3lFHLt8nyS/lpZiSjoAbyQh8IL\nroA5ImOlXYUNq1sfzKI6MEROqYwxUAetKLPR7j3mZ8B/5RnUf8KQg/TAgd0keNLk\nic0WYx6VgkrN5x/y7PO0198Rtf/dB0JlqqpuonpZ4t/pzKvYqqi8kSlRuEF9bA5a\ndmUOuCeWoyZK/XKXnOHmqjRV6y9i37wWpzSh8siSnPBl8LawYEmI/EUZq2O4d073\nX4wioSZ0qEWlAG/8Jk7rKyOXHfkuZWXu2s61QQetMlInC8C38liTzMMQvaPB/G92\nulmFhntfAgMBAAECggEAGJh2B5yOsV7rb316ZQKHn696b8H6Qs0MBuYzAk65g59B\n1aJ8xWMjfsmIM6pQTwM5ITa24Y72HDGPU3cFqnv+MaoGyydg1kOIBx//CiQtqR6S\nzxSEssupZrzZ0d19O9wECzxwEHJBW/MloleznTIgojdB+HA8bA2jgIRr3CGdvZWP\nSkYmDhuNxcG2IxjS7EHEYrCFrxexQb8hQ3nrJpd5UyM0t3AAYXgtySgbx5KKQaW6\n34eeesamEjZcBbSKLd2VcD/31II0wFpLQ4ECYi+3O1HgP79Y2aHbwBhjs4xOna4M\nRGUwvQvL5Bj6A+mMoL4MuIlKqAlXG6Ks7HUmuWcQkQKBgQDZ8YK55JIj9s4QfdO6\nQf5bFgUJOmX4x/3AkW/nFBQvHrrrPmvxCHHJNERLHg7Q14PoxMl6QdtxeHNeswAc\nUoT+df3QCdG1eG5KUaSQO23qYaLRtAvsS7vHPueZ8cs+W4szQSS6Q8rkDBf86WVS\nlVIGYz0M3nn5mvRWWkemiEW1SwKBgQDSjEFv7ydwBwz0yUfubSXI8L8DziOumdNC\nYYV1ey6+Q1wZHcfFRTZkD2U4WS2Go/SC1ZmwqofIQ9iBbsDbR8DlJVM2cEJ7S89f\nY5Uzfq7gb5q/3ZvPq3sFVJRahi3oLrU/m/Z/kdepX5CL35Yhn/p73l2ORBDw0b+t\n8hYIJhAJvQKBgEGeaZG2tBmH8bsdZ2YpAIBEPPfuUU16SXh1UY/th7Y4NmclwDIu\nLLQ7vGQxhJx0hw7KUS8yLPQZJANbOalNXyWOOQEuM6nDvNE7i6SxgAKVqwQghYZ7\ntunikrDTEDKSNXMVJg2+45ON4JsRWqRmuO+baYI6adcxRGfLfs8xMGvJAoGABoWN\nqVfxEslFH3f0oHAFEZpTcFy8QjZFkvLOXXs5UW9otOZ1P6kLLEJF0l8AyADgHAVd\nw1kk55Eiba/ujVxFn1NupmsHxCXvAHdnMbck15LdakAFCYO4Rcv+5GbvmReJSbUd\nB4qO8ZIiOhLs5ZG9AoU6xKNbGvqEQ3ESOaJkMMkCgYBMksO05nEt3JQSxN8undXc\nVmrUZFEmd9betmGE1xEBE7gFt48d02br/qQkzIKlEKHYRM/vYoWDBjeuaenOwfoI\nz4u1902GI+u68nUp66x9kClo0Hlcv7Dq52YNwfIjCDsFaY3XFDyaWLuVxtKxYVxk\nIp+Xzh6hGpTI46Y4gJlT9w==\n-----END PRIVATE KEY-----\n";
+    let public = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAsz+FBZirz0V3C1srSOJu\nQHaPy/kSyrU16oq18Q5wAGbKaU0thpLN5RRy7fJ8kv5aWYko6AG8kIfCC66AOSJj\npV2FDatbH8yiOjBETqmMMVAHrSiz0e495mfAf+UZ1H/CkIP0wIHdJHjS5InNFmMe\nlYJKzecf8uzztNffEbX/3QdCZaqqbqJ6WeLf6cyr2KqovJEpUbhBfWwOWnZlDrgn\nlqMmSv1yl5zh5qo0VesvYt+8Fqc0ofLIkpzwZfC2sGBJiPxFGatjuHdO91+MIqEm\ndKhFpQBv/CZO6ysjlx35LmVl7trOtUEHrTJSJwvAt/JYk8zDEL2jwfxvdrpZhYZ7\nXwIDAQAB\n-----END PUBLIC KEY-----\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rsa.pub");
+    std::fs::write(&path, public).unwrap();
+    let a = auth(AuthSettings {
+        jwt_public_key_path: Some(path),
+        jwt_audience: Some("agentd".into()),
+        ..Default::default()
+    });
+    let claims = json!({"sub":"u","tenant_id":"t","exp": now()+60, "aud": "agentd"});
+    let key = EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
+    let tok = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap();
+    assert_eq!(a.verify(&tok).unwrap().user_id, "u");
+    let wrong_aud = json!({"sub":"u","tenant_id":"t","exp": now()+60, "aud": "other"});
+    let tok = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &wrong_aud, &key).unwrap();
+    assert_eq!(a.verify(&tok), Err(AuthError::Audience("agentd".into())));
+}
+
+#[test]
+fn a_bad_public_key_file_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.pem");
+    std::fs::write(&path, "not a key").unwrap();
+    let err = Authenticator::new(
+        &AuthSettings {
+            jwt_public_key_path: Some(path),
+            ..Default::default()
+        },
+        &dir.path().join("x"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("AUTH_JWT_PUBLIC_KEY_PATH=") && err.contains("PEM"),
+        "{err}"
+    );
+}
