@@ -12,6 +12,7 @@ mod inputs;
 mod limits;
 mod run;
 mod settings;
+mod turn_images;
 mod turns;
 mod upstream;
 
