@@ -63,6 +63,7 @@ impl Turn {
         images.done.push((quality, size));
         let inner = &self.turns.0;
         let max = inner.images.output_max_bytes();
+        let _slot = inner.ingest_slots.acquire().await;
         let checked = match tokio::task::spawn_blocking(move || ingest::check_b64(&b64, max)).await {
             Ok(r) => r,
             Err(e) => Err(ingest::IngestFailure {
@@ -76,13 +77,14 @@ impl Turn {
             tool_call_id: Some(&call.id),
             kind: "generated",
         };
+        let check_ms = received.elapsed().as_secs_f64() * 1000.0;
         let stored = match checked {
             Ok(c) => ingest::store(&inner.store, inner.db.scoped(at.tenant), at, c).await,
             Err(f) => Err(f),
         };
         match stored {
             Ok(meta) => {
-                tracing::info!(tool_call_id = %call.id, object_id = %meta.object_id, size_bytes = meta.size_bytes, ingest_ms = received.elapsed().as_secs_f64() * 1000.0,
+                tracing::info!(tool_call_id = %call.id, object_id = %meta.object_id, size_bytes = meta.size_bytes, ingest_ms = received.elapsed().as_secs_f64() * 1000.0, check_ms,
                     "image stored");
                 images.stored.push(meta.clone());
                 sink.emit(TurnEvent::Attachment(meta)).await;

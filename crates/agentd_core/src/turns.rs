@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     /// `Some(label)` when turns go to the built-in offline model.
     pub offline_label: Option<String>,
     pub limits: Limits,
+    /// Images decoded and uploaded at once: bounds the decoded buffers and upload bodies alive together.
+    pub ingest_slots: tokio::sync::Semaphore,
     pub tracker: TaskTracker,
     pub accepting: AtomicBool,
     /// Keeps the in-process offline model running.
@@ -67,6 +69,9 @@ pub(crate) struct Inner {
 /// Runs turns. Cheap to clone.
 #[derive(Clone)]
 pub struct Turns(pub(crate) Arc<Inner>);
+
+/// Images ingested concurrently per process.
+const INGEST_SLOTS: usize = 4;
 
 /// The model label of the built-in offline model.
 pub const OFFLINE_LABEL: &str = "agentd-offline";
@@ -107,6 +112,7 @@ impl Turns {
             settings,
             offline_label: offline.as_ref().map(|_| OFFLINE_LABEL.to_owned()),
             limits: Limits::default(),
+            ingest_slots: tokio::sync::Semaphore::new(INGEST_SLOTS),
             tracker: TaskTracker::new(),
             accepting: AtomicBool::new(true),
             _offline: offline,

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::time::Duration;
 
-async fn render(state: &AppState, ev: &TurnEvent) -> (&'static str, Value) {
+async fn render_value(state: &AppState, ev: &TurnEvent) -> (&'static str, Value) {
     match ev {
         TurnEvent::Started {
             conversation_id,
@@ -59,6 +59,32 @@ async fn render(state: &AppState, ev: &TurnEvent) -> (&'static str, Value) {
             json!({ "code": code, "message": message, "retryable": retryable }),
         ),
     }
+}
+
+/// An event's name and its one-line JSON data. Partial images carry megabytes of base64: their JSON is written
+/// directly (base64 needs no escaping) instead of through a `serde_json::Value`, which would copy it twice more.
+async fn render(state: &AppState, ev: &TurnEvent) -> (&'static str, String) {
+    if let TurnEvent::ImagePartial {
+        tool_call_id,
+        partial_image_index,
+        mime_type,
+        b64,
+    } = ev
+        && b64
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
+    {
+        let id = Value::String(tool_call_id.clone());
+        let mut data = String::with_capacity(b64.len() + 128);
+        data.push_str(&format!(
+            "{{\"tool_call_id\":{id},\"partial_image_index\":{partial_image_index},\"mime_type\":\"{mime_type}\",\"b64\":\""
+        ));
+        data.push_str(b64);
+        data.push_str("\"}");
+        return ("image.partial", data);
+    }
+    let (name, value) = render_value(state, ev).await;
+    (name, value.to_string())
 }
 
 struct State {
@@ -116,10 +142,7 @@ fn events(
         });
         s.terminal_sent = ev.is_terminal();
         let (name, data) = render(&s.app, &ev).await;
-        let event = Event::default()
-            .id(s.next_id.to_string())
-            .event(name)
-            .data(data.to_string());
+        let event = Event::default().id(s.next_id.to_string()).event(name).data(data);
         s.next_id += 1;
         Some((Ok(event), s))
     })
