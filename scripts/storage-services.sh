@@ -151,9 +151,10 @@ cmd_start() {
 EOF
   # Every port weed mini opens is moved to a free one (webdav, iceberg and lance are switched off), so
   # instances in different <dir>s do not collide. Every test bucket is a collection that claims volumes:
-  # small volumes and many slots keep a long test session from running out ("no free volumes left").
+  # many slots keep a long test session from running out ("no free volumes left"); volumes stay large
+  # enough (256 MB) that multi-MB images do not make SeaweedFS allocate new volumes every few writes.
   nohup "$WEED" mini -dir="$DIR/weed-data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
-    -master.volumeSizeLimitMB=16 -volume.max=4000 -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$DIR/weed-s3.json" \
+    -master.volumeSizeLimitMB=256 -volume.max=4000 -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$DIR/weed-s3.json" \
     -s3.port="$s3" -s3.port.grpc="$s3g" -master.port="$master" -master.port.grpc="$masterg" \
     -filer.port="$filer" -filer.port.grpc="$filerg" -volume.port="$vol" -volume.port.grpc="$volg" \
     -admin.port="$admin" -admin.port.grpc="$adming" >"$DIR/weed.log" 2>&1 </dev/null &
