@@ -1,11 +1,14 @@
 //! agentd as a child process: building or locating the release binary, starting it with a clean
 //! environment on a free loopback port, waiting for `/readyz`, killing it on drop (panic or error included),
-//! and reading its memory and CPU from `/proc/<pid>`.
+//! optionally handing each line of its stdout to a tap (the log file still gets every line), and reading its
+//! memory and CPU from `/proc/<pid>`.
 
 use std::fs;
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -18,7 +21,14 @@ pub struct Launch<'a> {
     pub jwt_secret: &'a str,
     pub database_url: &'a str,
     pub log_path: &'a Path,
+    /// Variables set after the defaults (so they override them), e.g. `STORAGE_PROVIDER`, `LOG_LEVEL`.
+    pub extra_env: &'a [(&'a str, String)],
+    /// Sees every stdout line (stdout is then piped through a reader thread into the log file).
+    pub stdout_tap: Option<Tap>,
 }
+
+/// A consumer of agentd's stdout lines, called from the reader thread.
+pub type Tap = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// A running agentd; killed and reaped on drop.
 pub struct Agentd {
@@ -80,12 +90,23 @@ impl Agentd {
             .env("LOG_LEVEL", "warn")
             .env("CHAT_RATE_LIMIT_PER_MINUTE", "1000000")
             .env("CHAT_STREAM_CONCURRENT_LIMIT", "100000")
+            .envs(l.extra_env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
-        let child = cmd
+        if l.stdout_tap.is_some() {
+            cmd.stdout(Stdio::piped());
+        } else {
+            cmd.stdout(Stdio::from(log.try_clone()?));
+        }
+        let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", l.binary.display()))?;
+        if let (Some(tap), Some(out)) = (l.stdout_tap.clone(), child.stdout.take()) {
+            std::thread::Builder::new()
+                .name("agentd-stdout".to_owned())
+                .spawn(move || pump(out, log, &tap))
+                .context("cannot start the stdout reader thread")?;
+        }
         let mut me = Self {
             child,
             base_url: format!("http://{bind}"),
@@ -137,6 +158,23 @@ impl Agentd {
         let text = fs::read_to_string(&self.log_path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// Copies the child's stdout into the log file line by line, showing each line to `tap`; ends at EOF (the
+/// child exited) or on a read error.
+fn pump(out: std::process::ChildStdout, mut log: fs::File, tap: &Tap) {
+    let mut reader = BufReader::new(out);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let _ = log.write_all(&line);
+                tap(String::from_utf8_lossy(&line).trim_end());
+            }
+        }
     }
 }
 

@@ -3,28 +3,21 @@
 //! the same streamed turns through agentd and straight to the fake and prints a quotable report. This file
 //! owns the command line and the order of the phases; exit 0 unless the setup fails.
 
-mod agentd;
-mod compare;
-mod phase;
-mod report;
-mod stats;
-mod turns;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use agentd_fake_upstream::{FakeConfig, FakeUpstream};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-use crate::agentd::{Agentd, Launch};
-use crate::phase::{PhaseResult, PhaseSpec, Watch};
-use crate::report::{BigEvent, Header, ImageTurn, Report, TextRow};
-use crate::turns::{Target, TurnRequest};
+use agentd_bench::agentd::{self, Agentd, Launch};
+use agentd_bench::clients::{self, Endpoint};
+use agentd_bench::phase::{self, PhaseResult, PhaseSpec, Watch};
+use agentd_bench::report::{self, BigEvent, Header, ImageTurn, Report, TextRow};
+use agentd_bench::turns::{self, Target, TurnRequest};
 
 const JWT_SECRET: &str = "bench-relay-secret-0123456789abcdefghijk";
-const CLIENTS_PER_TENANT: usize = 10;
 
 /// Measure agentd's added latency, throughput and memory against the in-process fake upstream.
 #[derive(Parser, Debug)]
@@ -134,22 +127,6 @@ fn run(args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A bearer token for client `i`: tenant `bench-t{i/10}`, user `bench-u{i}`, valid 6 h.
-fn token(i: usize) -> Result<String> {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 6 * 3600;
-    let claims = serde_json::json!({
-        "sub": format!("bench-u{i}"),
-        "tenant_id": format!("bench-t{}", i / CLIENTS_PER_TENANT),
-        "exp": exp,
-    });
-    let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes());
-    Ok(jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &key,
-    )?)
-}
-
 /// Builds and runs phases; knows both endpoints.
 struct Bench<'a> {
     client: reqwest::Client,
@@ -160,31 +137,17 @@ struct Bench<'a> {
 
 impl Bench<'_> {
     fn requests(&self, target: Target, n: usize, agent: &str, message: &str) -> Result<Vec<TurnRequest>> {
-        let (url, body) = match (target, &self.agentd) {
-            (Target::Agentd, Some((a, _))) => (
-                format!("{}/v1/chat/stream", a.base_url),
-                turns::agentd_body(agent, message),
-            ),
+        let to = match (target, &self.agentd) {
+            (Target::Agentd, Some((a, _))) => Endpoint::Agentd {
+                base_url: &a.base_url,
+                jwt_secret: JWT_SECRET,
+            },
             (Target::Agentd, None) => bail!("agentd is not running"),
-            (Target::Direct, _) => (
-                format!("{}/responses", self.fake_url),
-                turns::direct_body(message, agent == "designer"),
-            ),
+            (Target::Direct, _) => Endpoint::Direct {
+                fake_url: &self.fake_url,
+            },
         };
-        (0..n)
-            .map(|i| {
-                let bearer = match target {
-                    Target::Agentd => token(i)?,
-                    Target::Direct => "bench-key".to_owned(),
-                };
-                Ok(TurnRequest {
-                    target,
-                    url: url.clone(),
-                    bearer,
-                    body: body.clone(),
-                })
-            })
-            .collect()
+        clients::requests(&to, n, agent, message)
     }
 
     async fn phase(
@@ -201,6 +164,8 @@ impl Bench<'_> {
             turns_per_client: k,
             turn_timeout: Duration::from_secs(self.args.turn_timeout_secs),
             deadline: Duration::from_secs(self.args.phase_timeout_secs),
+            sample_every: Duration::from_millis(50),
+            keep_attachments: 0,
         };
         let watch = match (target, &self.agentd) {
             (Target::Agentd, Some((a, db))) => Some(Watch {
@@ -273,6 +238,8 @@ async fn bench(args: &Args, repo_root: &Path, fake_url: &str) -> Result<(Report,
             jwt_secret: JWT_SECRET,
             database_url: &database_url,
             log_path: &tmp.path().join("agentd.log"),
+            extra_env: &[],
+            stdout_tap: None,
         };
         Some((
             Agentd::start(&launch, Duration::from_secs(30)).await?,

@@ -1,6 +1,6 @@
 //! One measured phase: N concurrent clients each running K sequential turns (bounded by a deadline), with
-//! agentd's RSS sampled every 50 ms, its VmHWM reset at the start, and its CPU time and database growth
-//! taken around the phase.
+//! agentd's RSS sampled at a fixed interval, its VmHWM reset at the start, and its CPU time and database
+//! growth taken around the phase.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::agentd;
 use crate::stats::Dist;
-use crate::turns::{self, TurnRequest, TurnTiming};
+use crate::turns::{self, AttachmentRef, TurnRequest, TurnTiming};
 
 /// What a phase runs.
 pub struct PhaseSpec {
@@ -20,6 +20,10 @@ pub struct PhaseSpec {
     pub turn_timeout: Duration,
     /// No new turn starts after this.
     pub deadline: Duration,
+    /// How often agentd's VmRSS is sampled.
+    pub sample_every: Duration,
+    /// How many `attachment` references (url, size) to keep (the first clients to finish, their turns in order).
+    pub keep_attachments: usize,
 }
 
 /// The agentd process to watch during a phase.
@@ -44,8 +48,14 @@ pub struct PhaseResult {
     pub protocol_issues: u32,
     pub images_failed: u32,
     pub attachments: u32,
+    /// Successful turns that carried exactly one `attachment`.
+    pub one_attachment: usize,
+    /// Time to the first final image (see [`TurnTiming::image_at`]).
+    pub image_at: Dist,
+    /// The first `keep_attachments` attachments received.
+    pub attachment_refs: Vec<AttachmentRef>,
     pub bytes: u64,
-    /// agentd only: peak of the 50 ms VmRSS samples, and VmHWM at the end (bytes).
+    /// agentd only: peak of the VmRSS samples, and VmHWM at the end (bytes).
     pub rss_peak: Option<u64>,
     pub hwm: Option<u64>,
     pub hwm_was_reset: bool,
@@ -75,10 +85,10 @@ impl PhaseResult {
     }
 }
 
-/// Samples VmRSS every 50 ms until told to stop; returns the peak.
-async fn sample_rss(pid: u32, mut stop: oneshot::Receiver<()>) -> Option<u64> {
+/// Samples VmRSS every `every` until told to stop; returns the peak.
+async fn sample_rss(pid: u32, every: Duration, mut stop: oneshot::Receiver<()>) -> Option<u64> {
     let mut peak: Option<u64> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
@@ -100,7 +110,9 @@ pub async fn run(client: &reqwest::Client, spec: PhaseSpec, watch: Option<Watch<
     let cpu0 = watch.and_then(|w| agentd::cpu_time(w.pid));
     let db0 = watch.and_then(|w| agentd::sqlite_bytes(w.database_url));
     let (stop_tx, stop_rx) = oneshot::channel();
-    let sampler = watch.map(|w| tokio::spawn(sample_rss(w.pid, stop_rx)));
+    let every = spec.sample_every;
+    let keep = spec.keep_attachments;
+    let sampler = watch.map(|w| tokio::spawn(sample_rss(w.pid, every, stop_rx)));
 
     let t0 = Instant::now();
     let end = t0 + spec.deadline;
@@ -134,7 +146,7 @@ pub async fn run(client: &reqwest::Client, spec: PhaseSpec, watch: Option<Watch<
         Some(h) => h.await.ok().flatten(),
         None => None,
     };
-    let mut r = summarize(all, clients, wall);
+    let mut r = summarize(all, clients, wall, keep);
     r.rss_peak = rss_peak;
     r.hwm_was_reset = hwm_was_reset;
     if let Some(w) = watch {
@@ -151,13 +163,18 @@ pub async fn run(client: &reqwest::Client, spec: PhaseSpec, watch: Option<Watch<
     r
 }
 
-fn summarize(all: Vec<Result<TurnTiming, String>>, clients: usize, wall: Duration) -> PhaseResult {
+fn summarize(
+    all: Vec<Result<TurnTiming, String>>,
+    clients: usize,
+    wall: Duration,
+    keep: usize,
+) -> PhaseResult {
     let mut r = PhaseResult {
         clients,
         wall,
         ..PhaseResult::default()
     };
-    let (mut started, mut first, mut last) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut started, mut first, mut last, mut image) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut errors: Vec<(String, usize)> = Vec::new();
     for item in all {
         match item {
@@ -169,6 +186,15 @@ fn summarize(all: Vec<Result<TurnTiming, String>>, clients: usize, wall: Duratio
                 r.protocol_issues += t.protocol_issues;
                 r.images_failed += t.images_failed;
                 r.attachments += t.attachments;
+                if t.attachments == 1 {
+                    r.one_attachment += 1;
+                }
+                image.extend(t.image_at);
+                if r.attachment_refs.len() < keep
+                    && let Some(a) = t.attachment
+                {
+                    r.attachment_refs.push(a);
+                }
                 r.bytes += t.bytes;
             }
             Err(e) => {
@@ -186,5 +212,6 @@ fn summarize(all: Vec<Result<TurnTiming, String>>, clients: usize, wall: Duratio
     r.started = Dist::new(started);
     r.first_delta = Dist::new(first);
     r.last = Dist::new(last);
+    r.image_at = Dist::new(image);
     r
 }

@@ -1,6 +1,7 @@
 //! One streamed turn, timed from the moment the request is sent: through agentd (`POST /v1/chat/stream`,
 //! contract events) or straight to the fake (`POST {fake}/responses`, wire events). Parses the SSE with
-//! `sse-stream` and records the first event, the first text delta and the terminal event.
+//! `sse-stream` and records the first event, the first text delta, the first image (agentd: `attachment`;
+//! direct: the image item's `response.output_item.done`) and the terminal event.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,9 +109,33 @@ pub struct TurnTiming {
     pub images_failed: u32,
     /// `attachment` events (agentd).
     pub attachments: u32,
+    /// The first final image: agentd's first `attachment`, or (direct) the first `response.output_item.done`
+    /// carrying an `image_generation_call`.
+    pub image_at: Option<Duration>,
+    /// The first `attachment`'s `url` and `size_bytes` (agentd).
+    pub attachment: Option<AttachmentRef>,
     /// Contract deviations seen on an otherwise good stream (agentd: `id:` not 1,2,3…, first event not
     /// `run.started`, `data:` not JSON).
     pub protocol_issues: u32,
+}
+
+/// Where a stored image can be downloaded, and how big agentd says it is.
+#[derive(Debug, Clone)]
+pub struct AttachmentRef {
+    pub url: String,
+    pub size_bytes: u64,
+}
+
+impl AttachmentRef {
+    /// From the data of an `attachment` event: `{attachment: {url, size_bytes, …}}`.
+    fn parse(data: Option<&str>) -> Option<Self> {
+        let v: Value = serde_json::from_str(data?).ok()?;
+        let a = v.get("attachment")?;
+        Some(Self {
+            url: a.get("url")?.as_str()?.to_owned(),
+            size_bytes: a.get("size_bytes")?.as_u64()?,
+        })
+    }
 }
 
 /// Counts the bytes flowing through the SSE decoder.
@@ -173,6 +198,8 @@ async fn stream_turn(client: &reqwest::Client, req: &TurnRequest, t0: Instant) -
         bytes: 0,
         images_failed: 0,
         attachments: 0,
+        image_at: None,
+        attachment: None,
         protocol_issues: 0,
     };
     while let Some(item) = sse.next().await {
@@ -193,6 +220,19 @@ async fn stream_turn(client: &reqwest::Client, req: &TurnRequest, t0: Instant) -
             t.images_failed += 1;
         } else if kind == "attachment" {
             t.attachments += 1;
+            if t.image_at.is_none() {
+                t.image_at = Some(at);
+                t.attachment = AttachmentRef::parse(ev.data.as_deref());
+            }
+        } else if kind == "response.output_item.done"
+            && req.target == Target::Direct
+            && t.image_at.is_none()
+            && ev
+                .data
+                .as_deref()
+                .is_some_and(|d| d.contains("\"image_generation_call\""))
+        {
+            t.image_at = Some(at);
         } else if kind == req.target.success() {
             t.last = at;
             t.bytes = total.load(Ordering::Relaxed);
