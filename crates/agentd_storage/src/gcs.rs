@@ -16,7 +16,7 @@ use google_cloud_storage::client::{Storage, StorageControl};
 use crate::error::{Result, StorageError};
 use crate::gcs_admin::{GcsAdmin, map_gax_err};
 use crate::key::{KeyPrefix, ObjectKey};
-use crate::{Blob, BlobStore, BoxFuture, Provider, SignedUrl, UrlOptions};
+use crate::{Blob, BlobStore, Provider, SignedUrl, UrlOptions};
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -140,9 +140,16 @@ impl GcsStore {
             endpoint: settings.endpoint,
         })
     }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for GcsStore {
+    fn provider(&self) -> Provider {
+        Provider::Gcs
+    }
 
     #[tracing::instrument(level = "debug", name = "gcs.put", skip(self, bytes), fields(key = %key, len = bytes.len()))]
-    async fn put_impl(&self, key: &ObjectKey, bytes: Bytes, content_type: &str) -> Result<()> {
+    async fn put(&self, key: &ObjectKey, bytes: Bytes, content_type: &str) -> Result<()> {
         // The CRC32C goes up front in the metadata: the server checks it, and the upload is one plain
         // `multipart/related` request of metadata + media (without it the client appends a third, trailing
         // checksum part, which emulators such as fake-gcs-server mistake for the media).
@@ -159,7 +166,7 @@ impl GcsStore {
     }
 
     #[tracing::instrument(level = "debug", name = "gcs.get", skip(self), fields(key = %key))]
-    async fn get_impl(&self, key: &ObjectKey) -> Result<Blob> {
+    async fn get(&self, key: &ObjectKey) -> Result<Blob> {
         let mut resp = self
             .storage
             .read_object(&self.bucket_path, key.as_str())
@@ -183,12 +190,12 @@ impl GcsStore {
     }
 
     #[tracing::instrument(level = "debug", name = "gcs.delete", skip(self), fields(key = %key))]
-    async fn delete_impl(&self, key: &ObjectKey) -> Result<()> {
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
         self.admin.delete(key.as_str()).await
     }
 
     #[tracing::instrument(level = "debug", name = "gcs.delete_prefix", skip(self), fields(prefix = %prefix))]
-    async fn delete_prefix_impl(&self, prefix: &KeyPrefix) -> Result<u64> {
+    async fn delete_prefix(&self, prefix: &KeyPrefix) -> Result<u64> {
         let names = self.admin.list(prefix.as_str()).await?;
         for name in &names {
             self.admin.delete(name).await?;
@@ -197,7 +204,7 @@ impl GcsStore {
     }
 
     #[tracing::instrument(level = "debug", name = "gcs.signed_url", skip(self, options), fields(key = %key))]
-    async fn signed_url_impl(&self, key: &ObjectKey, options: &UrlOptions) -> Result<SignedUrl> {
+    async fn signed_url(&self, key: &ObjectKey, options: &UrlOptions) -> Result<SignedUrl> {
         let signer = self.signer.as_ref().ok_or_else(|| {
             StorageError::Config(
                 "signing GCS URLs against GCS_ENDPOINT needs GCS_CREDENTIALS_PATH".to_owned(),
@@ -225,53 +232,14 @@ impl GcsStore {
         Ok(SignedUrl { url, expires_at })
     }
 
-    async fn check_impl(&self) -> Result<()> {
+    async fn check(&self) -> Result<()> {
         tokio::time::timeout(CHECK_TIMEOUT, self.admin.check_bucket())
             .await
             .map_err(|_| StorageError::Unavailable("gcs check: timed out".to_owned()))?
     }
-}
-
-impl BlobStore for GcsStore {
-    fn provider(&self) -> Provider {
-        Provider::Gcs
-    }
-
-    fn put<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-        bytes: Bytes,
-        content_type: &'a str,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.put_impl(key, bytes, content_type))
-    }
-
-    fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Blob>> {
-        Box::pin(self.get_impl(key))
-    }
-
-    fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.delete_impl(key))
-    }
-
-    fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(self.delete_prefix_impl(prefix))
-    }
-
-    fn signed_url<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-        options: &'a UrlOptions,
-    ) -> BoxFuture<'a, Result<SignedUrl>> {
-        Box::pin(self.signed_url_impl(key, options))
-    }
-
-    fn check(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.check_impl())
-    }
 
     /// GCS buckets are not ours to create: this only checks that the bucket exists.
-    fn ensure_ready(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.check_impl())
+    async fn ensure_ready(&self) -> Result<()> {
+        self.check().await
     }
 }

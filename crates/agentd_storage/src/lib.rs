@@ -11,8 +11,6 @@
 //! without them those tests fail unless `AGENTD_TEST_SKIP_EXTERNAL=1`.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,9 +37,6 @@ pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use s3::{S3Settings, S3Store};
 pub use url_signer::UrlSigner;
-
-/// The boxed future every [`BlobStore`] method returns, so that the trait stays object-safe.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Longest URL lifetime any store accepts (S3 and GCS V4 signatures allow seven days).
 pub const MAX_URL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -137,41 +132,33 @@ impl UrlOptions {
 }
 
 /// A place to keep objects. Implementations are cheap to share as `Arc<dyn BlobStore>`.
+#[async_trait::async_trait]
 pub trait BlobStore: Send + Sync + fmt::Debug {
     /// Which backend this is (for logs and readiness messages).
     fn provider(&self) -> Provider;
 
     /// Stores `bytes` under `key`, replacing any previous object.
-    fn put<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-        bytes: Bytes,
-        content_type: &'a str,
-    ) -> BoxFuture<'a, Result<()>>;
+    async fn put(&self, key: &ObjectKey, bytes: Bytes, content_type: &str) -> Result<()>;
 
     /// Reads an object; [`StorageError::NotFound`] when there is none.
-    fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Blob>>;
+    async fn get(&self, key: &ObjectKey) -> Result<Blob>;
 
     /// Deletes an object; deleting a missing object succeeds.
-    fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>>;
+    async fn delete(&self, key: &ObjectKey) -> Result<()>;
 
     /// Deletes every object under `prefix` and returns how many it deleted.
-    fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BoxFuture<'a, Result<u64>>;
+    async fn delete_prefix(&self, prefix: &KeyPrefix) -> Result<u64>;
 
     /// A URL that downloads the object without further credentials until it expires. It does not check that
     /// the object exists.
-    fn signed_url<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-        options: &'a UrlOptions,
-    ) -> BoxFuture<'a, Result<SignedUrl>>;
+    async fn signed_url(&self, key: &ObjectKey, options: &UrlOptions) -> Result<SignedUrl>;
 
     /// Readiness probe: the store answers and the bucket (or directory) exists.
-    fn check(&self) -> BoxFuture<'_, Result<()>>;
+    async fn check(&self) -> Result<()>;
 
     /// Startup: creates the bucket or directory where that is ours to do (memory, local disk, MinIO), and
     /// otherwise checks that it exists (S3, GCS).
-    fn ensure_ready(&self) -> BoxFuture<'_, Result<()>>;
+    async fn ensure_ready(&self) -> Result<()>;
 
     /// For stores whose URLs agentd signs and serves itself (memory, local disk): the signer that the file
     /// route must verify requests with. `None` for stores that presign.

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{Result, StorageError};
 use crate::key::{KeyPrefix, ObjectKey};
-use crate::{Blob, BlobStore, BoxFuture, Provider, SignedUrl, UrlOptions, UrlSigner};
+use crate::{Blob, BlobStore, Provider, SignedUrl, UrlOptions, UrlSigner};
 
 const META_SUFFIX: &str = ".meta";
 const TMP_DIR: &str = ".tmp";
@@ -78,82 +78,6 @@ impl LocalStore {
         }
         Ok(())
     }
-
-    #[tracing::instrument(level = "debug", name = "local.put", skip(self, bytes), fields(key = %key, len = bytes.len()))]
-    async fn put_impl(&self, key: &ObjectKey, bytes: Bytes, content_type: &str) -> Result<()> {
-        let data = self.data_path(key);
-        if let Some(dir) = data.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| io_error("create directory", e))?;
-        }
-        // The sidecar first: the data rename is the commit point.
-        self.write_atomic(&self.meta_path(key), content_type.as_bytes())
-            .await?;
-        self.write_atomic(&data, &bytes).await
-    }
-
-    #[tracing::instrument(level = "debug", name = "local.get", skip(self), fields(key = %key))]
-    async fn get_impl(&self, key: &ObjectKey) -> Result<Blob> {
-        let bytes = match tokio::fs::read(self.data_path(key)).await {
-            Ok(b) => Bytes::from(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound),
-            Err(e) => return Err(io_error("read", e)),
-        };
-        let content_type = match tokio::fs::read_to_string(self.meta_path(key)).await {
-            Ok(ct) => ct,
-            Err(_) => DEFAULT_CONTENT_TYPE.to_owned(),
-        };
-        Ok(Blob { bytes, content_type })
-    }
-
-    #[tracing::instrument(level = "debug", name = "local.delete", skip(self), fields(key = %key))]
-    async fn delete_impl(&self, key: &ObjectKey) -> Result<()> {
-        for path in [self.data_path(key), self.meta_path(key)] {
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error("delete", e)),
-            }
-        }
-        Ok(())
-    }
-
-    #[tracing::instrument(level = "debug", name = "local.delete_prefix", skip(self), fields(prefix = %prefix))]
-    async fn delete_prefix_impl(&self, prefix: &KeyPrefix) -> Result<u64> {
-        let dir = self.root.join(prefix.as_str());
-        let count = match count_objects(dir.clone()).await {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(io_error("list", e)),
-        };
-        match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => Ok(count),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(io_error("delete", e)),
-        }
-    }
-
-    async fn check_impl(&self) -> Result<()> {
-        match tokio::fs::metadata(self.root.join(TMP_DIR)).await {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(StorageError::Config(
-                "the storage root is not a directory".to_owned(),
-            )),
-            Err(e) => Err(StorageError::Unavailable(format!(
-                "storage root not usable: {}",
-                e.kind()
-            ))),
-        }
-    }
-
-    #[tracing::instrument(level = "debug", name = "local.ensure_ready", skip(self), fields(root = %self.root.display()))]
-    async fn ensure_ready_impl(&self) -> Result<()> {
-        tokio::fs::create_dir_all(self.root.join(TMP_DIR))
-            .await
-            .map_err(|e| StorageError::Config(format!("cannot create the storage root: {}", e.kind())))?;
-        self.check_impl().await
-    }
 }
 
 /// Counts object files (not sidecars) below `dir`.
@@ -177,47 +101,90 @@ fn io_error(what: &str, e: std::io::Error) -> StorageError {
     StorageError::Other(format!("local storage {what} failed: {e}"))
 }
 
+#[async_trait::async_trait]
 impl BlobStore for LocalStore {
     fn provider(&self) -> Provider {
         Provider::Filesystem
     }
 
-    fn put<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-        bytes: Bytes,
-        content_type: &'a str,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.put_impl(key, bytes, content_type))
+    #[tracing::instrument(level = "debug", name = "local.put", skip(self, bytes), fields(key = %key, len = bytes.len()))]
+    async fn put(&self, key: &ObjectKey, bytes: Bytes, content_type: &str) -> Result<()> {
+        let data = self.data_path(key);
+        if let Some(dir) = data.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| io_error("create directory", e))?;
+        }
+        // The sidecar first: the data rename is the commit point.
+        self.write_atomic(&self.meta_path(key), content_type.as_bytes())
+            .await?;
+        self.write_atomic(&data, &bytes).await
     }
 
-    fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Blob>> {
-        Box::pin(self.get_impl(key))
+    #[tracing::instrument(level = "debug", name = "local.get", skip(self), fields(key = %key))]
+    async fn get(&self, key: &ObjectKey) -> Result<Blob> {
+        let bytes = match tokio::fs::read(self.data_path(key)).await {
+            Ok(b) => Bytes::from(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+            Err(e) => return Err(io_error("read", e)),
+        };
+        let content_type = match tokio::fs::read_to_string(self.meta_path(key)).await {
+            Ok(ct) => ct,
+            Err(_) => DEFAULT_CONTENT_TYPE.to_owned(),
+        };
+        Ok(Blob { bytes, content_type })
     }
 
-    fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.delete_impl(key))
+    #[tracing::instrument(level = "debug", name = "local.delete", skip(self), fields(key = %key))]
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        for path in [self.data_path(key), self.meta_path(key)] {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("delete", e)),
+            }
+        }
+        Ok(())
     }
 
-    fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(self.delete_prefix_impl(prefix))
+    #[tracing::instrument(level = "debug", name = "local.delete_prefix", skip(self), fields(prefix = %prefix))]
+    async fn delete_prefix(&self, prefix: &KeyPrefix) -> Result<u64> {
+        let dir = self.root.join(prefix.as_str());
+        let count = match count_objects(dir.clone()).await {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error("list", e)),
+        };
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(count),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_error("delete", e)),
+        }
     }
 
-    fn signed_url<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-        options: &'a UrlOptions,
-    ) -> BoxFuture<'a, Result<SignedUrl>> {
-        let url = self.signer.sign(key, options.clamped_ttl(), Utc::now());
-        Box::pin(async move { Ok(url) })
+    async fn signed_url(&self, key: &ObjectKey, options: &UrlOptions) -> Result<SignedUrl> {
+        Ok(self.signer.sign(key, options.clamped_ttl(), Utc::now()))
     }
 
-    fn check(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.check_impl())
+    async fn check(&self) -> Result<()> {
+        match tokio::fs::metadata(self.root.join(TMP_DIR)).await {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(StorageError::Config(
+                "the storage root is not a directory".to_owned(),
+            )),
+            Err(e) => Err(StorageError::Unavailable(format!(
+                "storage root not usable: {}",
+                e.kind()
+            ))),
+        }
     }
 
-    fn ensure_ready(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.ensure_ready_impl())
+    #[tracing::instrument(level = "debug", name = "local.ensure_ready", skip(self), fields(root = %self.root.display()))]
+    async fn ensure_ready(&self) -> Result<()> {
+        tokio::fs::create_dir_all(self.root.join(TMP_DIR))
+            .await
+            .map_err(|e| StorageError::Config(format!("cannot create the storage root: {}", e.kind())))?;
+        self.check().await
     }
 
     fn url_signer(&self) -> Option<&UrlSigner> {

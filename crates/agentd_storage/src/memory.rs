@@ -9,7 +9,7 @@ use chrono::Utc;
 
 use crate::error::{Result, StorageError};
 use crate::key::{KeyPrefix, ObjectKey};
-use crate::{Blob, BlobStore, BoxFuture, Provider, SignedUrl, UrlOptions, UrlSigner};
+use crate::{Blob, BlobStore, Provider, SignedUrl, UrlOptions, UrlSigner};
 
 /// Objects in a map; lost when the process ends.
 #[derive(Debug)]
@@ -28,18 +28,14 @@ impl MemoryStore {
     }
 }
 
+#[async_trait::async_trait]
 impl BlobStore for MemoryStore {
     fn provider(&self) -> Provider {
         Provider::Memory
     }
 
-    fn put<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-        bytes: Bytes,
-        content_type: &'a str,
-    ) -> BoxFuture<'a, Result<()>> {
-        tracing::debug!(key = %key, len = bytes.len(), "memory.put");
+    #[tracing::instrument(level = "debug", name = "memory.put", skip(self, bytes), fields(key = %key, len = bytes.len()))]
+    async fn put(&self, key: &ObjectKey, bytes: Bytes, content_type: &str) -> Result<()> {
         let blob = Blob {
             bytes,
             content_type: content_type.to_owned(),
@@ -48,31 +44,26 @@ impl BlobStore for MemoryStore {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key.as_str().to_owned(), blob);
-        Box::pin(async { Ok(()) })
+        Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(key = %key))]
-    fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Blob>> {
-        let found = self
-            .objects
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key.as_str())
-            .cloned();
-        Box::pin(async move { found.ok_or(StorageError::NotFound) })
+    async fn get(&self, key: &ObjectKey) -> Result<Blob> {
+        let objects = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+        objects.get(key.as_str()).cloned().ok_or(StorageError::NotFound)
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(key = %key))]
-    fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
         self.objects
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(key.as_str());
-        Box::pin(async { Ok(()) })
+        Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(prefix = %prefix))]
-    fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BoxFuture<'a, Result<u64>> {
+    async fn delete_prefix(&self, prefix: &KeyPrefix) -> Result<u64> {
         let mut map = self.objects.write().unwrap_or_else(PoisonError::into_inner);
         let doomed: Vec<String> = map
             .range(prefix.as_str().to_owned()..)
@@ -82,26 +73,20 @@ impl BlobStore for MemoryStore {
         for k in &doomed {
             map.remove(k);
         }
-        let n = doomed.len() as u64;
-        Box::pin(async move { Ok(n) })
+        Ok(doomed.len() as u64)
     }
 
     #[tracing::instrument(level = "debug", skip(self, options), fields(key = %key))]
-    fn signed_url<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-        options: &'a UrlOptions,
-    ) -> BoxFuture<'a, Result<SignedUrl>> {
-        let url = self.signer.sign(key, options.clamped_ttl(), Utc::now());
-        Box::pin(async move { Ok(url) })
+    async fn signed_url(&self, key: &ObjectKey, options: &UrlOptions) -> Result<SignedUrl> {
+        Ok(self.signer.sign(key, options.clamped_ttl(), Utc::now()))
     }
 
-    fn check(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async { Ok(()) })
+    async fn check(&self) -> Result<()> {
+        Ok(())
     }
 
-    fn ensure_ready(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async { Ok(()) })
+    async fn ensure_ready(&self) -> Result<()> {
+        Ok(())
     }
 
     fn url_signer(&self) -> Option<&UrlSigner> {

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use crate::config::Secret;
 use crate::error::{Result, StorageError};
 use crate::key::{KeyPrefix, ObjectKey};
-use crate::{Blob, BlobStore, BoxFuture, Provider, SignedUrl, UrlOptions};
+use crate::{Blob, BlobStore, Provider, SignedUrl, UrlOptions};
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
@@ -117,159 +117,6 @@ impl S3Store {
         })
     }
 
-    #[tracing::instrument(level = "debug", name = "s3.put", skip(self, bytes), fields(key = %key, len = bytes.len()))]
-    async fn put_impl(&self, key: &ObjectKey, bytes: Bytes, content_type: &str) -> Result<()> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .content_type(content_type)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(|e| map_err("put", e))?;
-        Ok(())
-    }
-
-    #[tracing::instrument(level = "debug", name = "s3.get", skip(self), fields(key = %key))]
-    async fn get_impl(&self, key: &ObjectKey) -> Result<Blob> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-            .map_err(|e| map_err("get", e))?;
-        let content_type = out.content_type().unwrap_or(DEFAULT_CONTENT_TYPE).to_owned();
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StorageError::Unavailable(format!("s3 get: reading the body failed: {e}")))?
-            .into_bytes();
-        Ok(Blob { bytes, content_type })
-    }
-
-    #[tracing::instrument(level = "debug", name = "s3.delete", skip(self), fields(key = %key))]
-    async fn delete_impl(&self, key: &ObjectKey) -> Result<()> {
-        match self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match map_err("delete", e) {
-                StorageError::NotFound => Ok(()),
-                other => Err(other),
-            },
-        }
-    }
-
-    #[tracing::instrument(level = "debug", name = "s3.delete_prefix", skip(self), fields(prefix = %prefix))]
-    async fn delete_prefix_impl(&self, prefix: &KeyPrefix) -> Result<u64> {
-        let mut deleted = 0u64;
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix.as_str())
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| map_err("list", e))?;
-            let ids = page
-                .contents()
-                .iter()
-                .filter_map(|o| o.key())
-                .map(|k| ObjectIdentifier::builder().key(k).build())
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| StorageError::Other(format!("s3 delete: {e}")))?;
-            if !ids.is_empty() {
-                let n = ids.len() as u64;
-                let delete = Delete::builder()
-                    .set_objects(Some(ids))
-                    .quiet(true)
-                    .build()
-                    .map_err(|e| StorageError::Other(format!("s3 delete: {e}")))?;
-                let out = self
-                    .client
-                    .delete_objects()
-                    .bucket(&self.bucket)
-                    .delete(delete)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("delete", e))?;
-                if let Some(err) = out.errors().first() {
-                    return Err(StorageError::Other(format!(
-                        "s3 delete: {} objects not deleted, first: {}",
-                        out.errors().len(),
-                        err.code().unwrap_or("unknown error")
-                    )));
-                }
-                deleted += n;
-            }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => return Ok(deleted),
-            }
-        }
-    }
-
-    #[tracing::instrument(level = "debug", name = "s3.signed_url", skip(self, options), fields(key = %key))]
-    async fn signed_url_impl(&self, key: &ObjectKey, options: &UrlOptions) -> Result<SignedUrl> {
-        let ttl = options.clamped_ttl();
-        // Whole seconds, so that the promised expiry equals the signed one (X-Amz-Date has second precision).
-        let now = DateTime::<Utc>::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);
-        let config = PresigningConfig::builder()
-            .start_time(SystemTime::from(now))
-            .expires_in(ttl)
-            .build()
-            .map_err(|e| StorageError::Other(format!("s3 presign: {e}")))?;
-        let mut req = self
-            .presign_client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key.as_str());
-        if let Some(cd) = options.content_disposition() {
-            req = req.response_content_disposition(cd);
-        }
-        if let Some(ct) = &options.content_type {
-            req = req.response_content_type(ct);
-        }
-        let presigned = req.presigned(config).await.map_err(|e| map_err("presign", e))?;
-        let expires_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::zero());
-        Ok(SignedUrl {
-            url: presigned.uri().to_owned(),
-            expires_at,
-        })
-    }
-
-    async fn check_impl(&self) -> Result<()> {
-        match self.client.head_bucket().bucket(&self.bucket).send().await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(match map_err("check", e) {
-                StorageError::NotFound => {
-                    StorageError::Config(format!("bucket {} does not exist", self.bucket))
-                }
-                other => other,
-            }),
-        }
-    }
-
-    #[tracing::instrument(name = "s3.ensure_ready", skip(self), fields(bucket = %self.bucket))]
-    async fn ensure_ready_impl(&self) -> Result<()> {
-        match self.check_impl().await {
-            Err(StorageError::Config(_)) if self.provider == Provider::Minio => self.create_bucket().await,
-            other => other,
-        }
-    }
-
     async fn create_bucket(&self) -> Result<()> {
         let mut req = self.client.create_bucket().bucket(&self.bucket);
         if self.region != "us-east-1" {
@@ -325,45 +172,162 @@ where
     }
 }
 
+#[async_trait::async_trait]
 impl BlobStore for S3Store {
     fn provider(&self) -> Provider {
         self.provider
     }
 
-    fn put<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-        bytes: Bytes,
-        content_type: &'a str,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.put_impl(key, bytes, content_type))
+    #[tracing::instrument(level = "debug", name = "s3.put", skip(self, bytes), fields(key = %key, len = bytes.len()))]
+    async fn put(&self, key: &ObjectKey, bytes: Bytes, content_type: &str) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| map_err("put", e))?;
+        Ok(())
     }
 
-    fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Blob>> {
-        Box::pin(self.get_impl(key))
+    #[tracing::instrument(level = "debug", name = "s3.get", skip(self), fields(key = %key))]
+    async fn get(&self, key: &ObjectKey) -> Result<Blob> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(|e| map_err("get", e))?;
+        let content_type = out.content_type().unwrap_or(DEFAULT_CONTENT_TYPE).to_owned();
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("s3 get: reading the body failed: {e}")))?
+            .into_bytes();
+        Ok(Blob { bytes, content_type })
     }
 
-    fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.delete_impl(key))
+    #[tracing::instrument(level = "debug", name = "s3.delete", skip(self), fields(key = %key))]
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match map_err("delete", e) {
+                StorageError::NotFound => Ok(()),
+                other => Err(other),
+            },
+        }
     }
 
-    fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(self.delete_prefix_impl(prefix))
+    #[tracing::instrument(level = "debug", name = "s3.delete_prefix", skip(self), fields(prefix = %prefix))]
+    async fn delete_prefix(&self, prefix: &KeyPrefix) -> Result<u64> {
+        let mut deleted = 0u64;
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix.as_str())
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| map_err("list", e))?;
+            let ids = page
+                .contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| StorageError::Other(format!("s3 delete: {e}")))?;
+            if !ids.is_empty() {
+                let n = ids.len() as u64;
+                let delete = Delete::builder()
+                    .set_objects(Some(ids))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| StorageError::Other(format!("s3 delete: {e}")))?;
+                let out = self
+                    .client
+                    .delete_objects()
+                    .bucket(&self.bucket)
+                    .delete(delete)
+                    .send()
+                    .await
+                    .map_err(|e| map_err("delete", e))?;
+                if let Some(err) = out.errors().first() {
+                    return Err(StorageError::Other(format!(
+                        "s3 delete: {} objects not deleted, first: {}",
+                        out.errors().len(),
+                        err.code().unwrap_or("unknown error")
+                    )));
+                }
+                deleted += n;
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => return Ok(deleted),
+            }
+        }
     }
 
-    fn signed_url<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-        options: &'a UrlOptions,
-    ) -> BoxFuture<'a, Result<SignedUrl>> {
-        Box::pin(self.signed_url_impl(key, options))
+    #[tracing::instrument(level = "debug", name = "s3.signed_url", skip(self, options), fields(key = %key))]
+    async fn signed_url(&self, key: &ObjectKey, options: &UrlOptions) -> Result<SignedUrl> {
+        let ttl = options.clamped_ttl();
+        // Whole seconds, so that the promised expiry equals the signed one (X-Amz-Date has second precision).
+        let now = DateTime::<Utc>::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);
+        let config = PresigningConfig::builder()
+            .start_time(SystemTime::from(now))
+            .expires_in(ttl)
+            .build()
+            .map_err(|e| StorageError::Other(format!("s3 presign: {e}")))?;
+        let mut req = self
+            .presign_client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str());
+        if let Some(cd) = options.content_disposition() {
+            req = req.response_content_disposition(cd);
+        }
+        if let Some(ct) = &options.content_type {
+            req = req.response_content_type(ct);
+        }
+        let presigned = req.presigned(config).await.map_err(|e| map_err("presign", e))?;
+        let expires_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::zero());
+        Ok(SignedUrl {
+            url: presigned.uri().to_owned(),
+            expires_at,
+        })
     }
 
-    fn check(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.check_impl())
+    async fn check(&self) -> Result<()> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(match map_err("check", e) {
+                StorageError::NotFound => {
+                    StorageError::Config(format!("bucket {} does not exist", self.bucket))
+                }
+                other => other,
+            }),
+        }
     }
 
-    fn ensure_ready(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.ensure_ready_impl())
+    #[tracing::instrument(name = "s3.ensure_ready", skip(self), fields(bucket = %self.bucket))]
+    async fn ensure_ready(&self) -> Result<()> {
+        match self.check().await {
+            Err(StorageError::Config(_)) if self.provider == Provider::Minio => self.create_bucket().await,
+            other => other,
+        }
     }
 }
