@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 use agentd_db::{AttachmentMeta, Db, NewMessage, Role, TenantStatus};
-use agentd_testkit::fresh_sqlite;
 use uuid::Uuid;
 
 /// Instantiates each case once per database.
@@ -196,7 +195,6 @@ async fn sqlite_migrates_itself_by_default() {
     db.prepare(&settings).await.unwrap();
     assert_eq!(db.pending_migrations().await.unwrap(), 0);
     assert_eq!(db.provision_tenant("t").await.unwrap(), TenantStatus::Active);
-    let _ = fresh_sqlite; // keep the import used when cases change
 }
 
 mod turns {
