@@ -5,19 +5,23 @@ use crate::ingest::{self, IngestFailure, Placement};
 use crate::{TurnError, Turns};
 use agentd_agents::Agent;
 use agentd_db::AttachmentMeta;
+use agentd_storage::BlobStore;
 use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{Datelike as _, TimeZone as _, Utc};
+use std::sync::Arc;
 use uuid::Uuid;
 
-/// Input images of a turn: their metadata (kept on the user message) and data URLs (sent upstream).
+/// Input images of a turn: their metadata, checked up front (tenant, agent); the bytes are fetched by the
+/// turn task just before the upstream request, so refused, rate-limited or replayed requests never download
+/// them.
 #[derive(Default)]
 pub(crate) struct Inputs {
     pub metas: Vec<AttachmentMeta>,
-    pub data_urls: Vec<String>,
 }
 
-pub(crate) async fn load(
+/// Checks that every id is an object of this tenant and that the agent takes image input (no bytes read).
+pub(crate) async fn resolve(
     turns: &Turns,
     tenant: &str,
     agent: &Agent,
@@ -39,31 +43,7 @@ pub(crate) async fn load(
     }
     let scoped = turns.0.db.scoped(tenant);
     for id in ids {
-        let not_found = || {
-            TurnError::new(
-                404,
-                "attachment_not_found",
-                format!("No uploaded image {id}; upload it with POST /v1/uploads."),
-            )
-        };
-        let obj = scoped.object(*id).await?.ok_or_else(not_found)?;
-        let key = agentd_storage::ObjectKey::parse(&obj.object_key).map_err(TurnError::internal)?;
-        let blob = turns.0.store.get(&key).await.map_err(|e| {
-            if e.is_not_found() {
-                not_found()
-            } else {
-                TurnError::new(
-                    503,
-                    "unavailable",
-                    "The object store is unavailable; retry shortly.",
-                )
-                .retry_after(2)
-            }
-        })?;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&blob.bytes);
-        inputs
-            .data_urls
-            .push(format!("data:{};base64,{b64}", obj.mime_type));
+        let obj = scoped.object(*id).await?.ok_or_else(|| not_found(*id))?;
         inputs.metas.push(AttachmentMeta {
             object_id: obj.id,
             object_key: obj.object_key,
@@ -74,6 +54,39 @@ pub(crate) async fn load(
         });
     }
     Ok(inputs)
+}
+
+fn not_found(id: Uuid) -> TurnError {
+    TurnError::new(
+        404,
+        "attachment_not_found",
+        format!("No uploaded image {id}; upload it with POST /v1/uploads."),
+    )
+}
+
+impl Inputs {
+    /// The images as `data:` URLs for the upstream request.
+    pub(crate) async fn data_urls(&self, store: &Arc<dyn BlobStore>) -> Result<Vec<String>, TurnError> {
+        let mut urls = Vec::with_capacity(self.metas.len());
+        for meta in &self.metas {
+            let key = agentd_storage::ObjectKey::parse(&meta.object_key).map_err(TurnError::internal)?;
+            let blob = store.get(&key).await.map_err(|e| {
+                if e.is_not_found() {
+                    not_found(meta.object_id)
+                } else {
+                    TurnError::new(
+                        503,
+                        "unavailable",
+                        "The object store is unavailable; retry shortly.",
+                    )
+                    .retry_after(2)
+                }
+            })?;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&blob.bytes);
+            urls.push(format!("data:{};base64,{b64}", meta.mime_type));
+        }
+        Ok(urls)
+    }
 }
 
 /// 429 `budget_exhausted` when the tenant's estimated image spend this month reached the budget.

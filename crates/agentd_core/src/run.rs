@@ -82,7 +82,14 @@ impl Turn {
             .as_ref()
             .and_then(|c| c.last_response_id.clone());
         let streaming = self.mode == Mode::Stream;
-        let images = &self.inputs.data_urls;
+        let images = match self.inputs.data_urls(&inner.store).await {
+            Ok(urls) => urls,
+            Err(e) => {
+                self.abandon().await;
+                let _ = accepted.send(Err(e));
+                return;
+            }
+        };
         let mut request = build_request(&self.agent, &self.message, images, previous.as_deref(), streaming);
         let mut opened = inner.client.stream(&request).await;
         if let Err(e) = &opened

@@ -159,7 +159,7 @@ impl Turns {
             None => None,
         };
         let agent = self.resolve_agent(req.agent.as_deref(), conversation.as_ref())?;
-        let inputs = crate::inputs::load(self, tenant, &agent, &req.attachments).await?;
+        let inputs = crate::inputs::resolve(self, tenant, &agent, &req.attachments).await?;
         crate::inputs::check_budget(self, tenant).await?;
         let slot = inner
             .limits

@@ -13,7 +13,7 @@ use agentd_responses::{
 pub(crate) fn build_request(
     agent: &Agent,
     text: &str,
-    images: &[String],
+    images: Vec<String>,
     previous: Option<&str>,
     streaming_client: bool,
 ) -> CreateResponse {
@@ -34,8 +34,8 @@ pub(crate) fn build_request(
     let mut parts = vec![InputContentPart::InputText {
         text: text.to_owned(),
     }];
-    parts.extend(images.iter().map(|url| InputContentPart::InputImage {
-        image_url: Some(url.clone()),
+    parts.extend(images.into_iter().map(|url| InputContentPart::InputImage {
+        image_url: Some(url),
         file_id: None,
         detail: Some("auto".into()),
     }));
