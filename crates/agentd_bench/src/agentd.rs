@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub use crate::procfs::cpu_time;
+
 /// What the child needs to start.
 pub struct Launch<'a> {
     pub binary: &'a Path,
@@ -204,17 +206,6 @@ pub fn mem(pid: u32) -> Option<Mem> {
 /// kernel refuses, in which case VmHWM stays the peak since start.
 pub fn reset_hwm(pid: u32) -> bool {
     fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
-}
-
-/// User + system CPU time of a process (from `/proc/<pid>/stat`, USER_HZ = 100).
-pub fn cpu_time(pid: u32) -> Option<Duration> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = text.rsplit_once(") ")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// Size of the SQLite database files (main + WAL) behind a `sqlite://` URL.

@@ -1,7 +1,9 @@
 //! agentd's JSON log lines (`LOG_FORMAT=json`), read from its stdout: every `"image stored"` line's
-//! `ingest_ms` (from parsing the upstream's `response.output_item.done` to emitting the `attachment` event),
-//! plus a count and a sample of WARN/ERROR lines. Fields may be flattened into the top level or nested under
-//! `"fields"`; both are read.
+//! `ingest_ms` (agentd's own clock, from having parsed the upstream's `response.output_item.done` to emitting
+//! the `attachment` event), plus a count and a sample of WARN/ERROR lines. Fields may be flattened into the
+//! top level or nested under `"fields"`; both are read. This is a second opinion beside the timing proxy's
+//! figure (which needs no log field): if the message or field is renamed, the report shows `n=0` here and
+//! nothing else changes.
 
 use std::sync::{Arc, Mutex, PoisonError};
 

@@ -1,56 +1,75 @@
-//! `bench-relay`: measures, in one run and side by side, what agentd adds on top of the upstream. It starts
-//! the fake Responses API in-process (on its own runtime), agentd as a child process pointed at it, then runs
-//! the same streamed turns through agentd and straight to the fake and prints a quotable report. This file
-//! owns the command line and the order of the phases; exit 0 unless the setup fails.
+//! `bench-relay`: measures, in one run, what agentd adds on top of the upstream. It starts the fake Responses
+//! API in-process (on its own runtime), a database (a private PostgreSQL cluster by default), agentd as a
+//! child process pointed at both, then runs every comparison as alternating batches through agentd and
+//! straight to the fake, and prints a quotable report. This file owns the command line and the order of the
+//! sections; exit 0 unless the setup fails (2) or no turn through agentd succeeded (1).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agentd_fake_upstream::{FakeConfig, FakeUpstream};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-use agentd_bench::agentd::{self, Agentd, Launch};
+use agentd_bench::agentd::{self, Agentd};
 use agentd_bench::clients::{self, Endpoint};
-use agentd_bench::phase::{self, PhaseResult, PhaseSpec, Watch};
-use agentd_bench::report::{self, BigEvent, Header, ImageTurn, Report, TextRow};
-use agentd_bench::turns::{self, Target, TurnRequest};
+use agentd_bench::db::{Databases, DbKind, InstanceDb};
+use agentd_bench::harness::{self, Fake, Instance};
+use agentd_bench::interleave::{self, Arm, Plan};
+use agentd_bench::pgstats;
+use agentd_bench::phase::{PhaseResult, Watch};
+use agentd_bench::report::{self, BigEvent, Capacity, Header, ImageTurn, Paced, Report};
+use agentd_bench::turns;
 
 const JWT_SECRET: &str = "bench-relay-secret-0123456789abcdefghijk";
 
-/// Measure agentd's added latency, throughput and memory against the in-process fake upstream.
+/// Measure agentd's added latency, throughput, CPU and SQL per turn against the in-process fake upstream.
 #[derive(Parser, Debug)]
 #[command(name = "bench-relay")]
 struct Args {
-    /// Concurrency levels (clients), comma-separated.
+    /// Concurrency levels of the paced text turns, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,50,200")]
     clients: Vec<usize>,
-    /// Sequential turns per client in each text phase.
+    /// Sequential turns per client in one batch of paced text turns.
     #[arg(long, default_value_t = 5)]
     turns_per_client: usize,
-    /// Text deltas per text turn (`#fake:text deltas=N`).
+    /// Paced text turns: at least this many samples per side (batches are added, at least 4 per side).
+    #[arg(long, default_value_t = 200)]
+    min_samples: usize,
+    /// Text deltas per paced text turn (`#fake:text deltas=N`).
     #[arg(long, default_value_t = 20)]
     deltas: u32,
-    /// The fake's delay between two events of a stream, in ms.
+    /// Paced turns: the fake's delay between two events of a stream, in ms (`gap=MS`).
     #[arg(long, default_value_t = 2)]
-    event_delay_ms: u64,
-    /// Turns of each kind (plain / with the big event, agentd / direct) in the big-event phase; 0 skips it.
+    gap_ms: u64,
+    /// Capacity run: concurrent clients (0 skips the run).
+    #[arg(long, default_value_t = 50)]
+    capacity_clients: usize,
+    /// Capacity run: sequential turns per client in one batch.
+    #[arg(long, default_value_t = 20)]
+    capacity_turns: usize,
+    /// Capacity run: batches per side.
+    #[arg(long, default_value_t = 4)]
+    capacity_rounds: usize,
+    /// Rounds of the big-event comparison (four single-turn batches each); 0 skips it.
     #[arg(long, default_value_t = 20)]
     big_turns: usize,
     /// Size of the big unknown event in MB (`big-other=MB`, MB = 1,000,000 bytes).
     #[arg(long, default_value_t = 4)]
     big_mb: u32,
-    /// Turns per client in the image phase (`#fake:image partials=2 big=4`); 0 skips it.
+    /// Rounds of the image comparison (`#fake:image partials=2 big=4`); 0 skips it.
     #[arg(long, default_value_t = 10)]
     image_turns: usize,
-    /// Concurrent clients in the image phase.
+    /// Concurrent clients in the image comparison.
     #[arg(long, default_value_t = 1)]
     image_clients: usize,
-    /// Unmeasured turns (each way) before the first phase.
+    /// Unmeasured turns (each way) before the first section.
     #[arg(long, default_value_t = 5)]
     warmup: usize,
-    /// agentd's database; default: a SQLite file in a temporary directory.
+    /// agentd's database: a private PostgreSQL cluster (with pg_stat_statements) or a SQLite file.
+    #[arg(long, value_enum, default_value = "postgres")]
+    db: DbKind,
+    /// An existing PostgreSQL database instead (statements need pg_stat_statements preloaded there).
     #[arg(long)]
     database_url: Option<String>,
     /// The agentd binary; default: <repo>/target/release/agentd.
@@ -62,15 +81,12 @@ struct Args {
     /// Repository root (agentd's working directory; it reads config/agents).
     #[arg(long)]
     repo_root: Option<PathBuf>,
-    /// Only the direct-to-fake half (no agentd).
-    #[arg(long)]
-    direct_only: bool,
     /// Limit of one turn, in seconds.
     #[arg(long, default_value_t = 60)]
     turn_timeout_secs: u64,
-    /// No new turn starts this many seconds into a phase.
-    #[arg(long, default_value_t = 180)]
-    phase_timeout_secs: u64,
+    /// No new turn starts this many seconds into a batch.
+    #[arg(long, default_value_t = 120)]
+    batch_timeout_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -95,247 +111,275 @@ fn print_report(text: &str) {
 }
 
 fn run(args: &Args) -> Result<ExitCode> {
-    let repo_root = match &args.repo_root {
-        Some(p) => p.clone(),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-    };
-    let repo_root = repo_root.canonicalize().context("repository root not found")?;
-    if args.build && !args.direct_only {
+    let repo_root = harness::repo_root(args.repo_root.as_deref())?;
+    if args.build {
         progress("building agentd (cargo build --release -p agentd)…");
         agentd::build_release(&repo_root)?;
     }
-    // The fake gets its own runtime so the clients' work does not delay its event schedule.
-    let fake_rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("fake-upstream")
-        .enable_all()
-        .build()?;
-    let fake = fake_rt
-        .block_on(FakeUpstream::start(FakeConfig {
-            event_delay: Duration::from_millis(args.event_delay_ms),
-            ..FakeConfig::default()
-        }))
-        .context("cannot start the fake upstream")?;
+    // Unpaced: the capacity run sends events back to back; paced turns ask for `gap=MS` themselves.
+    let fake = Fake::start(Duration::ZERO)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = rt.block_on(bench(args, &repo_root, &fake.base_url()));
+    let result = rt.block_on(bench(args, &repo_root, &fake));
     drop(fake);
-    let (report, agentd_ok) = result?;
+    let report = result?;
     print_report(&report::render(&report));
-    if !args.direct_only && agentd_ok == 0 {
+    let ok = report.paced.iter().map(|p| p.agentd.ok).sum::<usize>()
+        + report.capacity.as_ref().map_or(0, |c| c.agentd.ok);
+    if ok == 0 {
         progress("no turn through agentd succeeded");
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds and runs phases; knows both endpoints.
+/// The running parts and the settings every section shares.
 struct Bench<'a> {
     client: reqwest::Client,
     fake_url: String,
-    agentd: Option<(Agentd, String)>,
+    agentd: Agentd,
+    db: InstanceDb,
+    dbs: Databases,
     args: &'a Args,
 }
 
 impl Bench<'_> {
-    fn requests(&self, target: Target, n: usize, agent: &str, message: &str) -> Result<Vec<TurnRequest>> {
-        let to = match (target, &self.agentd) {
-            (Target::Agentd, Some((a, _))) => Endpoint::Agentd {
-                base_url: &a.base_url,
-                jwt_secret: JWT_SECRET,
-            },
-            (Target::Agentd, None) => bail!("agentd is not running"),
-            (Target::Direct, _) => Endpoint::Direct {
-                fake_url: &self.fake_url,
-            },
+    fn arms(&self, n: usize, agent: &str, message: &str) -> Result<Vec<Arm<'_>>> {
+        let watch = Watch {
+            pid: self.agentd.pid(),
+            database_url: &self.db.url,
+            pg: self.dbs.stats.as_ref(),
+            pg_db: self.db.pg_name.as_deref(),
         };
-        clients::requests(&to, n, agent, message)
+        let to_agentd = Endpoint::Agentd {
+            base_url: &self.agentd.base_url,
+            jwt_secret: JWT_SECRET,
+        };
+        let to_fake = Endpoint::Direct {
+            fake_url: &self.fake_url,
+        };
+        Ok(vec![
+            Arm {
+                name: "agentd".to_owned(),
+                requests: clients::requests(&to_agentd, n, agent, message)?,
+                watch: Some(watch),
+            },
+            Arm {
+                name: "direct".to_owned(),
+                requests: clients::requests(&to_fake, n, agent, message)?,
+                watch: None,
+            },
+        ])
     }
 
-    async fn phase(
-        &self,
-        target: Target,
-        n: usize,
-        k: usize,
-        agent: &str,
-        message: &str,
-    ) -> Result<PhaseResult> {
-        progress(&format!("{} N={n} K={k} {message:?}", target.name()));
-        let spec = PhaseSpec {
-            requests: self.requests(target, n, agent, message)?,
-            turns_per_client: k,
+    fn plan(&self, rounds: usize, turns_per_client: usize) -> Plan {
+        Plan {
+            rounds,
+            turns_per_client,
             turn_timeout: Duration::from_secs(self.args.turn_timeout_secs),
-            deadline: Duration::from_secs(self.args.phase_timeout_secs),
+            batch_deadline: Duration::from_secs(self.args.batch_timeout_secs),
             sample_every: Duration::from_millis(50),
             keep_attachments: 0,
-        };
-        let watch = match (target, &self.agentd) {
-            (Target::Agentd, Some((a, db))) => Some(Watch {
-                pid: a.pid(),
-                database_url: db,
-            }),
-            _ => None,
-        };
-        Ok(phase::run(&self.client, spec, watch).await)
+        }
     }
 
-    /// Unmeasured turns that also prove the path works.
-    async fn warm(&self, target: Target, message: &str) -> Result<()> {
-        let reqs = self.requests(target, 1, "assistant", message)?;
+    /// Interleaved agentd / direct batches; returns (agentd, direct).
+    async fn compare(
+        &self,
+        what: &str,
+        n: usize,
+        plan: &Plan,
+        agent: &str,
+        message: &str,
+    ) -> Result<(PhaseResult, PhaseResult)> {
+        progress(&format!("{what}: N={n} {message:?}"));
+        let arms = self.arms(n, agent, message)?;
+        let mut out = interleave::alternate(&self.client, &arms, plan, &progress).await;
+        let direct = out.pop().unwrap_or_default();
+        let agentd = out.pop().unwrap_or_default();
+        Ok((agentd, direct))
+    }
+
+    /// Unmeasured turns each way that also prove both paths work.
+    async fn warm(&self, message: &str) -> Result<()> {
         let limit = Duration::from_secs(self.args.turn_timeout_secs);
-        for req in reqs.iter().cycle().take(self.args.warmup.max(1)) {
-            if let Err(e) = turns::run_turn(&self.client, req, limit).await {
-                bail!("{} turn failed: {e}", target.name());
+        for arm in self.arms(1, "assistant", message)? {
+            for req in arm.requests.iter().cycle().take(self.args.warmup.max(1)) {
+                if let Err(e) = turns::run_turn(&self.client, req, limit).await {
+                    bail!(
+                        "{} warm-up turn failed: {e}; agentd log:\n{}",
+                        arm.name,
+                        self.agentd.log_tail(20)
+                    );
+                }
             }
         }
         Ok(())
     }
 
-    /// The direct phase, and the agentd phase when agentd runs.
-    async fn both(
-        &self,
-        n: usize,
-        k: usize,
-        agent: &str,
-        message: &str,
-    ) -> Result<(PhaseResult, Option<PhaseResult>)> {
-        let direct = self.phase(Target::Direct, n, k, agent, message).await?;
-        let agentd = match self.agentd {
-            Some(_) => Some(self.phase(Target::Agentd, n, k, agent, message).await?),
-            None => None,
+    /// The capacity run, with what agentd's database did during it.
+    async fn capacity(&self) -> Result<Capacity> {
+        let a = self.args;
+        let message = "hello #fake:text".to_owned();
+        let census = match (&self.dbs.stats, &self.db.pg_name) {
+            (Some(s), Some(name)) => {
+                progress("waiting for PostgreSQL's transaction counters to settle (11 s)…");
+                pgstats::settle().await;
+                Some((s, name.clone(), s.snapshot(std::slice::from_ref(name)).await?))
+            }
+            _ => None,
         };
-        Ok((direct, agentd))
+        let plan = self.plan(a.capacity_rounds, a.capacity_turns);
+        let (agentd, direct) = self
+            .compare("capacity", a.capacity_clients, &plan, "assistant", &message)
+            .await?;
+        let sql = match census {
+            Some((s, name, before)) => {
+                progress("waiting for PostgreSQL's transaction counters to settle (11 s)…");
+                pgstats::settle().await;
+                let after = s.snapshot(std::slice::from_ref(&name)).await?;
+                Ok(s.delta(&before, &after, &name))
+            }
+            None => Err(self
+                .dbs
+                .stats_error
+                .clone()
+                .unwrap_or_else(|| "no PostgreSQL statistics".to_owned())),
+        };
+        Ok(Capacity {
+            n: a.capacity_clients,
+            rounds: a.capacity_rounds,
+            turns_per_client: a.capacity_turns,
+            message,
+            agentd,
+            direct,
+            sql,
+        })
     }
 }
 
-async fn bench(args: &Args, repo_root: &Path, fake_url: &str) -> Result<(Report, usize)> {
+async fn bench(args: &Args, repo_root: &std::path::Path, fake: &Fake) -> Result<Report> {
+    let dbs = Databases::open(args.db, args.database_url.as_deref()).await?;
+    let db = dbs.for_instance("relay").await?;
+    let binary = harness::agentd_binary(args.agentd_bin.as_deref(), repo_root);
     let tmp = tempfile::Builder::new().prefix("bench-relay-").tempdir()?;
-    let database_url = match &args.database_url {
-        Some(u) => u.clone(),
-        None => format!("sqlite://{}", tmp.path().join("bench.sqlite").display()),
-    };
-    let binary = args
-        .agentd_bin
-        .clone()
-        .unwrap_or_else(|| repo_root.join("target/release/agentd"));
     let max_clients = args
         .clients
         .iter()
         .copied()
+        .chain([args.capacity_clients, args.image_clients])
         .max()
-        .unwrap_or(1)
-        .max(args.image_clients);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(max_clients + 8)
-        .connect_timeout(Duration::from_secs(5))
-        .build()?;
-
-    let agentd = if args.direct_only {
-        None
-    } else {
-        let launch = Launch {
-            binary: &binary,
-            repo_root,
-            upstream_base_url: fake_url,
-            jwt_secret: JWT_SECRET,
-            database_url: &database_url,
-            log_path: &tmp.path().join("agentd.log"),
-            extra_env: &[],
-            stdout_tap: None,
-        };
-        Some((
-            Agentd::start(&launch, Duration::from_secs(30)).await?,
-            database_url.clone(),
-        ))
-    };
-    let mut b = Bench {
-        client,
-        fake_url: fake_url.to_owned(),
+        .unwrap_or(1);
+    let fake_url = fake.base_url();
+    let agentd = Instance {
+        binary: &binary,
+        repo_root,
+        upstream_base_url: &fake_url,
+        jwt_secret: JWT_SECRET,
+        db: &db,
+        log_path: tmp.path().join("agentd.log"),
+        extra_env: vec![],
+        stdout_tap: None,
+    }
+    .start(Duration::from_secs(30))
+    .await?;
+    let b = Bench {
+        client: harness::client(max_clients)?,
+        fake_url,
         agentd,
+        db,
+        dbs,
         args,
     };
 
-    let text = format!("hello #fake:text deltas={}", args.deltas);
-    // Probe (and warm) both ways: the setup fails here, with the reason, rather than in every turn.
-    b.warm(Target::Direct, &text).await?;
-    let idle = match &b.agentd {
-        Some((a, _)) => {
-            let idle = agentd::mem(a.pid());
-            b.warm(Target::Agentd, &text).await.with_context(|| {
-                format!(
-                    "POST /v1/chat/stream is not usable; agentd log:\n{}",
-                    a.log_tail(20)
-                )
-            })?;
-            idle
-        }
-        None => None,
-    };
+    let paced_message = format!("hello #fake:text deltas={} gap={}", args.deltas, args.gap_ms);
+    b.warm(&paced_message).await?;
+    b.warm("hello #fake:text").await?;
+    // Every pooled database connection prepares its statements before anything is counted.
+    let warm_n = args.capacity_clients.max(20);
+    let warm = b.arms(warm_n, "assistant", "hello #fake:text")?;
+    if let Some(arm) = warm.into_iter().next() {
+        let limit = Duration::from_secs(args.turn_timeout_secs);
+        interleave::warm_batch(&b.client, arm.requests, limit)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}; agentd log:\n{}", b.agentd.log_tail(20)))?;
+    }
+    let idle = agentd::mem(b.agentd.pid());
 
-    let mut rows = Vec::new();
+    let capacity = if args.capacity_clients > 0 {
+        Some(b.capacity().await.context("capacity run")?)
+    } else {
+        None
+    };
+    let mut paced = Vec::new();
     for &n in &args.clients {
-        let (direct, agentd) = b.both(n, args.turns_per_client, "assistant", &text).await?;
-        rows.push(TextRow { n, direct, agentd });
+        let k = args.turns_per_client.max(1);
+        let rounds = args.min_samples.div_ceil(n.max(1) * k).max(4);
+        let plan = b.plan(rounds, k);
+        let (agentd, direct) = b.compare("paced", n, &plan, "assistant", &paced_message).await?;
+        paced.push(Paced {
+            n,
+            rounds,
+            turns_per_client: k,
+            agentd,
+            direct,
+        });
     }
     let big = if args.big_turns > 0 {
-        let big_text = format!("{text} big-other={}", args.big_mb);
-        let (direct_plain, agentd_plain) = b.both(1, args.big_turns, "assistant", &text).await?;
-        let (direct_big, agentd_big) = b.both(1, args.big_turns, "assistant", &big_text).await?;
+        let big_message = format!("{paced_message} big-other={}", args.big_mb);
+        progress(&format!("big event: {big_message:?} vs plain, 4 arms"));
+        let mut arms = b.arms(1, "assistant", &paced_message)?;
+        for (i, mut arm) in b.arms(1, "assistant", &big_message)?.into_iter().enumerate() {
+            arm.name.push_str(" big");
+            arms.insert(2 * i + 1, arm);
+        }
+        let mut r = interleave::alternate(&b.client, &arms, &b.plan(args.big_turns, 1), &progress)
+            .await
+            .into_iter();
+        let mut next = || r.next().unwrap_or_default();
         Some(BigEvent {
             mb: args.big_mb,
-            direct_plain,
-            direct_big,
-            agentd_plain,
-            agentd_big,
+            rounds: args.big_turns,
+            agentd_plain: next(),
+            agentd_big: next(),
+            direct_plain: next(),
+            direct_big: next(),
         })
     } else {
         None
     };
     let image = if args.image_turns > 0 {
-        let message = "draw a cat #fake:image partials=2 big=4".to_owned();
-        let (direct, agentd) = b
-            .both(args.image_clients, args.image_turns, "designer", &message)
+        let message = format!("draw a cat #fake:image partials=2 big=4 gap={}", args.gap_ms);
+        let plan = b.plan(args.image_turns, 1);
+        let (agentd, direct) = b
+            .compare("image", args.image_clients, &plan, "designer", &message)
             .await?;
         Some(ImageTurn {
             message,
-            direct,
             agentd,
+            direct,
         })
     } else {
         None
     };
 
-    let mut binary_desc = binary.display().to_string();
-    match &mut b.agentd {
-        Some((a, _)) => {
-            if let Ok(age) = std::fs::metadata(&binary)
-                .and_then(|m| m.modified())
-                .map(|m| m.elapsed())
-            {
-                let mins = age.map(|a| a.as_secs() / 60).unwrap_or(0);
-                binary_desc.push_str(&format!(" (built {mins} min before the end of this run)"));
-            }
-            if !a.alive() {
-                progress(&format!("agentd exited during the run; log:\n{}", a.log_tail(30)));
-            }
-        }
-        None => binary_desc = "not started (--direct-only)".to_owned(),
+    let mut b = b;
+    if !b.agentd.alive() {
+        progress(&format!(
+            "agentd exited during the run; log:\n{}",
+            b.agentd.log_tail(30)
+        ));
     }
-    let agentd_ok = rows.iter().filter_map(|r| r.agentd.as_ref()).map(|p| p.ok).sum();
-    let report = Report {
+    Ok(Report {
         header: Header {
-            binary: binary_desc,
-            database: if database_url.starts_with("sqlite:") {
-                "SQLite (temp file)".to_owned()
-            } else {
-                "PostgreSQL (--database-url)".to_owned()
-            },
-            event_delay_ms: args.event_delay_ms,
-            text_message: text,
-            turns_per_client: args.turns_per_client,
+            binary: harness::describe_binary(&binary),
+            database: b.dbs.describe(),
+            gap_ms: args.gap_ms,
+            paced_message,
         },
         idle,
-        text: rows,
+        capacity,
+        paced,
         big,
         image,
-    };
-    Ok((report, agentd_ok))
+    })
 }

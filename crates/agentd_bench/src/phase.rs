@@ -1,9 +1,12 @@
-//! One measured phase: N concurrent clients each running K sequential turns (bounded by a deadline), with
-//! agentd's RSS sampled at a fixed interval, its VmHWM reset at the start, and its CPU time and database
-//! growth taken around the phase.
+//! One measured batch: N concurrent clients each running K sequential turns (bounded by a deadline), with
+//! agentd's RSS sampled at a fixed interval, its VmHWM reset at the start, and its CPU time, PostgreSQL's CPU
+//! time and the SQLite files' growth taken around the batch. The batches of one side of an interleaved
+//! comparison are merged into one [`PhaseResult`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::pgstats::PgStats;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
@@ -26,11 +29,25 @@ pub struct PhaseSpec {
     pub keep_attachments: usize,
 }
 
-/// The agentd process to watch during a phase.
+/// The agentd process to watch during a batch, and its database.
 #[derive(Clone, Copy)]
 pub struct Watch<'a> {
     pub pid: u32,
     pub database_url: &'a str,
+    /// The PostgreSQL cluster whose CPU time is taken around the batch.
+    pub pg: Option<&'a PgStats>,
+    /// agentd's database in that cluster, whose size is taken around the batch.
+    pub pg_db: Option<&'a str>,
+}
+
+impl Watch<'_> {
+    /// The size of agentd's database: SQLite main + WAL files, or `pg_database_size`.
+    async fn db_bytes(&self) -> Option<u64> {
+        match (self.pg, self.pg_db) {
+            (Some(pg), Some(db)) => pg.db_size(db).await,
+            _ => agentd::sqlite_bytes(self.database_url),
+        }
+    }
 }
 
 /// What a phase measured.
@@ -55,14 +72,28 @@ pub struct PhaseResult {
     /// The first `keep_attachments` attachments received.
     pub attachment_refs: Vec<AttachmentRef>,
     pub bytes: u64,
+    /// Tagged turns with an image: (turn tag, when the first image arrived at the client).
+    pub marks: Vec<(u64, Instant)>,
+    /// Batches merged into this result.
+    pub batches: usize,
     /// agentd only: peak of the VmRSS samples, and VmHWM at the end (bytes).
     pub rss_peak: Option<u64>,
     pub hwm: Option<u64>,
     pub hwm_was_reset: bool,
     /// agentd only: CPU time (user + system) spent during the phase.
     pub cpu: Option<Duration>,
-    /// agentd with SQLite only: database file growth.
+    /// agentd only: database growth (SQLite files, or `pg_database_size`).
     pub db_growth: Option<u64>,
+    /// agentd with a PostgreSQL cluster on this machine: the cluster's CPU time during the batches.
+    pub pg_cpu: Option<Duration>,
+}
+
+fn add_dur(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, None) => a,
+        (None, b) => b,
+    }
 }
 
 impl PhaseResult {
@@ -76,6 +107,50 @@ impl PhaseResult {
     pub fn cpu_ms_per_turn(&self) -> Option<f64> {
         let cpu = self.cpu?;
         (self.ok > 0).then(|| cpu.as_secs_f64() * 1000.0 / self.ok as f64)
+    }
+
+    /// PostgreSQL CPU milliseconds per successful turn.
+    pub fn pg_cpu_ms_per_turn(&self) -> Option<f64> {
+        let cpu = self.pg_cpu?;
+        (self.ok > 0).then(|| cpu.as_secs_f64() * 1000.0 / self.ok as f64)
+    }
+
+    /// Adds another batch of the same side.
+    pub fn merge(&mut self, b: PhaseResult) {
+        let first = self.batches == 0;
+        self.clients = self.clients.max(b.clients);
+        self.ok += b.ok;
+        self.errors += b.errors;
+        for (msg, n) in b.error_samples {
+            match self.error_samples.iter_mut().find(|(m, _)| *m == msg) {
+                Some((_, k)) => *k += n,
+                None => self.error_samples.push((msg, n)),
+            }
+        }
+        self.error_samples.sort_by_key(|e| std::cmp::Reverse(e.1));
+        self.error_samples.truncate(3);
+        self.started.merge(&b.started);
+        self.first_delta.merge(&b.first_delta);
+        self.last.merge(&b.last);
+        self.image_at.merge(&b.image_at);
+        self.wall += b.wall;
+        self.protocol_issues += b.protocol_issues;
+        self.images_failed += b.images_failed;
+        self.attachments += b.attachments;
+        self.one_attachment += b.one_attachment;
+        self.attachment_refs.extend(b.attachment_refs);
+        self.bytes += b.bytes;
+        self.marks.extend(b.marks);
+        self.batches += b.batches;
+        self.rss_peak = self.rss_peak.max(b.rss_peak);
+        self.hwm = self.hwm.max(b.hwm);
+        self.hwm_was_reset = (first || self.hwm_was_reset) && b.hwm_was_reset;
+        self.cpu = add_dur(self.cpu, b.cpu);
+        self.db_growth = match (self.db_growth, b.db_growth) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.pg_cpu = add_dur(self.pg_cpu, b.pg_cpu);
     }
 
     /// Database bytes per successful turn.
@@ -108,7 +183,12 @@ pub async fn run(client: &reqwest::Client, spec: PhaseSpec, watch: Option<Watch<
     let clients = spec.requests.len();
     let hwm_was_reset = watch.is_some_and(|w| agentd::reset_hwm(w.pid));
     let cpu0 = watch.and_then(|w| agentd::cpu_time(w.pid));
-    let db0 = watch.and_then(|w| agentd::sqlite_bytes(w.database_url));
+    let db0 = match watch {
+        Some(w) => w.db_bytes().await,
+        None => None,
+    };
+    // After the size query above, for the same reason.
+    let pg0 = watch.and_then(|w| w.pg).and_then(PgStats::cpu);
     let (stop_tx, stop_rx) = oneshot::channel();
     let every = spec.sample_every;
     let keep = spec.keep_attachments;
@@ -155,7 +235,12 @@ pub async fn run(client: &reqwest::Client, spec: PhaseSpec, watch: Option<Watch<
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         };
-        r.db_growth = match (db0, agentd::sqlite_bytes(w.database_url)) {
+        // PostgreSQL's CPU before the size query below, which is the bench's, not agentd's.
+        r.pg_cpu = match (pg0, w.pg.and_then(PgStats::cpu)) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+        r.db_growth = match (db0, w.db_bytes().await) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         };
@@ -163,7 +248,7 @@ pub async fn run(client: &reqwest::Client, spec: PhaseSpec, watch: Option<Watch<
     r
 }
 
-fn summarize(
+pub(crate) fn summarize(
     all: Vec<Result<TurnTiming, String>>,
     clients: usize,
     wall: Duration,
@@ -172,6 +257,7 @@ fn summarize(
     let mut r = PhaseResult {
         clients,
         wall,
+        batches: 1,
         ..PhaseResult::default()
     };
     let (mut started, mut first, mut last, mut image) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -190,6 +276,9 @@ fn summarize(
                     r.one_attachment += 1;
                 }
                 image.extend(t.image_at);
+                if let (Some(tag), Some(at)) = (t.tag, t.image_at) {
+                    r.marks.push((tag, t.sent + at));
+                }
                 if r.attachment_refs.len() < keep
                     && let Some(a) = t.attachment
                 {

@@ -1,334 +1,299 @@
-//! The printed report: a plain-text table per section (text turns per N, the big unknown event, the image
-//! turn), the issue's targets with met/missed, and the Python reference figures from design.md beside ours.
+//! The printed report of `bench-relay`: the capacity run (turns/s, CPU of agentd and PostgreSQL, SQL per
+//! turn), the paced text turns per N (added time to first / last event and the ratio, agentd vs direct), the
+//! big unknown event and the image turn; then the issue's targets (see [`crate::compare`]). Every latency
+//! figure comes with its sample count.
 
 use std::fmt::Write as _;
 
 use crate::agentd::Mem;
-use crate::compare;
+use crate::fmt::{MB, Row, count, head, mb, num, pair, row, table};
+use crate::pgstats::SqlDelta;
 use crate::phase::PhaseResult;
-use crate::stats::diff;
+use crate::stats::{Dist, diff, ratio};
 
 /// What the run was.
 pub struct Header {
     pub binary: String,
     pub database: String,
-    pub event_delay_ms: u64,
-    pub text_message: String,
-    pub turns_per_client: usize,
+    pub gap_ms: u64,
+    pub paced_message: String,
 }
 
-/// Text turns at one concurrency.
-pub struct TextRow {
+/// Paced text turns at one concurrency, both ways.
+pub struct Paced {
     pub n: usize,
+    pub rounds: usize,
+    pub turns_per_client: usize,
+    pub agentd: PhaseResult,
     pub direct: PhaseResult,
-    pub agentd: Option<PhaseResult>,
+}
+
+/// Unpaced text turns, closed loop, both ways, with what the database did.
+pub struct Capacity {
+    pub n: usize,
+    pub rounds: usize,
+    pub turns_per_client: usize,
+    pub message: String,
+    pub agentd: PhaseResult,
+    pub direct: PhaseResult,
+    /// What agentd's database did during the capacity run, or why it is not known.
+    pub sql: Result<SqlDelta, String>,
 }
 
 /// The same single-client turn with and without the big unknown event, both ways.
 pub struct BigEvent {
     pub mb: u32,
+    pub rounds: usize,
     pub direct_plain: PhaseResult,
     pub direct_big: PhaseResult,
-    pub agentd_plain: Option<PhaseResult>,
-    pub agentd_big: Option<PhaseResult>,
+    pub agentd_plain: PhaseResult,
+    pub agentd_big: PhaseResult,
 }
 
 /// The image turn, both ways.
 pub struct ImageTurn {
     pub message: String,
+    pub agentd: PhaseResult,
     pub direct: PhaseResult,
-    pub agentd: Option<PhaseResult>,
 }
 
 pub struct Report {
     pub header: Header,
     pub idle: Option<Mem>,
-    pub text: Vec<TextRow>,
+    pub capacity: Option<Capacity>,
+    pub paced: Vec<Paced>,
     pub big: Option<BigEvent>,
     pub image: Option<ImageTurn>,
 }
 
-pub(crate) const MB: f64 = 1_000_000.0;
-
-pub(crate) fn num(v: Option<f64>, decimals: usize) -> String {
-    v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.decimals$}"))
+/// "agentd / direct" of a percentile, its difference and its ratio.
+fn lat_rows(rows: &mut Vec<Row>, name: &str, a: &[&Dist], d: &[&Dist]) {
+    let cells = |f: &dyn Fn(&Dist, &Dist) -> String| -> Vec<String> {
+        a.iter().zip(d).map(|(a, d)| f(a, d)).collect()
+    };
+    rows.push((
+        format!("{name} p50 ms (agentd / direct)"),
+        cells(&|a, d| pair(a.p50(), d.p50(), 2)),
+    ));
+    rows.push((
+        format!("{name} p99 ms (agentd / direct)"),
+        cells(&|a, d| pair(a.p99(), d.p99(), 2)),
+    ));
+    rows.push((
+        format!("added {name} p50 / p99 ms"),
+        cells(&|a, d| pair(diff(a.p50(), d.p50()), diff(a.p99(), d.p99()), 2)),
+    ));
+    rows.push((
+        format!("{name} ratio p50 / p99 (agentd ÷ direct)"),
+        cells(&|a, d| pair(ratio(a.p50(), d.p50()), ratio(a.p99(), d.p99()), 2)),
+    ));
 }
 
-pub(crate) fn pair(a: Option<f64>, b: Option<f64>, decimals: usize) -> String {
-    format!("{} / {}", num(a, decimals), num(b, decimals))
+fn ok_err(a: &PhaseResult, d: &PhaseResult) -> String {
+    format!("{} / {} ({} / {})", a.ok, d.ok, a.errors, d.errors)
 }
 
-pub(crate) fn mb(bytes: Option<u64>) -> Option<f64> {
-    bytes.map(|b| b as f64 / MB)
-}
-
-/// A table: first column labels, then one column per entry.
-pub(crate) fn table(out: &mut String, head: &[String], rows: &[(String, Vec<String>)]) {
-    let label_w = rows
-        .iter()
-        .map(|(l, _)| l.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(6);
-    let cols = head.len();
-    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
-    for (_, cells) in rows {
-        for (i, c) in cells.iter().enumerate().take(cols) {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let _ = write!(out, "  {:label_w$}", "");
-    for (h, w) in head.iter().zip(&widths) {
-        let _ = write!(out, " | {h:>w$}");
-    }
-    out.push('\n');
-    let total = label_w + widths.iter().map(|w| w + 3).sum::<usize>();
-    let _ = writeln!(out, "  {}", "-".repeat(total));
-    for (label, cells) in rows {
-        let _ = write!(out, "  {label:label_w$}");
-        for (c, w) in cells.iter().zip(&widths) {
-            let _ = write!(out, " | {c:>w$}");
-        }
-        out.push('\n');
-    }
-}
-
-pub(crate) fn count(v: Option<usize>) -> String {
-    v.map_or_else(|| "n/a".to_owned(), |n| n.to_string())
-}
-
-type Cell<'a> = Box<dyn Fn(&TextRow) -> String + 'a>;
-
-fn text_section(out: &mut String, rows: &[TextRow]) {
-    let head: Vec<String> = rows.iter().map(|r| format!("N={}", r.n)).collect();
-    let a = |r: &TextRow| r.agentd.clone().unwrap_or_default();
-    let spec: Vec<(&str, Cell<'_>)> = vec![
-        (
-            "turns ok (agentd / direct)",
-            Box::new(|r| format!("{} / {}", count(r.agentd.as_ref().map(|p| p.ok)), r.direct.ok)),
+fn paced_section(out: &mut String, rows_in: &[Paced]) {
+    let h: Vec<String> = rows_in.iter().map(|r| format!("N={}", r.n)).collect();
+    let a: Vec<&PhaseResult> = rows_in.iter().map(|r| &r.agentd).collect();
+    let d: Vec<&PhaseResult> = rows_in.iter().map(|r| &r.direct).collect();
+    let per = |f: &dyn Fn(&Paced) -> String| -> Vec<String> { rows_in.iter().map(f).collect() };
+    let mut rows = vec![
+        row(
+            "batches per side × clients × turns",
+            per(&|r| format!("{} × {} × {}", r.rounds, r.n, r.turns_per_client)),
         ),
-        (
-            "errors (agentd / direct)",
-            Box::new(|r| {
-                format!(
-                    "{} / {}",
-                    count(r.agentd.as_ref().map(|p| p.errors)),
-                    r.direct.errors
-                )
-            }),
+        row(
+            "turns ok agentd / direct (errors)",
+            per(&|r| ok_err(&r.agentd, &r.direct)),
         ),
-        (
-            "first event p50 ms (agentd / direct)",
-            Box::new(|r| pair(a(r).started.p50(), r.direct.started.p50(), 2)),
-        ),
-        (
-            "TTFE p50 ms (agentd / direct)",
-            Box::new(|r| pair(a(r).first_delta.p50(), r.direct.first_delta.p50(), 2)),
-        ),
-        (
-            "TTFE p99 ms (agentd / direct)",
-            Box::new(|r| pair(a(r).first_delta.p99(), r.direct.first_delta.p99(), 2)),
-        ),
-        (
-            "added TTFE p50 / p99 ms",
-            Box::new(|r| {
-                let (ag, d) = (a(r).first_delta, &r.direct.first_delta);
-                pair(diff(ag.p50(), d.p50()), diff(ag.p99(), d.p99()), 2)
-            }),
-        ),
-        (
-            "TTLE p50 ms (agentd / direct)",
-            Box::new(|r| pair(a(r).last.p50(), r.direct.last.p50(), 2)),
-        ),
-        (
-            "TTLE p99 ms (agentd / direct)",
-            Box::new(|r| pair(a(r).last.p99(), r.direct.last.p99(), 2)),
-        ),
-        (
-            "added TTLE p50 / p99 ms",
-            Box::new(|r| {
-                let (ag, d) = (a(r).last, &r.direct.last);
-                pair(diff(ag.p50(), d.p50()), diff(ag.p99(), d.p99()), 2)
-            }),
-        ),
-        (
-            "turns/s (agentd / direct)",
-            Box::new(|r| pair(a(r).turns_per_sec(), r.direct.turns_per_sec(), 1)),
-        ),
-        (
-            "agentd RSS peak, 50 ms samples (MB)",
-            Box::new(|r| num(mb(a(r).rss_peak), 1)),
-        ),
-        (
-            "agentd VmHWM after phase (MB)",
-            Box::new(|r| {
-                let p = a(r);
-                format!(
-                    "{}{}",
-                    num(mb(p.hwm), 1),
-                    if p.hwm.is_none() || p.hwm_was_reset {
-                        ""
-                    } else {
-                        " (since start)"
-                    }
-                )
-            }),
-        ),
-        (
-            "agentd CPU ms / turn",
-            Box::new(|r| num(a(r).cpu_ms_per_turn(), 2)),
-        ),
-        (
-            "agentd DB files growth KB / turn (≈)",
-            Box::new(|r| num(a(r).db_bytes_per_turn().map(|b| b / 1000.0), 1)),
-        ),
-        (
-            "agentd contract deviations",
-            Box::new(|r| count(r.agentd.as_ref().map(|p| p.protocol_issues as usize))),
+        row(
+            "TTFE samples agentd / direct",
+            per(&|r| format!("{} / {}", r.agentd.first_delta.len(), r.direct.first_delta.len())),
         ),
     ];
-    let table_rows: Vec<(String, Vec<String>)> = spec
-        .iter()
-        .map(|(label, f)| ((*label).to_owned(), rows.iter().map(f).collect()))
-        .collect();
-    table(out, &head, &table_rows);
-}
-
-fn errors_of(out: &mut String, label: &str, p: &PhaseResult) {
-    for (msg, n) in &p.error_samples {
-        let _ = writeln!(out, "  ! {label}: {n}× {msg}");
+    let fa: Vec<&Dist> = a.iter().map(|p| &p.first_delta).collect();
+    let fd: Vec<&Dist> = d.iter().map(|p| &p.first_delta).collect();
+    lat_rows(&mut rows, "TTFE", &fa, &fd);
+    let la: Vec<&Dist> = a.iter().map(|p| &p.last).collect();
+    let ld: Vec<&Dist> = d.iter().map(|p| &p.last).collect();
+    lat_rows(&mut rows, "TTLE", &la, &ld);
+    rows.push(row(
+        "agentd CPU ms / turn",
+        per(&|r| num(r.agentd.cpu_ms_per_turn(), 3)),
+    ));
+    rows.push(row(
+        "PostgreSQL CPU ms / turn",
+        per(&|r| num(r.agentd.pg_cpu_ms_per_turn(), 3)),
+    ));
+    rows.push(row(
+        "agentd peak RSS MB (samples, VmHWM)",
+        per(&|r| pair(mb(r.agentd.rss_peak), mb(r.agentd.hwm), 1)),
+    ));
+    rows.push(row(
+        "agentd contract deviations",
+        per(&|r| r.agentd.protocol_issues.to_string()),
+    ));
+    table(out, &h, &rows);
+    for r in rows_in {
+        errors_of(out, &format!("N={} agentd", r.n), &r.agentd);
+        errors_of(out, &format!("N={} direct", r.n), &r.direct);
     }
 }
 
-fn big_section(out: &mut String, b: &BigEvent) -> Option<f64> {
-    let ttle = |p: &PhaseResult| p.last.p50();
-    let a_plain = b.agentd_plain.as_ref().and_then(ttle);
-    let a_big = b.agentd_big.as_ref().and_then(ttle);
-    let d_plain = ttle(&b.direct_plain);
-    let d_big = ttle(&b.direct_big);
-    let a_extra = diff(a_big, a_plain);
-    let d_extra = diff(d_big, d_plain);
-    let relayed = diff(a_extra, d_extra);
-    let head = vec![
-        "agentd".to_owned(),
-        "direct".to_owned(),
-        "agentd − direct".to_owned(),
-    ];
+fn capacity_section(out: &mut String, c: &Capacity) {
+    let (a, d) = (&c.agentd, &c.direct);
+    let both = |x: Option<f64>, y: Option<f64>| x.zip(y).map(|(x, y)| x + y);
     let rows = vec![
-        (
-            "TTLE p50 ms, plain turn".to_owned(),
-            vec![num(a_plain, 2), num(d_plain, 2), num(diff(a_plain, d_plain), 2)],
+        row(
+            "batches × clients × turns",
+            vec![format!("{} × {} × {}", c.rounds, c.n, c.turns_per_client); 2],
         ),
-        (
-            format!("TTLE p50 ms, turn + {} MB event", b.mb),
-            vec![num(a_big, 2), num(d_big, 2), num(diff(a_big, d_big), 2)],
-        ),
-        (
-            "extra TTLE p50 ms from the event".to_owned(),
-            vec![num(a_extra, 2), num(d_extra, 2), num(relayed, 2)],
-        ),
-        (
-            "turns ok (plain / big)".to_owned(),
-            vec![
-                b.agentd_plain
-                    .as_ref()
-                    .zip(b.agentd_big.as_ref())
-                    .map_or("n/a".to_owned(), |(p, g)| format!("{} / {}", p.ok, g.ok)),
-                format!("{} / {}", b.direct_plain.ok, b.direct_big.ok),
-                String::new(),
-            ],
-        ),
-    ];
-    table(out, &head, &rows);
-    for (label, p) in [("agentd plain", &b.agentd_plain), ("agentd big", &b.agentd_big)] {
-        if let Some(p) = p {
-            errors_of(out, label, p);
-        }
-    }
-    errors_of(out, "direct plain", &b.direct_plain);
-    errors_of(out, "direct big", &b.direct_big);
-    relayed
-}
-
-fn image_section(out: &mut String, im: &ImageTurn) {
-    let a = im.agentd.clone().unwrap_or_default();
-    let d = &im.direct;
-    let head = vec![
-        "agentd".to_owned(),
-        "direct".to_owned(),
-        "agentd − direct".to_owned(),
-    ];
-    let rows = vec![
-        (
-            "turns ok / errors".to_owned(),
+        row(
+            "turns ok / errors",
             vec![
                 format!("{} / {}", a.ok, a.errors),
                 format!("{} / {}", d.ok, d.errors),
-                String::new(),
             ],
         ),
-        (
-            "TTLE p50 ms".to_owned(),
+        row(
+            "turns/s (during its own batches)",
+            vec![num(a.turns_per_sec(), 0), num(d.turns_per_sec(), 0)],
+        ),
+        row(
+            "TTLE p50 / p99 ms",
             vec![
-                num(a.last.p50(), 1),
-                num(d.last.p50(), 1),
-                num(diff(a.last.p50(), d.last.p50()), 1),
+                pair(a.last.p50(), a.last.p99(), 2),
+                pair(d.last.p50(), d.last.p99(), 2),
             ],
         ),
-        (
-            "TTLE p99 ms".to_owned(),
-            vec![
-                num(a.last.p99(), 1),
-                num(d.last.p99(), 1),
-                num(diff(a.last.p99(), d.last.p99()), 1),
-            ],
+        row(
+            "agentd CPU ms / turn",
+            vec![num(a.cpu_ms_per_turn(), 3), String::new()],
         ),
-        (
-            "turns/s".to_owned(),
-            vec![
-                num(a.turns_per_sec(), 2),
-                num(d.turns_per_sec(), 2),
-                String::new(),
-            ],
+        row(
+            "PostgreSQL CPU ms / turn (whole cluster)",
+            vec![num(a.pg_cpu_ms_per_turn(), 3), String::new()],
         ),
-        (
-            "MB streamed / turn".to_owned(),
+        row(
+            "agentd + PostgreSQL CPU ms / turn",
             vec![
-                num((a.ok > 0).then(|| a.bytes as f64 / MB / a.ok as f64), 2),
-                num((d.ok > 0).then(|| d.bytes as f64 / MB / d.ok as f64), 2),
-                String::new(),
-            ],
-        ),
-        (
-            "attachment / image.failed events".to_owned(),
-            vec![
-                format!("{} / {}", a.attachments, a.images_failed),
-                String::new(),
-                String::new(),
-            ],
-        ),
-        (
-            "agentd RSS peak / CPU ms per turn".to_owned(),
-            vec![
-                format!("{} MB / {}", num(mb(a.rss_peak), 1), num(a.cpu_ms_per_turn(), 1)),
-                String::new(),
-                String::new(),
-            ],
-        ),
-        (
-            "agentd DB files growth MB / turn (≈)".to_owned(),
-            vec![
-                num(a.db_bytes_per_turn().map(|b| b / MB), 3),
-                String::new(),
+                num(both(a.cpu_ms_per_turn(), a.pg_cpu_ms_per_turn()), 3),
                 String::new(),
             ],
         ),
     ];
-    table(out, &head, &rows);
-    if let Some(p) = &im.agentd {
-        errors_of(out, "agentd", p);
+    table(out, &head(&["agentd", "direct"]), &rows);
+    errors_of(out, "capacity agentd", a);
+    errors_of(out, "capacity direct", d);
+    let _ = writeln!(out, "\nSQL per text turn (agentd's database, capacity run)");
+    match &c.sql {
+        Ok(delta) => crate::sql_report::render(out, delta, a.ok, "text turn", 12),
+        Err(why) => {
+            let _ = writeln!(out, "  not measured: {why}");
+        }
     }
+}
+
+/// The big event's extra TTLE p50 through agentd minus the one straight to the fake.
+pub fn relayed_extra(b: &BigEvent) -> Option<f64> {
+    let through = diff(b.agentd_big.last.p50(), b.agentd_plain.last.p50());
+    let direct = diff(b.direct_big.last.p50(), b.direct_plain.last.p50());
+    diff(through, direct)
+}
+
+fn big_section(out: &mut String, b: &BigEvent) {
+    let cols = [&b.agentd_plain, &b.agentd_big, &b.direct_plain, &b.direct_big];
+    let cells = |f: &dyn Fn(&PhaseResult) -> String| -> Vec<String> { cols.iter().map(|p| f(p)).collect() };
+    let rows = vec![
+        row(
+            "turns ok / errors",
+            cells(&|p| format!("{} / {}", p.ok, p.errors)),
+        ),
+        row(
+            "TTLE p50 / p99 ms",
+            cells(&|p| pair(p.last.p50(), p.last.p99(), 1)),
+        ),
+        row(
+            "MB received / turn",
+            cells(&|p| num((p.ok > 0).then(|| p.bytes as f64 / MB / p.ok as f64), 2)),
+        ),
+        row(
+            "extra TTLE p50 of the big event, ms",
+            vec![
+                String::new(),
+                num(diff(b.agentd_big.last.p50(), b.agentd_plain.last.p50()), 1),
+                String::new(),
+                num(diff(b.direct_big.last.p50(), b.direct_plain.last.p50()), 1),
+            ],
+        ),
+    ];
+    table(
+        out,
+        &head(&["agentd plain", "agentd big", "direct plain", "direct big"]),
+        &rows,
+    );
+    let _ = writeln!(
+        out,
+        "  agentd's extra minus direct's extra (what relaying the big event costs): {} ms",
+        num(relayed_extra(b), 1)
+    );
+    for (label, p) in [
+        ("agentd plain", &b.agentd_plain),
+        ("agentd big", &b.agentd_big),
+        ("direct plain", &b.direct_plain),
+        ("direct big", &b.direct_big),
+    ] {
+        errors_of(out, label, p);
+    }
+}
+
+fn image_section(out: &mut String, im: &ImageTurn) {
+    let (a, d) = (&im.agentd, &im.direct);
+    let rows = vec![
+        row("turns ok agentd / direct (errors)", vec![ok_err(a, d)]),
+        row(
+            "TTLE p50 ms (agentd / direct)",
+            vec![pair(a.last.p50(), d.last.p50(), 1)],
+        ),
+        row(
+            "TTLE p99 ms (agentd / direct)",
+            vec![pair(a.last.p99(), d.last.p99(), 1)],
+        ),
+        row(
+            "added TTLE p50 / p99 ms",
+            vec![pair(
+                diff(a.last.p50(), d.last.p50()),
+                diff(a.last.p99(), d.last.p99()),
+                1,
+            )],
+        ),
+        row(
+            "turns/s (agentd / direct)",
+            vec![pair(a.turns_per_sec(), d.turns_per_sec(), 2)],
+        ),
+        row(
+            "attachment / image.failed events (agentd)",
+            vec![format!("{} / {}", a.attachments, a.images_failed)],
+        ),
+        row(
+            "agentd / PostgreSQL CPU ms per turn",
+            vec![pair(a.cpu_ms_per_turn(), a.pg_cpu_ms_per_turn(), 1)],
+        ),
+        row(
+            "agentd database growth MB / turn",
+            vec![num(a.db_bytes_per_turn().map(|b| b / MB), 3)],
+        ),
+    ];
+    table(out, &head(&["value"]), &rows);
+    errors_of(out, "agentd", a);
     errors_of(out, "direct", d);
+}
+
+pub(crate) fn errors_of(out: &mut String, label: &str, p: &PhaseResult) {
+    for (msg, n) in &p.error_samples {
+        let _ = writeln!(out, "  {label} error ×{n}: {msg}");
+    }
 }
 
 /// Renders the whole report.
@@ -340,15 +305,10 @@ pub fn render(r: &Report) -> String {
         "bench-relay: what agentd adds on top of the upstream (fake Responses API, loopback)"
     );
     let _ = writeln!(out, "  agentd binary: {}", h.binary);
+    let _ = writeln!(out, "  database: {}; storage: memory", h.database);
     let _ = writeln!(
         out,
-        "  database: {}; storage: memory; fake per-event delay: {} ms",
-        h.database, h.event_delay_ms
-    );
-    let _ = writeln!(
-        out,
-        "  text turn: {:?}, {} sequential turns per client",
-        h.text_message, h.turns_per_client
+        "  every comparison runs agentd and direct in alternating batches (A B B A …) under the same load"
     );
     let _ = writeln!(
         out,
@@ -356,41 +316,43 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "  added = agentd percentile − direct percentile; all times from request send, client side"
+        "  times from request send, client side; added = agentd percentile − direct percentile"
     );
     let _ = writeln!(out, "  agentd idle RSS: {} MB", num(mb(r.idle.map(|m| m.rss)), 1));
-    out.push('\n');
-    let _ = writeln!(out, "Text turns");
-    text_section(&mut out, &r.text);
-    for row in &r.text {
-        if let Some(p) = &row.agentd {
-            errors_of(&mut out, &format!("N={} agentd", row.n), p);
-        }
-        errors_of(&mut out, &format!("N={} direct", row.n), &row.direct);
+    if let Some(c) = &r.capacity {
+        let _ = writeln!(
+            out,
+            "\nCapacity: N={} closed loop, unpaced text turn {:?} (the fake sends events back to back)",
+            c.n, c.message
+        );
+        capacity_section(&mut out, c);
     }
-    let mut relayed = None;
+    if !r.paced.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nPaced text turns {:?} ({} ms between upstream events)",
+            h.paced_message, h.gap_ms
+        );
+        paced_section(&mut out, &r.paced);
+    }
     if let Some(b) = &r.big {
         let _ = writeln!(
             out,
-            "\nOne client, {} MB single-line unknown upstream event (big-other={}) vs the same turn without it",
-            b.mb, b.mb
+            "\nOne client, {} MB single-line unknown upstream event (big-other={}) vs the same turn without it, {} rounds",
+            b.mb, b.mb, b.rounds
         );
-        relayed = big_section(&mut out, b);
+        big_section(&mut out, b);
     }
     if let Some(im) = &r.image {
         let _ = writeln!(
             out,
-            "\nImage turn {:?} (agent designer; direct: same tool config)",
-            im.message
+            "\nImage turn {:?} (agent designer; direct: same tool config), {} clients",
+            im.message,
+            count(Some(im.agentd.clients))
         );
         image_section(&mut out, im);
-        let _ = writeln!(
-            out,
-            "  (STORAGE_PROVIDER=memory: every stored image stays in agentd's RSS; DB growth = SQLite main + WAL)"
-        );
     }
-
-    compare::targets_section(&mut out, r, relayed);
-    compare::python_section(&mut out, r);
+    crate::compare::targets_section(&mut out, r);
+    crate::compare::python_section(&mut out, r);
     out
 }

@@ -1,6 +1,7 @@
-//! The S3 stand-in for `bench-images`: the endpoint in `AGENTD_TEST_S3_ENDPOINT` when set, else SeaweedFS
+//! The S3 stand-ins for `bench-images`. SeaweedFS: the endpoint in `AGENTD_TEST_S3_ENDPOINT` when set, else
 //! started with `scripts/storage-services.sh start <tmpdir>` (which installs it from PyPI on first use and
-//! writes `<tmpdir>/storage.env`) and stopped with `… stop <tmpdir>` on drop, error paths included.
+//! writes `<tmpdir>/storage.env`) and stopped with `… stop <tmpdir>` on drop, error paths included. s3s-fs:
+//! see [`crate::s3sfs`].
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,24 +15,78 @@ pub const ACCESS_KEY: &str = "minioadmin";
 pub const SECRET_KEY: &str = "minioadmin";
 pub const REGION: &str = "us-east-1";
 
-/// A usable S3 endpoint; stops the SeaweedFS it started when dropped.
+/// Which S3 server.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum S3Kind {
+    /// SeaweedFS (`weed mini`, from PyPI via scripts/storage-services.sh).
+    Seaweedfs,
+    /// s3s-fs 0.14.1 (cargo install into the bench's cache on first use).
+    S3sFs,
+}
+
+impl S3Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Seaweedfs => "SeaweedFS",
+            Self::S3sFs => "s3s-fs",
+        }
+    }
+
+    /// A short identifier (database and bucket names).
+    pub fn ident(self) -> &'static str {
+        match self {
+            Self::Seaweedfs => "seaweedfs",
+            Self::S3sFs => "s3sfs",
+        }
+    }
+}
+
+/// A usable S3 endpoint; stops the server it started when dropped.
 pub struct S3StandIn {
+    pub kind: S3Kind,
     pub endpoint: String,
     /// Where the endpoint came from, for the report.
     pub source: String,
     started: Option<(PathBuf, tempfile::TempDir)>,
+    _s3s: Option<crate::s3sfs::S3sFs>,
 }
 
 impl S3StandIn {
+    /// Starts (or finds) the stand-in of `kind`; `within` bounds the start, `install_within` an install.
+    pub fn obtain(
+        kind: S3Kind,
+        repo_root: &Path,
+        within: Duration,
+        install_within: Duration,
+        progress: &dyn Fn(&str),
+    ) -> Result<Self> {
+        match kind {
+            S3Kind::Seaweedfs => Self::seaweedfs(repo_root, within),
+            S3Kind::S3sFs => {
+                let bin = crate::s3sfs::binary(install_within, progress)?;
+                let s = crate::s3sfs::S3sFs::start(&bin, ACCESS_KEY, SECRET_KEY)?;
+                Ok(Self {
+                    kind,
+                    endpoint: s.endpoint.clone(),
+                    source: format!("s3s-fs {} ({})", crate::s3sfs::VERSION, bin.display()),
+                    started: None,
+                    _s3s: Some(s),
+                })
+            }
+        }
+    }
+
     /// `AGENTD_TEST_S3_ENDPOINT`, or a SeaweedFS started for this run (at most `within`, install included).
-    pub fn obtain(repo_root: &Path, within: Duration) -> Result<Self> {
+    fn seaweedfs(repo_root: &Path, within: Duration) -> Result<Self> {
         if let Ok(endpoint) = std::env::var("AGENTD_TEST_S3_ENDPOINT")
             && !endpoint.trim().is_empty()
         {
             return Ok(Self {
+                kind: S3Kind::Seaweedfs,
                 endpoint: endpoint.trim().trim_end_matches('/').to_owned(),
                 source: "AGENTD_TEST_S3_ENDPOINT".to_owned(),
                 started: None,
+                _s3s: None,
             });
         }
         let script = repo_root.join("scripts/storage-services.sh");
@@ -45,9 +100,11 @@ impl S3StandIn {
         let log_path = dir.path().join("storage-services.log");
         // From here on, drop runs `stop`, whatever happens.
         let mut me = Self {
+            kind: S3Kind::Seaweedfs,
             endpoint: String::new(),
             source: "SeaweedFS via scripts/storage-services.sh".to_owned(),
             started: Some((script.clone(), dir)),
+            _s3s: None,
         };
         let dir_path = me.dir().context("no temporary directory")?.to_owned();
         let log = fs::File::create(&log_path)?;
@@ -88,7 +145,7 @@ impl S3StandIn {
 }
 
 /// Waits for the child at most `within`; `Some(success)`, or `None` after killing it on timeout.
-fn wait_bounded(mut child: Child, within: Duration) -> Result<Option<bool>> {
+pub(crate) fn wait_bounded(mut child: Child, within: Duration) -> Result<Option<bool>> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait()? {

@@ -1,5 +1,6 @@
-//! Latency distributions: nearest-rank percentiles over a phase's samples, and the signed difference of two
-//! distributions' percentiles (agentd minus direct), in milliseconds.
+//! Latency distributions: nearest-rank percentiles over the samples of one side of a comparison (merged over
+//! its interleaved batches), the signed difference and the ratio of two distributions' percentiles (agentd
+//! vs direct), in milliseconds.
 
 use std::time::Duration;
 
@@ -26,6 +27,21 @@ impl Dist {
         self.sorted.get(idx).map(|d| ms(*d))
     }
 
+    /// Adds another distribution's samples (one more batch of the same side).
+    pub fn merge(&mut self, other: &Self) {
+        self.sorted.extend_from_slice(&other.sorted);
+        self.sorted.sort_unstable();
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+
     pub fn p50(&self) -> Option<f64> {
         self.pct(50.0)
     }
@@ -43,6 +59,12 @@ pub fn ms(d: Duration) -> f64 {
 /// `a - b` when both exist.
 pub fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(a? - b?)
+}
+
+/// `a / b` when both exist and `b` is positive.
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    (b > 0.0).then(|| a / b)
 }
 
 #[cfg(test)]
@@ -70,5 +92,16 @@ mod tests {
         assert_eq!(Dist::default().p50(), None);
         assert_eq!(diff(Some(3.0), None), None);
         assert_eq!(diff(Some(3.0), Some(1.0)), Some(2.0));
+        assert_eq!(ratio(Some(3.0), Some(2.0)), Some(1.5));
+        assert_eq!(ratio(Some(3.0), Some(0.0)), None);
+    }
+
+    #[test]
+    fn merged_batches_are_one_distribution() {
+        let mut a = Dist::new(vec![d(5), d(1)]);
+        a.merge(&Dist::new(vec![d(3), d(2), d(4)]));
+        assert_eq!(a.len(), 5);
+        assert_eq!(a.p50(), Some(3.0));
+        assert_eq!(a.pct(100.0), Some(5.0));
     }
 }

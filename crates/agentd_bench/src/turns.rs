@@ -1,7 +1,9 @@
 //! One streamed turn, timed from the moment the request is sent: through agentd (`POST /v1/chat/stream`,
 //! contract events) or straight to the fake (`POST {fake}/responses`, wire events). Parses the SSE with
 //! `sse-stream` and records the first event, the first text delta, the first image (agentd: `attachment`;
-//! direct: the image item's `response.output_item.done`) and the terminal event.
+//! direct: the image item's `response.output_item.done`) and the terminal event. A message can carry a turn
+//! tag ([`tagged`]): each turn then sends a number unique in the process, which the upstream request of that
+//! turn carries too ([`find_tag`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +13,27 @@ use futures_util::StreamExt;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 use sse_stream::SseByteStream;
+
+/// Replaced in a request body, for every turn, by a number unique in the process.
+pub const TURN_TAG: &str = "@TURN@";
+const TAG_PREFIX: &[u8] = b"[bench-turn ";
+static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
+
+/// `message` with a turn tag in front: `[bench-turn N] message`.
+pub fn tagged(message: &str) -> String {
+    format!("[bench-turn {TURN_TAG}] {message}")
+}
+
+/// The turn tag in a request body (agentd's upstream request carries the user's message verbatim).
+pub fn find_tag(body: &[u8]) -> Option<u64> {
+    let at = body.windows(TAG_PREFIX.len()).position(|w| w == TAG_PREFIX)? + TAG_PREFIX.len();
+    let digits: String = body[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .map(|b| char::from(*b))
+        .collect();
+    digits.parse().ok()
+}
 
 /// Where a turn goes, which decides the event names that mark its milestones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +118,10 @@ pub fn direct_body(message: &str, image: bool) -> String {
 /// Milestones of one successful turn, measured from just before the request was sent.
 #[derive(Debug, Clone)]
 pub struct TurnTiming {
+    /// Just before the request was sent.
+    pub sent: Instant,
+    /// The turn tag sent (see [`tagged`]).
+    pub tag: Option<u64>,
     /// First event (`run.started` / `response.created`).
     pub started: Option<Duration>,
     /// First text delta.
@@ -164,11 +191,17 @@ pub async fn run_turn(
 }
 
 async fn stream_turn(client: &reqwest::Client, req: &TurnRequest, t0: Instant) -> Result<TurnTiming, String> {
+    let (body, tag) = if req.body.contains(TURN_TAG) {
+        let n = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
+        (req.body.replace(TURN_TAG, &n.to_string()), Some(n))
+    } else {
+        (req.body.clone(), None)
+    };
     let resp = client
         .post(&req.url)
         .bearer_auth(&req.bearer)
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .body(req.body.clone())
+        .body(body)
         .send()
         .await
         .map_err(|e| format!("request failed: {}", chain(&e)))?;
@@ -191,6 +224,8 @@ async fn stream_turn(client: &reqwest::Client, req: &TurnRequest, t0: Instant) -
     let total = Arc::new(AtomicU64::new(0));
     let mut sse = SseByteStream::new(counted(resp, Arc::clone(&total)));
     let mut t = TurnTiming {
+        sent: t0,
+        tag,
         started: None,
         first_delta: None,
         last: Duration::ZERO,
@@ -292,5 +327,19 @@ pub fn clip(s: &str, n: usize) -> String {
         one
     } else {
         format!("{}…", one.chars().take(n).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tagged_message_is_found_in_a_json_body() {
+        let msg = tagged("draw #fake:image").replace(TURN_TAG, "4711");
+        let body = direct_body(&msg, true);
+        assert_eq!(find_tag(body.as_bytes()), Some(4711));
+        assert_eq!(find_tag(b"no tag here"), None);
+        assert_eq!(find_tag(b"[bench-turn ]"), None);
     }
 }

