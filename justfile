@@ -37,12 +37,17 @@ services-up:
 services-down:
     @scripts/test-services.sh stop
 
-# Relay benchmark: N concurrent streaming turns through agentd vs straight to the fake upstream (release build).
+# Relay benchmark (issue 7 points 9-11): agentd vs straight to the fake, interleaved batches; added TTFE/TTLE and
+# ratio at N=1,50,200, capacity turns/s at N=50, CPU of agentd and PostgreSQL and SQL statements/transactions per
+# turn (private PostgreSQL cluster with pg_stat_statements; --db sqlite or --database-url URL). See
+# crates/agentd_bench/README.md.
 bench-relay *ARGS:
     cargo build --release -p agentd -p agentd_bench
     ./target/release/bench-relay {{ARGS}}
 
-# Image benchmark: 20 concurrent 6 MB image turns into the S3 stand-in vs text-only turns (release build).
+# Image benchmark (issue 7 points 3, 7, 8): 20 concurrent 6 MB image turns x 3 into SeaweedFS and s3s-fs (peak RSS,
+# attachment after the upstream's output_item.done, CPU and SQL per image turn), and text turns beside 10 image turns.
+# The first run installs s3s-fs 0.14.1 into ~/.cache/agentd (cargo install, ~3.5 min; --s3 seaweedfs skips it).
 bench-images *ARGS:
     cargo build --release -p agentd -p agentd_bench
     ./target/release/bench-images {{ARGS}}
