@@ -41,6 +41,27 @@ pub fn describe_binary(binary: &Path) -> String {
     s
 }
 
+/// The 1-minute load average (`/proc/loadavg`): other work on the machine, printed with the figures.
+pub fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// "cores N; 1-min load average at start / end: a / b", for the report header.
+pub fn machine_line(start: Option<f64>) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let f = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}"));
+    format!(
+        "{cores} cores; 1-min load average at start / end: {} / {}",
+        f(start),
+        f(loadavg())
+    )
+}
+
 /// The fake upstream on its own runtime; stopped on drop.
 pub struct Fake {
     fake: Option<FakeUpstream>,

@@ -25,11 +25,15 @@ pub const MIXED_TARGET_MS: f64 = 5.0;
 pub struct ImagesRun {
     pub binary: String,
     pub database: String,
+    /// Cores and load average (see [`crate::harness::machine_line`]).
+    pub machine: String,
     pub event_delay_ms: u64,
     pub clients: usize,
     pub rounds: usize,
     pub turns_per_client: usize,
     pub image_message: String,
+    /// Whether agentd reached the fake through the timing proxy in the stores section.
+    pub proxy: bool,
     pub stores: Vec<(String, StoreRun)>,
     pub mixed: Option<(String, MixedSpec, Mixed)>,
 }
@@ -312,11 +316,17 @@ pub fn render(r: &ImagesRun) -> String {
     );
     let _ = writeln!(out, "  agentd: {}", r.binary);
     let _ = writeln!(out, "  database: {}", r.database);
+    let _ = writeln!(out, "  machine: {}", r.machine);
     let _ = writeln!(
         out,
-        "  fake upstream in-process, {} ms between events; in the first section agentd reaches it through the \
-         timing proxy, which notes when it hands agentd an image's output_item.done",
-        r.event_delay_ms
+        "  fake upstream in-process, {} ms between events; {}",
+        r.event_delay_ms,
+        if r.proxy {
+            "in the first section agentd reaches it through the timing proxy, which notes when it hands agentd \
+             an image's output_item.done"
+        } else {
+            "agentd reaches it directly (--no-proxy): attachments are timed only by agentd's ingest_ms"
+        }
     );
     let _ = writeln!(
         out,

@@ -258,6 +258,7 @@ impl Bench<'_> {
 }
 
 async fn bench(args: &Args, repo_root: &std::path::Path, fake: &Fake) -> Result<Report> {
+    let load_at_start = harness::loadavg();
     let dbs = Databases::open(args.db, args.database_url.as_deref()).await?;
     let db = dbs.for_instance("relay").await?;
     let binary = harness::agentd_binary(args.agentd_bin.as_deref(), repo_root);
@@ -375,6 +376,7 @@ async fn bench(args: &Args, repo_root: &std::path::Path, fake: &Fake) -> Result<
             database: b.dbs.describe(),
             gap_ms: args.gap_ms,
             paced_message,
+            machine: harness::machine_line(load_at_start),
         },
         idle,
         capacity,

@@ -78,9 +78,9 @@ mod tests {
     fn reaped_children_count_in_the_tree() {
         let me = std::process::id();
         let before = tree_cpu(me).unwrap_or_default();
-        // Hashes 300 MB in grandchildren that the shell reaps, then we reap the shell.
+        // Hashes 100 MB in grandchildren that the shell reaps, then we reap the shell.
         let status = std::process::Command::new("sh")
-            .args(["-c", "head -c 300000000 /dev/zero | sha256sum >/dev/null"])
+            .args(["-c", "head -c 100000000 /dev/zero | sha256sum >/dev/null"])
             .status();
         assert!(status.is_ok_and(|s| s.success()));
         let after = tree_cpu(me).unwrap_or_default();

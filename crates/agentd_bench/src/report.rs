@@ -17,6 +17,8 @@ pub struct Header {
     pub database: String,
     pub gap_ms: u64,
     pub paced_message: String,
+    /// Cores and load average (see [`crate::harness::machine_line`]).
+    pub machine: String,
 }
 
 /// Paced text turns at one concurrency, both ways.
@@ -306,6 +308,7 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(out, "  agentd binary: {}", h.binary);
     let _ = writeln!(out, "  database: {}; storage: memory", h.database);
+    let _ = writeln!(out, "  machine: {}", h.machine);
     let _ = writeln!(
         out,
         "  every comparison runs agentd and direct in alternating batches (A B B A …) under the same load"

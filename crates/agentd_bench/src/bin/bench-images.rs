@@ -55,6 +55,10 @@ struct Args {
     /// The fake's delay between two events of a stream, in ms.
     #[arg(long, default_value_t = 2)]
     event_delay_ms: u64,
+    /// agentd reaches the fake directly, not through the timing proxy (then only agentd's own `ingest_ms`
+    /// times the attachments; for checking what the proxy costs).
+    #[arg(long)]
+    no_proxy: bool,
     /// Attachments per stand-in whose URL is downloaded and checked.
     #[arg(long, default_value_t = 5)]
     downloads: usize,
@@ -154,6 +158,7 @@ async fn bench(
     proxy: &TimingProxy,
     stands: &[S3StandIn],
 ) -> Result<ImagesRun> {
+    let load_at_start = harness::loadavg();
     let dbs = Databases::open(args.db, None).await?;
     let binary = harness::agentd_binary(args.agentd_bin.as_deref(), repo_root);
     let tmp = tempfile::Builder::new().prefix("bench-images-").tempdir()?;
@@ -179,6 +184,7 @@ async fn bench(
         turns_per_client: args.turns_per_client,
         message: turns::tagged(&format!("draw #fake:image partials=2 big={}", args.image_mb)),
         downloads: args.downloads,
+        proxy: !args.no_proxy,
     };
     let runs = images::run_stores(&env, &spec, stands).await?;
     let (requests, failures) = proxy.counts();
@@ -204,11 +210,13 @@ async fn bench(
     Ok(ImagesRun {
         binary: harness::describe_binary(&binary),
         database: dbs.describe(),
+        machine: harness::machine_line(load_at_start),
         event_delay_ms: args.event_delay_ms,
         clients: args.clients,
         rounds: args.rounds,
         turns_per_client: args.turns_per_client,
         image_message: spec.message,
+        proxy: spec.proxy,
         stores,
         mixed,
     })
