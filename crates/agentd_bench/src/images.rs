@@ -148,14 +148,13 @@ pub async fn run_stores(env: &Env<'_>, spec: &StoreSpec, stands: &[S3StandIn]) -
             s3.endpoint
         ));
         let log = IngestLog::default();
+        let upstream = if spec.proxy {
+            env.proxy.base_url()
+        } else {
+            env.fake_url.clone()
+        };
         let (agentd, db) = env
-            .start_agentd(
-                s3.kind.ident(),
-                &env.proxy.base_url(),
-                s3,
-                "info",
-                Some(log.tap()),
-            )
+            .start_agentd(s3.kind.ident(), &upstream, s3, "info", Some(log.tap()))
             .await?;
         stores.push(Store { s3, agentd, db, log });
     }

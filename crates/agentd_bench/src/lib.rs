@@ -4,7 +4,7 @@
 //! in-process, a database, and agentd as a child process, and compare sides in interleaved batches.
 //!
 //! Layers, bottom up: processes and their cost (`agentd`, `procfs`, `pg`, `pgstats`, `db`, `s3`, `s3sfs`,
-//! `proxy`), turns and batches (`clients`, `turns`, `sse_scan`, `phase`, `interleave`, `load`, `stats`),
+//! `proxy`, `deframe`), turns and batches (`clients`, `turns`, `sse_scan`, `phase`, `interleave`, `load`, `stats`),
 //! the sections (`images`, `mixed`), and the reports (`fmt`, `report`, `compare`, `sql_report`,
 //! `images_report`, `ingest_log`). `harness` is what every bench sets up the same way.
 
@@ -12,6 +12,7 @@ pub mod agentd;
 pub mod clients;
 pub mod compare;
 pub mod db;
+pub mod deframe;
 pub mod fmt;
 pub mod harness;
 pub mod images;

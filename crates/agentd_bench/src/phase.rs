@@ -187,7 +187,7 @@ pub async fn run(client: &reqwest::Client, spec: PhaseSpec, watch: Option<Watch<
         Some(w) => w.db_bytes().await,
         None => None,
     };
-    // After the size query above, for the same reason.
+    // Taken after the size query: that query is the bench's work, not agentd's.
     let pg0 = watch.and_then(|w| w.pg).and_then(PgStats::cpu);
     let (stop_tx, stop_rx) = oneshot::channel();
     let every = spec.sample_every;

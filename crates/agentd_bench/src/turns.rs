@@ -24,15 +24,16 @@ pub fn tagged(message: &str) -> String {
     format!("[bench-turn {TURN_TAG}] {message}")
 }
 
-/// The turn tag in a request body (agentd's upstream request carries the user's message verbatim).
+/// The turn tag in a request body (agentd's upstream request carries the user's message verbatim); only a
+/// complete one, `]` included.
 pub fn find_tag(body: &[u8]) -> Option<u64> {
     let at = body.windows(TAG_PREFIX.len()).position(|w| w == TAG_PREFIX)? + TAG_PREFIX.len();
-    let digits: String = body[at..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .map(|b| char::from(*b))
-        .collect();
-    digits.parse().ok()
+    let rest = body.get(at..)?;
+    let len = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if rest.get(len) != Some(&b']') {
+        return None;
+    }
+    std::str::from_utf8(rest.get(..len)?).ok()?.parse().ok()
 }
 
 /// Where a turn goes, which decides the event names that mark its milestones.
@@ -341,5 +342,11 @@ mod tests {
         assert_eq!(find_tag(body.as_bytes()), Some(4711));
         assert_eq!(find_tag(b"no tag here"), None);
         assert_eq!(find_tag(b"[bench-turn ]"), None);
+        assert_eq!(
+            find_tag(b"x [bench-turn 12"),
+            None,
+            "cut before the end of the number"
+        );
+        assert_eq!(find_tag(b"x [bench-turn 123] y"), Some(123));
     }
 }

@@ -187,9 +187,9 @@ async fn bench(
         proxy: !args.no_proxy,
     };
     let runs = images::run_stores(&env, &spec, stands).await?;
-    let (requests, failures) = proxy.counts();
+    let (connections, failures) = proxy.counts();
     progress(&format!(
-        "timing proxy: {requests} requests, {failures} not forwarded"
+        "timing proxy: {connections} connections relayed, {failures} could not reach the fake"
     ));
     let stores = args.s3.iter().map(|k| k.name().to_owned()).zip(runs).collect();
 
