@@ -222,6 +222,7 @@ fn mixed(out: &mut String, store: &str, info: &MixedSpec, m: &Mixed) {
     let (t, tp) = m.text_cpu_ms();
     let (i, ip) = m.image_cpu_ms();
     let l = &m.load;
+    let _ = writeln!(out, "\n  the image turns beside them, and CPU:");
     let rows = vec![
         row(
             "image turns ok / errors (load)",
