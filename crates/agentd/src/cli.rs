@@ -85,7 +85,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Err(e) => return fail(e),
     };
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => crate::serve::serve(settings).await,
+        Command::Serve => Box::pin(crate::serve::serve(settings)).await,
         Command::Migrate => migrate(&settings).await,
         Command::Agents {
             command: AgentsCommand::Check,
@@ -172,7 +172,7 @@ fn parse_ttl(s: &str) -> anyhow::Result<chrono::Duration> {
 
 fn token(settings: &Settings, tenant: &str, user: &str, scopes: &[String], ttl: &str) -> anyhow::Result<()> {
     let tenant = TenantId::parse(tenant)
-        .ok_or_else(|| anyhow::anyhow!("--tenant {tenant:?}: use {}", TenantId::RULE))?;
+        .map_err(|_| anyhow::anyhow!("--tenant {tenant:?}: use {}", TenantId::RULE))?;
     let scope_set = if scopes.is_empty() {
         None
     } else {
@@ -195,14 +195,11 @@ async fn tenant(settings: &Settings, command: TenantCommand) -> anyhow::Result<(
         TenantCommand::Suspend { id } => (id, TenantStatus::Suspended),
         TenantCommand::Resume { id } => (id, TenantStatus::Active),
     };
-    anyhow::ensure!(
-        TenantId::parse(&id).is_some(),
-        "tenant {id:?}: use {}",
-        TenantId::RULE
-    );
+    let tenant =
+        TenantId::parse(&id).map_err(|_| anyhow::anyhow!("tenant {id:?}: use {}", TenantId::RULE))?;
     let db = Db::connect(&settings.database).await?;
     db.prepare(&settings.database).await?;
-    db.set_tenant_status(&id, status).await?;
+    db.set_tenant_status(&tenant, status).await?;
     out(format_args!("tenant {id} is now {}", status.as_str()));
     Ok(())
 }

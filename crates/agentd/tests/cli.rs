@@ -172,7 +172,9 @@ async fn tenant_suspend_and_resume() {
     };
     let db = agentd_db::Db::connect(&settings).await.unwrap();
     assert_eq!(
-        db.provision_tenant("acme").await.unwrap(),
+        db.provision_tenant(&agentd_db::TenantId::parse("acme").unwrap())
+            .await
+            .unwrap(),
         agentd_db::TenantStatus::Suspended
     );
     assert!(
@@ -181,7 +183,9 @@ async fn tenant_suspend_and_resume() {
             .success()
     );
     assert_eq!(
-        db.provision_tenant("acme").await.unwrap(),
+        db.provision_tenant(&agentd_db::TenantId::parse("acme").unwrap())
+            .await
+            .unwrap(),
         agentd_db::TenantStatus::Active
     );
 }

@@ -152,7 +152,7 @@ impl Authenticator {
             .tenant_id
             .as_ref()
             .and_then(serde_json::Value::as_str)
-            .and_then(TenantId::parse)
+            .and_then(|t| TenantId::parse(t).ok())
             .ok_or(AuthError::Claim("tenant_id", TenantId::RULE))?;
         let sub = c.sub.filter(|s| !s.is_empty() && s.len() <= 255);
         let user_id = sub.ok_or(AuthError::Claim("sub", "the user id, 1 to 255 characters"))?;

@@ -188,6 +188,23 @@ impl Settings {
             ),
             ("OPENAI_MAX_EVENT_MB", u64::from(t.max_event_mb), 1, 512),
             ("OPENAI_MAX_RETRIES", u64::from(t.max_retries), 0, 10),
+            ("CHAT_MAX_ATTACHMENTS", t.max_attachments as u64, 0, 100),
+            (
+                "CHAT_MAX_INPUT_IMAGE_MB",
+                u64::from(t.max_input_image_mb),
+                1,
+                1024,
+            ),
+            ("CHAT_MAX_REPLY_MB", u64::from(t.max_reply_mb), 1, 256),
+            ("IMAGE_MAX_PER_TURN", t.max_images_per_turn as u64, 0, 64),
+            ("RUN_LEASE_SECONDS", t.lease_seconds, 3, 3600),
+            (
+                "RUN_EVENTS_RETENTION_HOURS",
+                t.run_events_retention_hours,
+                1,
+                24 * 90,
+            ),
+            ("SHUTDOWN_GRACE_SECONDS", t.shutdown_grace_seconds, 0, 3600),
         ] {
             if !(min..=max).contains(&v) {
                 p.push(format!("{var}={v} is not allowed: use {min} to {max}"));

@@ -169,7 +169,7 @@ impl Db {
     }
 
     /// The handle on one tenant's data.
-    pub fn scoped<'a>(&'a self, tenant: &'a str) -> Scoped<'a> {
+    pub fn scoped<'a>(&'a self, tenant: &'a crate::TenantId) -> Scoped<'a> {
         Scoped { db: self, tenant }
     }
 

@@ -184,7 +184,7 @@ impl Builder<'_> {
                     output_index,
                     item_id: id.clone(),
                     partial_image_index: k,
-                    partial_image_b64: b64.as_str().to_owned(),
+                    partial_image_b64: b64.as_str().into(),
                     size: Some(size.clone()),
                     quality: Some(quality.clone()),
                     background: Some(background.to_owned()),
@@ -193,7 +193,7 @@ impl Builder<'_> {
             }
             self.ev(StreamEvent::ImageGenCallCompleted(ig(&id)));
             let big = self.sc.big_mb as usize * 1_000_000;
-            done.result = Some(image_b64(format, pw, ph, variant, big).as_str().to_owned());
+            done.result = Some(image_b64(format, pw, ph, variant, big).as_str().into());
             if self.sc.generating {
                 done.status = Some("generating".to_owned());
             }

@@ -86,7 +86,7 @@ impl FromRequestParts<AppState> for Caller {
             .tenants
             .status(
                 &state.db,
-                principal.tenant_id.as_str(),
+                &principal.tenant_id,
                 state.settings.tenant_cache_seconds,
             )
             .await?

@@ -12,8 +12,9 @@ mod tenants;
 mod views;
 
 pub use context::request_id;
-pub use error::ApiError;
+pub use error::{ApiError, status_of};
 pub use state::{App, AppState, HttpSettings};
+pub use views::Urls;
 
 /// The whole router, with request ids, logging and the body limit applied.
 pub fn router(state: AppState) -> axum::Router {

@@ -1,5 +1,7 @@
-//! Application state shared by every handler: built once by the binary (and by the tests) and cloned cheaply.
+//! Application state shared by every handler: built once by the application builder (the binary and the test
+//! kit use the same one) and cloned cheaply.
 
+use crate::views::Urls;
 use agentd_agents::AgentRegistry;
 use agentd_auth::Authenticator;
 use agentd_core::Turns;
@@ -42,9 +44,11 @@ pub struct App {
     pub auth: Authenticator,
     pub turns: Turns,
     pub store: Arc<dyn BlobStore>,
-    /// `STORAGE_SIGNED_URL_TTL_SECONDS`.
-    pub url_ttl: std::time::Duration,
+    /// Download URLs for attachments.
+    pub urls: Urls,
     pub settings: HttpSettings,
+    /// `RUN_LEASE_SECONDS`: a conversation's run is shown active while its lease is younger.
+    pub lease: chrono::Duration,
     /// Tenant statuses recently read, so most requests make no database round trip before their work.
     pub tenants: crate::tenants::TenantCache,
 }

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod b64;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
+pub use b64::B64;
 pub use client::{Completed, ResponsesClient};
 pub use config::ClientConfig;
 pub use error::{ApiErrorBody, Error, TimeoutKind};

@@ -162,7 +162,8 @@ async fn next_event(mut st: State) -> Option<(Result<StreamEvent, Error>, State)
                 if trimmed.is_empty() || trimmed == "[DONE]" {
                     continue;
                 }
-                match StreamEvent::parse(&data) {
+                let data = bytestring::ByteString::from(data);
+                match StreamEvent::parse_bytes(&data) {
                     Ok(ev) => Ok(ev),
                     Err(e) => Err(Error::Decode(format!(
                         "event {:?}: {e}",

@@ -3,10 +3,9 @@
 //! expiring download URL for stores that cannot presign (memory, local disk); it needs no bearer token.
 
 use crate::extract::Caller;
-use crate::views::attachment_json;
+use crate::views::{AttachmentView, UsageView};
 use crate::{ApiError, AppState};
 use agentd_auth::Scope;
-use agentd_db::AttachmentMeta;
 use agentd_storage::ObjectKey;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -14,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub(super) fn router() -> Router<AppState> {
@@ -62,11 +60,8 @@ async fn upload(
             }
             buf.extend_from_slice(&chunk);
         }
-        let meta = state
-            .turns
-            .upload(caller.0.tenant_id.as_str(), buf.into())
-            .await?;
-        return Ok((StatusCode::CREATED, Json(attachment_json(&state, &meta).await)).into_response());
+        let meta = state.turns.upload(&caller.0.tenant_id, buf.into()).await?;
+        return Ok((StatusCode::CREATED, Json(state.urls.attachment(&meta).await)).into_response());
     }
     Err(ApiError::invalid_request(
         "Send the image as multipart/form-data in a field named `file`.",
@@ -77,32 +72,24 @@ async fn attachment(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AttachmentView>, ApiError> {
     caller.require(Scope::ConversationsRead)?;
     let missing = || ApiError::not_found("attachment_not_found", format!("No attachment {id:?}."));
     let uuid: Uuid = id.parse().map_err(|_| missing())?;
     let obj = state
         .db
-        .scoped(caller.0.tenant_id.as_str())
+        .scoped(&caller.0.tenant_id)
         .object(uuid)
         .await?
         .ok_or_else(missing)?;
-    let meta = AttachmentMeta {
-        object_id: obj.id,
-        object_key: obj.object_key,
-        filename: obj.filename,
-        mime_type: obj.mime_type,
-        size_bytes: obj.size_bytes,
-        tool_call_id: obj.tool_call_id,
-    };
-    Ok(Json(attachment_json(&state, &meta).await))
+    Ok(Json(state.urls.attachment(&obj.meta()).await))
 }
 
 async fn usage(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<std::collections::HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UsageView>, ApiError> {
     caller.require(Scope::ConversationsRead)?;
     let days = match q.get("days") {
         None => 30,
@@ -113,24 +100,8 @@ async fn usage(
             .ok_or_else(|| ApiError::invalid_request("days must be 1 to 366."))?,
     };
     let since = (chrono::Utc::now() - chrono::Duration::days(days - 1)).date_naive();
-    let rows = state
-        .db
-        .scoped(caller.0.tenant_id.as_str())
-        .usage_by_day(since)
-        .await?;
-    let data: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({ "day": r.day, "turns": r.turns, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
-                    "image": { "images": r.images, "output_tokens": r.image_output_tokens, "estimated_cost_usd": r.image_cost_usd } })
-        })
-        .collect();
-    let total = |f: fn(&agentd_db::DailyUsage) -> f64| rows.iter().map(f).sum::<f64>();
-    Ok(Json(json!({
-        "data": data,
-        "total": { "turns": total(|r| r.turns as f64), "images": total(|r| r.images as f64),
-                   "image_output_tokens": total(|r| r.image_output_tokens as f64), "estimated_cost_usd": total(|r| r.image_cost_usd) },
-    })))
+    let rows = state.db.scoped(&caller.0.tenant_id).usage_by_day(since).await?;
+    Ok(Json(UsageView::of(&rows)))
 }
 
 #[derive(Deserialize)]
