@@ -25,9 +25,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on BIND_ADDR={}: {e}", settings.http.bind_addr))?;
     let addr = listener.local_addr()?;
-    if let KeySource::DevFile(path) = &auth.key_source {
-        announce_dev_token(&auth, addr, path)?;
-    }
+    let dev_token = match &auth.key_source {
+        KeySource::DevFile(path) => Some(announce_dev_token(&auth, addr, path)?),
+        _ => None,
+    };
     let store = build_store(&settings, addr).await?;
     let turns = build_turns(&settings, &db, &agents, &store).await?;
     let app = App {
@@ -39,6 +40,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         url_ttl: settings.storage.signed_url_ttl(),
         settings: settings.http.clone(),
         tenants: Default::default(),
+        playground: agentd_http::Playground::new(dev_token),
     };
     let router = agentd_http::router(AppState(Arc::new(app)));
     tracing::info!(%addr, "listening");
@@ -143,7 +145,7 @@ fn announce_dev_token(
     auth: &Authenticator,
     addr: std::net::SocketAddr,
     path: &std::path::Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let demo = TenantId::parse("demo").ok_or_else(|| anyhow::anyhow!("demo tenant id"))?;
     let token = auth.mint(&demo, "dev", None, chrono::Duration::hours(24))?;
     tracing::warn!(secret_file = %path.display(), "no AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_PATH: using a development signing secret");
@@ -152,7 +154,7 @@ fn announce_dev_token(
          export AGENTD_TOKEN={token}\n  curl -s -H \"Authorization: Bearer $AGENTD_TOKEN\" http://{addr}/v1/agents\n",
         path.display()
     );
-    Ok(())
+    Ok(token)
 }
 
 async fn shutdown_signal() {

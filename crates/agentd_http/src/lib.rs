@@ -13,6 +13,7 @@ mod views;
 
 pub use context::request_id;
 pub use error::ApiError;
+pub use routes::playground::Playground;
 pub use state::{App, AppState, HttpSettings};
 
 /// The whole router, with request ids, logging and the body limit applied.

@@ -110,6 +110,7 @@ impl TestAppBuilder {
             url_ttl,
             settings: self.http,
             tenants: Default::default(),
+            playground: Default::default(),
         };
         let state = AppState(Arc::new(app));
         let router = agentd_http::router(state.clone());

@@ -5,6 +5,7 @@ mod chat;
 mod conversations;
 mod files;
 mod health;
+pub(crate) mod playground;
 
 use crate::{ApiError, AppState};
 use axum::Router;
@@ -17,6 +18,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(chat::router())
         .merge(conversations::router())
         .merge(files::router())
+        .merge(playground::router())
 }
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {
