@@ -230,9 +230,12 @@ async fn the_playground_chats_streams_images_and_reopens_them_in_chromium() {
     let driver = Driver::start(&chromedriver).await;
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, &chromium, profile.path()).await;
-    let outcome = std::panic::AssertUnwindSafe(walk_through(&c, &server))
-        .catch_unwind()
-        .await;
+    let outcome = std::panic::AssertUnwindSafe(async {
+        walk_through(&c, &server).await;
+        resumes_dropped_streams(&c).await;
+    })
+    .catch_unwind()
+    .await;
     let _ = c.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
@@ -467,4 +470,61 @@ async fn save_screenshot(c: &Client, name: &str) {
     );
     std::fs::create_dir_all(&target).unwrap();
     std::fs::write(target.join(name), png).unwrap();
+}
+
+/// The page's stream follower, in the browser with scripted responses (the resumable route is not needed): a
+/// stream that drops after event 2 resumes with `Last-Event-ID: 2`, skips the replayed duplicate and ends at
+/// the terminal event; a server without the route (404 `not_found`) ends the follow quietly with a notice.
+/// Events arrive split at awkward places (CRLF across chunks, a comment, a multi-line `data:`).
+async fn resumes_dropped_streams(c: &Client) {
+    let script = r#"
+      const done = arguments[arguments.length - 1];
+      (async () => {
+        const { followRun } = await import('/playground/stream.js');
+        const { ApiError } = await import('/playground/api.js');
+        // One chunk per read; then the connection drops (an error) or the server ends the stream.
+        const body = (chunks, drop) => { let i = 0; return new Response(new ReadableStream({
+          pull(ctl) {
+            if (i < chunks.length) ctl.enqueue(new TextEncoder().encode(chunks[i++]));
+            else if (drop) ctl.error(new TypeError('network error')); else ctl.close();
+          } })); };
+        const first = ['retry: 5\r\nid: 1\r\nevent: run.started\r\ndata: {"run_id":"r1","conversation_id":"c1"}\r',
+                       '\n\r\n: keep-alive\n\nid: 2\nevent: message.delta\ndata: {"delta":', '"Hel"}\n\n'];
+        const events = [], notices = [], resumed = [];
+        const outcome = await followRun({
+          open: async () => body(first, true),
+          resume: async (run, last) => {
+            resumed.push([run, last]);
+            return body(['id: 2\nevent: message.delta\ndata: {"delta":"Hel"}\n\n',
+                         'id: 4\nevent: message.delta\ndata: {"delta":\ndata: "lo"}\n\n',
+                         'id: 5\nevent: run.completed\ndata: {"message":{"content":"Hello"}}\n\n'], false);
+          },
+          onEvent: (type, data) => events.push([type, data.delta ?? null]),
+          onNotice: (t) => notices.push(t),
+        });
+        const gone = await followRun({
+          open: async () => body(['retry: 5\nid: 1\nevent: run.started\ndata: {"run_id":"r2"}\n\n'], true),
+          resume: async () => { throw new ApiError(404, 'not_found', 'No route'); },
+          onEvent: () => {}, onNotice: (t) => notices.push(t),
+        });
+        return { outcome, events, resumed, gone, notices };
+      })().then(done, (e) => done({ error: String(e && e.stack || e) }));
+    "#;
+    let r = c.execute_async(script, vec![]).await.unwrap();
+    assert!(r["error"].is_null(), "{}", r["error"]);
+    assert_eq!(r["outcome"], "done");
+    assert_eq!(r["resumed"], json!([["r1", 2]]), "resumed after the last id seen");
+    assert_eq!(
+        r["events"],
+        json!([
+            ["run.started", null],
+            ["message.delta", "Hel"],
+            ["message.delta", "lo"],
+            ["run.completed", null]
+        ]),
+        "each event once, in order"
+    );
+    assert_eq!(r["gone"], "unresumable");
+    let notices = r["notices"].to_string();
+    assert!(notices.contains("cannot resume streams"), "{notices}");
 }

@@ -61,12 +61,18 @@ export class SseParser {
   }
 }
 
-/** Feeds a response body to the parser until the server ends it; throws when the connection drops. */
+/** Feeds a response body to the parser until the server ends it; throws when the connection drops. The bytes
+ * are decoded here rather than through a TextDecoderStream pipe, whose error on a drop would discard text
+ * already received but not yet read. */
 export async function pump(response, parser) {
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) return;
-    parser.push(value);
+    if (done) {
+      parser.push(decoder.decode());
+      return;
+    }
+    parser.push(decoder.decode(value, { stream: true }));
   }
 }
