@@ -3,7 +3,7 @@
 //! router. `agentd serve` and the test kit build it through this same [`AppBuilder`]; tests only point it at
 //! their own database and fake upstream.
 
-use agentd_auth::{Authenticator, KeySource};
+use agentd_auth::{Authenticator, KeySource, TenantId};
 use agentd_config::Settings;
 use agentd_core::{TurnParts, Turns};
 use agentd_db::Db;
@@ -29,8 +29,9 @@ pub struct AppBuilder {
 pub struct Application {
     pub state: AppState,
     pub router: axum::Router,
-    /// Set when tokens are signed with the development secret made under `var/`.
-    pub dev_secret: Option<std::path::PathBuf>,
+    /// On the development secret made under `var/`: its file and a 24 h token for tenant `demo` (printed by
+    /// `serve`, prefilled by the playground). Never set when a secret or public key is configured.
+    pub dev_token: Option<(std::path::PathBuf, String)>,
     /// Keeps the in-process offline model running.
     _offline: Option<FakeUpstream>,
 }
@@ -118,8 +119,14 @@ impl AppBuilder {
             client,
             model_label,
         });
-        let dev_secret = match &auth.key_source {
-            KeySource::DevFile(path) => Some(path.clone()),
+        let dev_token = match &auth.key_source {
+            KeySource::DevFile(path) => {
+                let demo = TenantId::parse("demo")?;
+                Some((
+                    path.clone(),
+                    auth.mint(&demo, "dev", None, chrono::Duration::hours(24))?,
+                ))
+            }
             _ => None,
         };
         let app = App {
@@ -132,12 +139,13 @@ impl AppBuilder {
             settings: s.http.clone(),
             lease: s.turns.lease(),
             tenants: Default::default(),
+            playground: agentd_http::Playground::new(dev_token.as_ref().map(|(_, t)| t.clone())),
         };
         let state = AppState(Arc::new(app));
         Ok(Application {
             router: agentd_http::router(state.clone()),
             state,
-            dev_secret,
+            dev_token,
             _offline: offline,
         })
     }

@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `migrate`, `agents check`, `token`, `tenant suspend|resume`,
-//! `config`. Every command loads the same layered configuration first.
+//! `config`, `healthcheck`. Every command loads the same layered configuration first.
 
 use agentd_agents::AgentRegistry;
 use agentd_auth::{Authenticator, Scope, ScopeSet, TenantId};
@@ -51,6 +51,12 @@ enum Command {
     },
     /// Print the merged configuration, secrets redacted.
     Config,
+    /// Exit 0 when the server on BIND_ADDR (or --url) answers GET /readyz with 200, else 1 (for HEALTHCHECK).
+    Healthcheck {
+        /// The readiness URL; default http://<BIND_ADDR, loopback for 0.0.0.0>/readyz.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +103,16 @@ pub async fn run(cli: Cli) -> ExitCode {
             ttl,
         } => token(&settings, &tenant, &user, &scope, &ttl),
         Command::Tenant { command } => tenant(&settings, command).await,
+        Command::Healthcheck { url } => {
+            let url = url.unwrap_or_else(|| crate::healthcheck::readyz_url(settings.http.bind_addr));
+            return match crate::healthcheck::check(&url).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    fail(e);
+                    ExitCode::from(1)
+                }
+            };
+        }
         Command::Config => {
             out(serde_json::to_string_pretty(&settings.redacted()).unwrap_or_default());
             Ok(())

@@ -4,7 +4,6 @@
 //! running then are saved as they stand), and only then do the listener and the database pool close.
 
 use agentd::AppBuilder;
-use agentd_auth::{Authenticator, TenantId};
 use agentd_config::Settings;
 use std::time::Duration;
 
@@ -16,8 +15,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on BIND_ADDR={}: {e}", settings.http.bind_addr))?;
     let addr = listener.local_addr()?;
     let app = AppBuilder::new(settings).build(addr).await?;
-    if let Some(path) = &app.dev_secret {
-        announce_dev_token(&app.state.auth, addr, path)?;
+    if let Some((path, token)) = &app.dev_token {
+        announce_dev_token(token, addr, path);
     }
     let turns = app.state.turns.clone();
     let db = app.state.db.clone();
@@ -53,20 +52,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     clippy::print_stdout,
     reason = "the zero-config banner is for the developer at the terminal"
 )]
-fn announce_dev_token(
-    auth: &Authenticator,
-    addr: std::net::SocketAddr,
-    path: &std::path::Path,
-) -> anyhow::Result<()> {
-    let demo = TenantId::parse("demo")?;
-    let token = auth.mint(&demo, "dev", None, chrono::Duration::hours(24))?;
+fn announce_dev_token(token: &str, addr: std::net::SocketAddr, path: &std::path::Path) {
     tracing::warn!(secret_file = %path.display(), "no AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_PATH: using a development signing secret");
     println!(
         "\nagentd is running on the development secret ({}).\nA token for tenant `demo`, valid 24 h:\n\n  \
-         export AGENTD_TOKEN={token}\n  curl -s -H \"Authorization: Bearer $AGENTD_TOKEN\" http://{addr}/v1/agents\n",
+         export AGENTD_TOKEN={token}\n  curl -s -H \"Authorization: Bearer $AGENTD_TOKEN\" http://{addr}/v1/agents\n  \
+         playground: http://{addr}/\n",
         path.display()
     );
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -51,6 +51,8 @@ pub struct App {
     pub lease: chrono::Duration,
     /// Tenant statuses recently read, so most requests make no database round trip before their work.
     pub tenants: crate::tenants::TenantCache,
+    /// The playground page's state: the dev token it may prefill (only on the zero-config dev secret).
+    pub playground: crate::Playground,
 }
 
 /// The axum state: one `Arc` clone per request.

@@ -220,12 +220,25 @@ impl Urls {
         Self { store, ttl }
     }
 
+    /// A download URL for `key`, with the file name and type hints of an attachment when given.
+    pub async fn signed(
+        &self,
+        key: &agentd_storage::ObjectKey,
+        hints: Option<(&str, &str)>,
+    ) -> agentd_storage::Result<agentd_storage::SignedUrl> {
+        let mut options = UrlOptions::new(self.ttl);
+        if let Some((filename, mime_type)) = hints {
+            options = options.with_filename(filename).with_content_type(mime_type);
+        }
+        self.store.signed_url(key, &options).await
+    }
+
     /// An attachment with a fresh time-limited URL (null, and logged, if the store cannot sign one now).
     pub async fn attachment(&self, a: &AttachmentMeta) -> AttachmentView {
-        let options = UrlOptions::new(self.ttl)
-            .with_filename(a.filename.clone())
-            .with_content_type(a.mime_type.clone());
-        let (url, url_expires_at) = match self.store.signed_url(&a.object_key, &options).await {
+        let signed = self
+            .signed(&a.object_key, Some((&a.filename, &a.mime_type)))
+            .await;
+        let (url, url_expires_at) = match signed {
             Ok(s) => (Some(s.url), Some(s.expires_at)),
             Err(e) => {
                 tracing::warn!(object_id = %a.object_id, error = %e, "attachment.presign_failed");

@@ -5,6 +5,7 @@ mod chat;
 mod conversations;
 mod files;
 mod health;
+pub(crate) mod playground;
 mod runs;
 
 use crate::{ApiError, AppState};
@@ -19,6 +20,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(conversations::router())
         .merge(files::router())
         .merge(runs::router())
+        .merge(playground::router())
 }
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {
