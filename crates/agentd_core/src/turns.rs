@@ -84,7 +84,8 @@ impl Turns {
 
     /// Turns against the built-in offline model (the fake upstream, in process, real wire format).
     pub async fn offline(parts: TurnParts) -> std::io::Result<Self> {
-        let config = agentd_fake_upstream::FakeConfig::offline(OFFLINE_LABEL);
+        let config =
+            agentd_fake_upstream::FakeConfig::offline(OFFLINE_LABEL, parts.images.output_max_bytes());
         let fake = agentd_fake_upstream::FakeUpstream::start(config).await?;
         let cfg = client_config(&parts.settings, fake.base_url(), Some("offline".into()));
         let client = ResponsesClient::new(cfg).map_err(std::io::Error::other)?;
