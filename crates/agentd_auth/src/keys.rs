@@ -1,5 +1,6 @@
 //! Verification and signing keys: HS256 from `AUTH_JWT_SECRET` (or a development secret generated once under
-//! `var/`), EdDSA or RS256 from the PEM at `AUTH_JWT_PUBLIC_KEY_PATH`; issuer and audience when configured.
+//! `var/`), EdDSA or RS256 from the PEM at `AUTH_JWT_PUBLIC_KEY_PATH`; issuer and audience when configured
+//! (then required; `aud` may be a string or an array, RFC 7519 §4.1.3).
 
 use crate::{AuthError, ConfigError, Principal, ScopeSet, TenantId};
 use base64::Engine as _;
@@ -58,8 +59,9 @@ struct Claims {
     scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
+    /// A string or an array of strings; `jsonwebtoken` checks it against the configured audience.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    aud: Option<String>,
+    aud: Option<serde_json::Value>,
 }
 
 /// Verifies bearer tokens and, with an HS256 secret, mints them.
@@ -126,14 +128,19 @@ impl Authenticator {
         let mut v = Validation::new(header.alg);
         v.leeway = 30;
         v.validate_nbf = true;
-        v.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
         match &self.audience {
-            Some(a) => v.set_audience(&[a]),
+            Some(a) => {
+                v.set_audience(&[a]);
+                required.push("aud");
+            }
             None => v.validate_aud = false,
         }
         if let Some(i) = &self.issuer {
             v.set_issuer(&[i]);
+            required.push("iss");
         }
+        v.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<Claims>(token, key, &v).map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
             ErrorKind::ImmatureSignature => AuthError::NotYetValid,
@@ -142,6 +149,12 @@ impl Authenticator {
             ErrorKind::InvalidIssuer => AuthError::Issuer(self.issuer.clone().unwrap_or_default()),
             ErrorKind::MissingRequiredClaim(c) if c == "exp" => {
                 AuthError::Claim("exp", "an expiry time is required")
+            }
+            ErrorKind::MissingRequiredClaim(c) if c == "aud" => {
+                AuthError::Audience(self.audience.clone().unwrap_or_default())
+            }
+            ErrorKind::MissingRequiredClaim(c) if c == "iss" => {
+                AuthError::Issuer(self.issuer.clone().unwrap_or_default())
             }
             ErrorKind::MissingRequiredClaim(_) => AuthError::Claim("sub", "the user id is required"),
             ErrorKind::Json(_) => AuthError::Claim("sub", "sub must be a string and exp a number"),
@@ -181,7 +194,7 @@ impl Authenticator {
             iat: Some(now),
             scope: scopes.map(ScopeSet::to_claim),
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: self.audience.clone().map(serde_json::Value::String),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, enc)
             .map_err(|e| ConfigError::Sign(e.to_string()))

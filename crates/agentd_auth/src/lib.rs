@@ -26,9 +26,9 @@ pub enum AuthError {
     BadSignature,
     #[error("the bearer token is signed with {0}, which this server does not accept")]
     Algorithm(String),
-    #[error("the bearer token's audience (aud) must be {0:?}")]
+    #[error("the bearer token's audience (`aud`) must be {0:?} or an array that contains it")]
     Audience(String),
-    #[error("the bearer token's issuer (iss) must be {0:?}")]
+    #[error("the bearer token's issuer (`iss`) must be {0:?}")]
     Issuer(String),
     #[error("the bearer token lacks a valid `{0}` claim: {1}")]
     Claim(&'static str, &'static str),

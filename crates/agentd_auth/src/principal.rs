@@ -3,17 +3,21 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A tenant id as carried by the `tenant_id` claim: 1–64 characters of `A-Z a-z 0-9 . _ -`.
+/// A tenant id as carried by the `tenant_id` claim: 1–64 characters of `A-Z a-z 0-9 . _ -`, not `.` or `..`
+/// (the same rule as the object store's tenant key component, so every authenticated tenant can store).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct TenantId(String);
 
 impl TenantId {
-    pub const RULE: &'static str = "1 to 64 characters of A-Z, a-z, 0-9, `.`, `_` and `-`";
+    pub const RULE: &'static str =
+        "1 to 64 characters of A-Z, a-z, 0-9, `.`, `_` and `-`, and not `.` or `..`";
 
     pub fn parse(s: &str) -> Option<Self> {
         let ok = !s.is_empty()
             && s.len() <= 64
+            && s != "."
+            && s != ".."
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         ok.then(|| Self(s.to_owned()))
