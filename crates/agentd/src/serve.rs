@@ -83,17 +83,8 @@ async fn build_store(
     if self_signed && cfg.url_signing_secret.is_none() {
         // Like the dev JWT secret: made once under var/, so download links survive a restart.
         let path = settings.var_dir.join("url-signing-secret");
-        let secret = match std::fs::read_to_string(&path) {
-            Ok(s) if s.trim().len() >= 32 => s.trim().to_owned(),
-            _ => {
-                std::fs::create_dir_all(&settings.var_dir)?;
-                let s: String = (0..48)
-                    .map(|_| char::from(b'a' + rand::random_range(0..26u8)))
-                    .collect();
-                std::fs::write(&path, &s)?;
-                s
-            }
-        };
+        let secret = agentd_auth::read_or_create_secret(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read or create {}: {e}", path.display()))?;
         cfg.url_signing_secret = Some(agentd_storage::Secret::new(secret));
     }
     let store = agentd_storage::build(&cfg)

@@ -104,3 +104,208 @@ async fn image_turns_do_not_grow_the_offline_model_without_bound() {
     );
     assert_healthy(&server, "25 image turns").await;
 }
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_zero_config_server_makes_its_secret_files_private() {
+    let server = ServerProcess::start(opts()).await;
+    for name in ["dev-jwt-secret", "url-signing-secret"] {
+        let path = server.dir().join("var").join(name);
+        assert_eq!(mode(&path), 0o600, "{name}");
+        assert!(std::fs::read_to_string(&path).unwrap().trim().len() >= 32);
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(server.dir().join("var"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".secret-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_healthy(&server, "start").await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn loose_secret_files_are_tightened_with_a_warning_and_kept() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = agentd_testkit::agent_workdir();
+    let var = dir.path().join("var");
+    std::fs::create_dir_all(&var).unwrap();
+    let kept = "kept-url-signing-secret-0123456789abcdef";
+    for (name, value) in [
+        ("url-signing-secret", kept),
+        ("dev-jwt-secret", "kept-dev-jwt-secret-0123456789abcdefgh"),
+    ] {
+        std::fs::write(var.join(name), value).unwrap();
+        std::fs::set_permissions(var.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let server = ServerProcess::start(opts().dir(dir.path())).await;
+    for name in ["url-signing-secret", "dev-jwt-secret"] {
+        assert_eq!(mode(&var.join(name)), 0o600, "{name}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(var.join("url-signing-secret")).unwrap(),
+        kept
+    );
+    let warnings = server
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("its mode is now 600"))
+        .count();
+    assert_eq!(warnings, 2, "{}", server.logs().join("\n"));
+    // The kept dev secret still signs what the server accepts.
+    let res = server
+        .http()
+        .get(server.url("/v1/agents"))
+        .bearer_auth(server.token("acme", "u1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+const DB_PASSWORD: &str = "s3cret-p@ss";
+const QUERY_PASSWORD: &str = "qu3ry-pw";
+const SSL_PASSWORD: &str = "ssl-pw-9";
+const GATEWAY_USER: &str = "gw-user";
+const GATEWAY_PASSWORD: &str = "gw-pass-77";
+const JWT_SECRET: &str = "abuse-process-secret-0123456789abcdef";
+
+fn assert_no_secret(text: &str, what: &str) {
+    for s in [
+        DB_PASSWORD,
+        "p@ss",
+        QUERY_PASSWORD,
+        SSL_PASSWORD,
+        GATEWAY_USER,
+        GATEWAY_PASSWORD,
+        JWT_SECRET,
+        "sk-never-shown-42",
+    ] {
+        assert!(!text.contains(s), "{what} shows {s:?}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn agentd_config_and_the_json_logs_never_show_a_secret() {
+    let db = agentd_testkit::fresh_postgres().await;
+    let url = db
+        .settings
+        .url
+        .replacen("postgres@", &format!("postgres:{DB_PASSWORD}@"), 1)
+        + &format!("?sslpassword={SSL_PASSWORD}&password={QUERY_PASSWORD}");
+    let base_url = format!("https://{GATEWAY_USER}:{GATEWAY_PASSWORD}@gateway.example/v1");
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        ("AUTH_JWT_SECRET", JWT_SECRET),
+        ("LOG_FORMAT", "json"),
+    ];
+
+    let config = std::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
+        .arg("config")
+        .env_clear()
+        .envs(env)
+        .env("OPENAI_API_KEY", "sk-never-shown-42")
+        .current_dir(agentd_testkit::agent_workdir().path())
+        .output()
+        .unwrap();
+    assert!(config.status.success());
+    let shown = String::from_utf8_lossy(&config.stdout);
+    assert_no_secret(&shown, "agentd config");
+    let v: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["openai"]["base_url"], "https://***@gateway.example/v1");
+    let db_url = v["database"]["url"].as_str().unwrap();
+    assert!(
+        db_url.starts_with("postgres://postgres:***@127.0.0.1:")
+            && db_url.ends_with("?sslpassword=***&password=***"),
+        "{db_url}"
+    );
+
+    // The offline server (the upstream line of a keyed server is serve.rs's to redact).
+    let mut options = opts();
+    for (k, v) in env {
+        options = options.env(k, v);
+    }
+    let server = ServerProcess::start(options).await;
+    let res = server
+        .http()
+        .get(server.url("/v1/agents"))
+        .bearer_auth(server.token("acme", "u1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    server
+        .wait_for_log("\"status\":200", Duration::from_secs(10))
+        .await;
+    let logs = server.logs().join("\n");
+    assert!(
+        logs.contains("starting agentd") && logs.contains("database ready"),
+        "{logs}"
+    );
+    assert_no_secret(&logs, "the log");
+}
+
+#[test]
+fn database_urls_are_redacted_whatever_their_shape() {
+    let cases = [
+        ("postgres://u:pw@h/db", "postgres://u:***@h/db"),
+        ("postgres://u:p@ss@h:5432/db", "postgres://u:***@h:5432/db"),
+        (
+            "postgres://u:a/b?c#d@h/db?sslmode=require",
+            "postgres://u:***@h/db?sslmode=require",
+        ),
+        (
+            "postgresql://u@h/db?password=x1&sslmode=require&SSLPASSWORD=x2",
+            "postgresql://u@h/db?password=***&sslmode=require&SSLPASSWORD=***",
+        ),
+        ("sqlite://var/agentd.sqlite", "sqlite://var/agentd.sqlite"),
+    ];
+    for (url, want) in cases {
+        let settings = agentd_db::DbSettings {
+            url: url.to_owned(),
+            ..Default::default()
+        };
+        assert_eq!(settings.redacted_url(), want, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn weak_jwt_secrets_are_refused_at_startup_whatever_app_env_says() {
+    for app_env in ["local", "production"] {
+        for (secret, why) in [
+            ("short-secret", "is too short"),
+            ("change-me-change-me-change-me-change-me", "is a placeholder"),
+            ("Please-CHANGEME-0123456789abcdefghijklmnop", "is a placeholder"),
+        ] {
+            let err = ServerProcess::try_start(opts().env("APP_ENV", app_env).env("AUTH_JWT_SECRET", secret))
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("APP_ENV={app_env}: {secret:?} was accepted"));
+            assert_eq!(err.exit.and_then(|s| s.code()), Some(2), "{err}");
+            assert!(
+                err.log.contains(&format!("AUTH_JWT_SECRET {why}")) && err.log.contains("openssl rand"),
+                "{err}"
+            );
+            assert!(!err.log.contains(secret), "the refusal echoes the secret: {err}");
+        }
+    }
+    // A strong secret starts, in production too.
+    let server = ServerProcess::start(
+        opts()
+            .env("APP_ENV", "production")
+            .env("AUTH_JWT_SECRET", JWT_SECRET),
+    )
+    .await;
+    assert_healthy(&server, "a strong secret").await;
+}

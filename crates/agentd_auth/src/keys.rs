@@ -3,7 +3,6 @@
 //! (then required; `aud` may be a string or an array, RFC 7519 §4.1.3).
 
 use crate::{AuthError, ConfigError, Principal, ScopeSet, TenantId};
-use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -90,8 +89,10 @@ impl Authenticator {
             None => None,
         };
         let (secret, key_source) = match (&settings.jwt_secret, &public) {
-            (Some(s), _) if s.len() < 32 => return Err(ConfigError::WeakSecret),
-            (Some(s), _) => (Some(s.clone().into_bytes()), KeySource::Configured),
+            (Some(s), _) => {
+                crate::weak::check_secret(s)?;
+                (Some(s.clone().into_bytes()), KeySource::Configured)
+            }
             (None, Some(_)) => (None, KeySource::None),
             (None, None) => (
                 Some(dev_secret(dev_secret_path)?),
@@ -220,37 +221,10 @@ fn load_public_key(path: &Path) -> Result<(DecodingKey, Algorithm), ConfigError>
 
 /// Reads the development secret, creating it (32 random bytes, mode 0600) on first use.
 fn dev_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let err = |why: String| ConfigError::DevSecret {
-        path: path.display().to_string(),
-        why,
-    };
-    if let Ok(s) = std::fs::read_to_string(path)
-        && s.trim().len() >= 32
-    {
-        return Ok(s.trim().as_bytes().to_vec());
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    }
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-    write_private(path, secret.as_bytes()).map_err(|e| err(e.to_string()))?;
-    Ok(secret.into_bytes())
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, data)
+    crate::read_or_create_secret(path)
+        .map(String::into_bytes)
+        .map_err(|e| ConfigError::DevSecret {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })
 }

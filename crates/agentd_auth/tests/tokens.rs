@@ -202,6 +202,12 @@ fn dev_secret_is_generated_once_and_reused() {
 fn short_secret_is_refused_and_debug_redacts() {
     let dir = tempfile::tempdir().unwrap();
     assert!(Authenticator::new(&hs("short"), &dir.path().join("x")).is_err());
+    let placeholder = hs("change-me-change-me-change-me-change-me");
+    let e = Authenticator::new(&placeholder, &dir.path().join("x")).unwrap_err();
+    assert!(
+        e.to_string().starts_with("AUTH_JWT_SECRET is a placeholder"),
+        "{e}"
+    );
     assert!(!format!("{:?}", hs(SECRET)).contains(SECRET));
 }
 
