@@ -69,8 +69,20 @@ async fn sigterm_stops_it_and_restart_brings_it_back_on_the_same_state() {
         .await
         .expect("dies on SIGKILL");
     assert!(!status.success());
+    server.options_mut().env.push(("LOG_LEVEL".into(), "warn".into()));
     server.restart().await;
     assert_eq!(get(&server, "/healthz", &tok).await.0, 200);
+    let current = server.current_logs().join("\n");
+    assert!(current.contains("\"listening\""), "{current}");
+    assert!(
+        !current.contains("\"request\""),
+        "LOG_LEVEL=warn took effect: {current}"
+    );
+    let all = server.logs().join("\n");
+    assert!(
+        all.contains("\"request\"") && all.contains("\"stopped\""),
+        "earlier lines are kept"
+    );
 }
 
 #[tokio::test]

@@ -4,91 +4,23 @@
 //! [`ServerProcess::start`] runs the binary in a clean environment (only what [`ServerOptions`] gives, plus
 //! `PATH`) in a working directory (by default a fresh temporary one holding a copy of the repo's
 //! `config/agents`), bound to `127.0.0.1:0` unless `BIND_ADDR` is given. The real address is read from the
-//! server's own `listening` log line (text or JSON), so no port is guessed; then `/healthz` must answer.
+//! server's own `listening` log line (text or JSON), so no port is guessed; then `/healthz` must answer. A
+//! `LOG_LEVEL`/`RUST_LOG` given in the options gets `,agentd::serve=info` appended so that line still shows.
 //! stdout and stderr go to one log file that [`ServerProcess::logs`] reads back as lines. The process is
 //! killed (SIGKILL) when the value is dropped.
 
+mod log;
+mod options;
+
+pub use options::{ServerOptions, agent_workdir};
+
 use agentd_auth::{AuthSettings, Authenticator, ScopeSet, TenantId};
+use log::{listening_addr, strip_ansi};
+use options::spawn;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
-
-/// How to run the binary.
-#[derive(Debug, Clone)]
-pub struct ServerOptions {
-    /// The `agentd` binary: `env!("CARGO_BIN_EXE_agentd")` in tests of the `agentd` crate.
-    pub binary: PathBuf,
-    /// The whole environment of the process besides `PATH`.
-    pub env: Vec<(String, String)>,
-    /// Arguments (`serve` when empty: the binary's default command).
-    pub args: Vec<String>,
-    /// Working directory; `None`: a fresh temporary directory with `config/agents` copied from the repo.
-    pub dir: Option<PathBuf>,
-    /// How long the server may take to log `listening` and answer `/healthz`.
-    pub ready_timeout: Duration,
-}
-
-impl ServerOptions {
-    pub fn new(binary: impl Into<PathBuf>) -> Self {
-        Self {
-            binary: binary.into(),
-            env: Vec::new(),
-            args: Vec::new(),
-            dir: None,
-            ready_timeout: Duration::from_secs(60),
-        }
-    }
-
-    /// Sets (or replaces) one variable.
-    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        let key = key.into();
-        self.env.retain(|(k, _)| *k != key);
-        self.env.push((key, value.into()));
-        self
-    }
-
-    /// Removes a variable set earlier.
-    pub fn without(mut self, key: &str) -> Self {
-        self.env.retain(|(k, _)| k != key);
-        self
-    }
-
-    pub fn arg(mut self, arg: impl Into<String>) -> Self {
-        self.args.push(arg.into());
-        self
-    }
-
-    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.dir = Some(dir.into());
-        self
-    }
-
-    /// `DATABASE_URL` (e.g. a [`crate::fresh_postgres`] database shared by several replicas).
-    pub fn database(self, url: &str) -> Self {
-        self.env("DATABASE_URL", url)
-    }
-
-    /// The S3 stand-in started by `scripts/test-services.sh` (`AGENTD_TEST_S3_ENDPOINT`), as the `minio`
-    /// provider with its own `bucket` (created at startup).
-    pub fn s3_stand_in(self, bucket: &str) -> Self {
-        let endpoint = std::env::var("AGENTD_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
-            panic!(
-                "AGENTD_TEST_S3_ENDPOINT is not set: run `eval \"$(scripts/test-services.sh start)\"` first"
-            )
-        });
-        let key = |var: &str| std::env::var(var).unwrap_or_else(|_| "minioadmin".into());
-        self.env("STORAGE_PROVIDER", "minio")
-            .env("MINIO_ENDPOINT", endpoint)
-            .env("MINIO_ACCESS_KEY", key("AGENTD_TEST_S3_ACCESS_KEY"))
-            .env("MINIO_SECRET_KEY", key("AGENTD_TEST_S3_SECRET_KEY"))
-            .env("MINIO_BUCKET", bucket)
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-    }
-}
 
 /// Why [`ServerProcess::try_start`] gave up.
 #[derive(Debug)]
@@ -115,6 +47,8 @@ pub struct ServerProcess {
     opts: ServerOptions,
     dir: PathBuf,
     log_path: PathBuf,
+    /// Where the current incarnation's lines start in the log file.
+    log_offset: u64,
     child: Child,
     addr: SocketAddr,
     http: reqwest::Client,
@@ -148,6 +82,7 @@ impl ServerProcess {
             opts,
             dir,
             log_path,
+            log_offset: 0,
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: reqwest::Client::new(),
@@ -158,12 +93,14 @@ impl ServerProcess {
         Ok(p)
     }
 
-    /// Kills the process if it still runs (SIGKILL), then starts it again: same directory, same environment,
-    /// same log file (appended), a new address. For crash/restart tests.
+    /// Kills the process if it still runs (SIGKILL), then starts it again: same directory, same environment
+    /// (unless changed through [`ServerProcess::options_mut`]), same log file (appended), a new address. For
+    /// crash/restart tests.
     pub async fn restart(&mut self) {
         self.kill9();
         let _ = self.child.wait();
         let offset = std::fs::metadata(&self.log_path).map_or(0, |m| m.len());
+        self.log_offset = offset;
         self.child = spawn(&self.opts, &self.dir, &self.log_path);
         match self.wait_ready(offset).await {
             Ok(addr) => self.addr = addr,
@@ -232,11 +169,16 @@ impl ServerProcess {
         self.log_from(0)
     }
 
-    /// Waits until a log line contains `needle`; that line, or `None` after `timeout`.
+    /// The lines of the current incarnation only (since the last start or restart).
+    pub fn current_logs(&self) -> Vec<String> {
+        self.log_from(self.log_offset)
+    }
+
+    /// Waits until a line of the current incarnation contains `needle`; that line, or `None` after `timeout`.
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(l) = self.logs().into_iter().find(|l| l.contains(needle)) {
+            if let Some(l) = self.current_logs().into_iter().find(|l| l.contains(needle)) {
                 return Some(l);
             }
             if Instant::now() > deadline {
@@ -248,6 +190,11 @@ impl ServerProcess {
 
     pub fn log_path(&self) -> &Path {
         &self.log_path
+    }
+
+    /// The options of the next [`ServerProcess::restart`] (e.g. a changed setting).
+    pub fn options_mut(&mut self) -> &mut ServerOptions {
+        &mut self.opts
     }
 
     /// The working directory (where `var/` is).
@@ -359,96 +306,5 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A fresh temporary directory holding a copy of the repo's `config/agents` (the shipped agents).
-pub fn agent_workdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("a temporary working directory");
-    let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/agents");
-    let target = dir.path().join("config/agents");
-    std::fs::create_dir_all(&target).expect("create config/agents");
-    for f in std::fs::read_dir(&agents).unwrap_or_else(|e| panic!("{}: {e}", agents.display())) {
-        let f = f.expect("a directory entry").path();
-        if let Some(name) = f.file_name() {
-            std::fs::copy(&f, target.join(name)).expect("copy an agent file");
-        }
-    }
-    dir
-}
-
-fn spawn(opts: &ServerOptions, dir: &Path, log_path: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)
-        .expect("open the log file");
-    let err = log.try_clone().expect("clone the log file handle");
-    let mut cmd = Command::new(&opts.binary);
-    cmd.current_dir(dir)
-        .args(&opts.args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(opts.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(err));
-    if opts.get("BIND_ADDR").is_none() {
-        cmd.env("BIND_ADDR", "127.0.0.1:0");
-    }
-    cmd.spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", opts.binary.display()))
-}
-
-/// The address of a `listening` log line, text (`… listening addr=127.0.0.1:PORT`) or JSON.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    if line.trim_start().starts_with('{') {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        let message = v.get("message").or_else(|| v.pointer("/fields/message"))?;
-        if message != "listening" {
-            return None;
-        }
-        let addr = v.get("addr").or_else(|| v.pointer("/fields/addr"))?;
-        return addr.as_str()?.parse().ok();
-    }
-    let mut words = line.split_whitespace();
-    words.find(|w| *w == "listening")?;
-    words.find_map(|w| w.strip_prefix("addr=")?.parse().ok())
-}
-
-/// Removes ANSI escape sequences (`ESC [ … final-byte`), which the text log format uses for colours.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if ('\u{40}'..='\u{7e}').contains(&c) {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_address_in_text_and_json_lines() {
-        let text = "2026-01-01T00:00:00.000000Z \u{1b}[32m INFO\u{1b}[0m listening \u{1b}[3maddr\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:4321";
-        assert_eq!(
-            listening_addr(&strip_ansi(text)),
-            Some(SocketAddr::from(([127, 0, 0, 1], 4321)))
-        );
-        let json = r#"{"timestamp":"x","level":"INFO","message":"listening","addr":"127.0.0.1:99"}"#;
-        assert_eq!(listening_addr(json), Some(SocketAddr::from(([127, 0, 0, 1], 99))));
-        assert_eq!(listening_addr("INFO starting agentd addr=127.0.0.1:1"), None);
     }
 }
