@@ -95,12 +95,14 @@ impl AppBuilder {
                     "OPENAI_API_KEY is not set: turns go to the BUILT-IN OFFLINE MODEL \
                     (canned text, generated test images); set OPENAI_API_KEY for real answers"
                 );
-                let fake = FakeUpstream::start(FakeConfig::offline(OFFLINE_LABEL)).await?;
+                let fake =
+                    FakeUpstream::start(FakeConfig::offline(OFFLINE_LABEL, s.image.output_max_bytes()))
+                        .await?;
                 let client = client(s, fake.base_url(), Some("offline".into()), self.retry_base)?;
                 (client, Some(OFFLINE_LABEL.to_owned()), Some(fake))
             }
             None => {
-                tracing::info!(base_url = %s.openai.base_url, "upstream: the Responses API");
+                tracing::info!(base_url = %agentd_config::redact_userinfo(&s.openai.base_url), "upstream: the Responses API");
                 let client = client(
                     s,
                     s.openai.base_url.clone(),
@@ -177,17 +179,8 @@ async fn build_store(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Ar
     if self_signed && cfg.url_signing_secret.is_none() {
         // Like the dev JWT secret: made once under var/, so download links survive a restart.
         let path = settings.var_dir.join("url-signing-secret");
-        let secret = match std::fs::read_to_string(&path) {
-            Ok(s) if s.trim().len() >= 32 => s.trim().to_owned(),
-            _ => {
-                std::fs::create_dir_all(&settings.var_dir)?;
-                let s: String = (0..48)
-                    .map(|_| char::from(b'a' + rand::random_range(0..26u8)))
-                    .collect();
-                std::fs::write(&path, &s)?;
-                s
-            }
-        };
+        let secret = agentd_auth::read_or_create_secret(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read or create {}: {e}", path.display()))?;
         cfg.url_signing_secret = Some(agentd_storage::Secret::new(secret));
     }
     let store = agentd_storage::build(&cfg)

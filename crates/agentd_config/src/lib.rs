@@ -10,7 +10,7 @@ mod settings;
 
 pub use agentd_storage::{Provider as StorageProvider, StorageConfig};
 pub use env::ENV_NAMES;
-pub use settings::{LogFormat, LogSettings, OpenAiSettings, Settings};
+pub use settings::{LogFormat, LogSettings, OpenAiSettings, Settings, redact_userinfo};
 
 use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};

@@ -41,7 +41,7 @@ impl fmt::Debug for OpenAiSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiSettings")
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
-            .field("base_url", &self.base_url)
+            .field("base_url", &redact_userinfo(&self.base_url))
             .finish()
     }
 }
@@ -169,7 +169,8 @@ impl Settings {
                 && !(u.starts_with("http://") || u.starts_with("https://"))
             {
                 p.push(format!(
-                    "{var}={u} is not allowed: use an http:// or https:// URL"
+                    "{var}={} is not allowed: use an http:// or https:// URL",
+                    redact_userinfo(u)
                 ));
             }
         }
@@ -248,6 +249,34 @@ impl Settings {
         if let Some(url) = v.pointer_mut("/database/url") {
             *url = Value::String(self.database.redacted_url());
         }
+        for pointer in [
+            "/openai/base_url",
+            "/storage/public_base_url",
+            "/storage/minio_endpoint",
+            "/storage/minio_public_endpoint",
+            "/storage/gcs_endpoint",
+        ] {
+            if let Some(slot) = v.pointer_mut(pointer)
+                && let Some(url) = slot.as_str()
+            {
+                *slot = Value::String(redact_userinfo(url));
+            }
+        }
         v
+    }
+}
+
+/// A URL without the credentials of its userinfo (`https://user:key@gateway/v1` → `https://***@gateway/v1`),
+/// for logs and `agentd config`.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // A password may hold '/', '?' or '#' unencoded: then the last '@' anywhere ends the userinfo.
+    let at = rest[..authority_end].rfind('@').or_else(|| rest.rfind('@'));
+    match at {
+        Some(i) => format!("{scheme}://***@{}", &rest[i + 1..]),
+        None => url.to_owned(),
     }
 }

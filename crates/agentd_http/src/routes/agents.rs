@@ -1,10 +1,10 @@
 //! `GET /v1/agents` and `GET /v1/agents/{key}`: each agent with its effective image tool config.
 
-use crate::extract::Caller;
+use crate::extract::{Caller, Path};
 use crate::views::{AgentListView, AgentView};
 use crate::{ApiError, AppState};
 use agentd_auth::Scope;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};

@@ -1,13 +1,13 @@
 //! `GET /v1/conversations` (newest first, cursor pagination), `GET /v1/conversations/{id}` (with messages)
 //! and `DELETE /v1/conversations/{id}`. Another tenant's conversation answers exactly like a missing one.
 
-use crate::extract::Caller;
+use crate::extract::{Caller, Path, Query};
 use crate::views::{ActiveRunView, ConversationDetailView, ConversationPageView, ConversationView};
 use crate::{ApiError, AppState};
 use agentd_auth::Scope;
 use agentd_db::{ConversationCursor, DeleteOutcome};
 use agentd_storage::KeyPrefix;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};

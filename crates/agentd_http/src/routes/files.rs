@@ -2,12 +2,12 @@
 //! fresh URL), `GET /v1/usage` (the tenant's totals by day), and `GET /v1/files/{key}` — the signed,
 //! expiring download URL for stores that cannot presign (memory, local disk); it needs no bearer token.
 
-use crate::extract::Caller;
+use crate::extract::{Caller, Multipart, Path, Query, multipart_error};
 use crate::views::{AttachmentView, UsageView};
 use crate::{ApiError, AppState};
 use agentd_auth::Scope;
 use agentd_storage::ObjectKey;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,7 +29,7 @@ pub(super) fn router() -> Router<AppState> {
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
-    mut form: Multipart,
+    Multipart(mut form): Multipart,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Chat)?;
     let too_big = || {
@@ -40,21 +40,13 @@ async fn upload(
         )
     };
     let limit = state.turns.upload_max_bytes();
-    while let Some(mut field) = form
-        .next_field()
-        .await
-        .map_err(|e| ApiError::invalid_request(format!("Malformed multipart body: {e}")))?
-    {
+    while let Some(mut field) = form.next_field().await.map_err(|e| multipart_error(&e))? {
         if field.name() != Some("file") {
             continue;
         }
         // Read in chunks so an oversize upload is refused without buffering it whole.
         let mut buf = Vec::new();
-        while let Some(chunk) = field
-            .chunk()
-            .await
-            .map_err(|e| ApiError::invalid_request(format!("Malformed multipart body: {e}")))?
-        {
+        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
             if (buf.len() + chunk.len()) as u64 > limit {
                 return Err(too_big());
             }
@@ -85,29 +77,38 @@ async fn attachment(
     Ok(Json(state.urls.attachment(&obj.meta()).await))
 }
 
+/// `GET /v1/usage?days=N`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    days: Option<String>,
+}
+
 async fn usage(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    Query(q): Query<UsageQuery>,
 ) -> Result<Json<UsageView>, ApiError> {
     caller.require(Scope::ConversationsRead)?;
-    let days = match q.get("days") {
+    let days = match q.days {
         None => 30,
         Some(d) => d
             .parse::<i64>()
             .ok()
             .filter(|n| (1..=366).contains(n))
-            .ok_or_else(|| ApiError::invalid_request("days must be 1 to 366."))?,
+            .ok_or_else(|| ApiError::invalid_request(format!("days={d} is not allowed: use 1 to 366.")))?,
     };
     let since = (chrono::Utc::now() - chrono::Duration::days(days - 1)).date_naive();
     let rows = state.db.scoped(&caller.0.tenant_id).usage_by_day(since).await?;
     Ok(Json(UsageView::of(&rows)))
 }
 
+/// The credential of a download link. Both are read as text so that a missing or garbled one is refused like
+/// an altered link (403), not as a malformed request; other keys are ignored (they do not alter the link).
 #[derive(Deserialize)]
 struct Signed {
-    expires: i64,
-    sig: String,
+    expires: Option<String>,
+    sig: Option<String>,
 }
 
 async fn file(
@@ -126,7 +127,10 @@ async fn file(
         .store
         .url_signer()
         .ok_or_else(|| ApiError::not_found("not_found", "This store serves its own download URLs."))?;
-    if !signer.verify_signed(&key, q.expires, &q.sig, chrono::Utc::now()) {
+    let (Some(expires), Some(sig)) = (q.expires.and_then(|e| e.parse::<i64>().ok()), q.sig) else {
+        return Err(denied());
+    };
+    if !signer.verify_signed(&key, expires, &sig, chrono::Utc::now()) {
         return Err(denied());
     }
     let parsed = ObjectKey::parse(&key).map_err(|_| denied())?;
