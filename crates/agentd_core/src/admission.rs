@@ -8,8 +8,9 @@
 //! upstream refused, the task died), it gives everything back in one transaction of its own.
 
 use crate::TurnResult;
+use crate::context::Context;
 use crate::failure::{Code, Failure};
-use crate::turns::{Inner, TurnRequest};
+use crate::retry::retrying;
 use agentd_agents::Agent;
 use agentd_auth::Principal;
 use agentd_db::turns::{Abandoned, Lease, NewConversation};
@@ -17,6 +18,18 @@ use agentd_db::{AttachmentMeta, Db, IdempotencyState, NewMessage, RateDecision, 
 use chrono::{Datelike as _, TimeZone as _, Utc};
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// A turn as the client asked for it.
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    pub agent: Option<String>,
+    pub message: String,
+    pub conversation_id: Option<Uuid>,
+    /// `Idempotency-Key` and a hash of the request it came with.
+    pub idempotency: Option<(String, String)>,
+    /// Uploaded images (`POST /v1/uploads`) sent to the model as input images.
+    pub attachments: Vec<Uuid>,
+}
 
 /// A turn admitted to run, or the stored result of an earlier request with the same idempotency key.
 pub(crate) enum Admitted {
@@ -46,7 +59,11 @@ pub(crate) struct Admission {
 
 impl Admission {
     /// Checks the request and takes what the turn needs, or says why not.
-    pub(crate) async fn take(inner: &Inner, who: &Principal, req: TurnRequest) -> Result<Admitted, Failure> {
+    pub(crate) async fn take(
+        inner: &Context,
+        who: &Principal,
+        req: TurnRequest,
+    ) -> Result<Admitted, Failure> {
         let s = &inner.settings;
         let message = req.message.trim();
         if message.is_empty() {
@@ -235,7 +252,7 @@ impl Admission {
                 idempotency_key: key.as_deref(),
             };
             let scoped = db.scoped(&tenant);
-            if crate::persist::retrying("give back an admission", || scoped.abandon_turn(&a))
+            if retrying("give back an admission", || scoped.abandon_turn(&a))
                 .await
                 .is_none()
             {
@@ -293,7 +310,7 @@ fn agent_not_found(key: &str) -> Failure {
     )
 }
 
-fn resolve_new(inner: &Inner, asked: Option<&str>) -> Result<Arc<Agent>, Failure> {
+fn resolve_new(inner: &Context, asked: Option<&str>) -> Result<Arc<Agent>, Failure> {
     match asked {
         Some(k) => inner.agents.get(k).cloned().ok_or_else(|| agent_not_found(k)),
         None => inner.agents.default_agent().cloned().ok_or_else(|| {
@@ -302,7 +319,7 @@ fn resolve_new(inner: &Inner, asked: Option<&str>) -> Result<Arc<Agent>, Failure
     }
 }
 
-fn resolve_existing(inner: &Inner, asked: Option<&str>, owner: &str) -> Result<Arc<Agent>, Failure> {
+fn resolve_existing(inner: &Context, asked: Option<&str>, owner: &str) -> Result<Arc<Agent>, Failure> {
     if let Some(k) = asked
         && k != owner
     {

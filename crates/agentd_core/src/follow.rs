@@ -3,11 +3,10 @@
 //! holder died (its lease expired without a terminal event) is ended here with a terminal `error`, by whichever
 //! reader notices first, so no stream hangs.
 
-use crate::Turns;
+use crate::context::Context;
 use crate::event::{Sequenced, TurnEvent};
 use crate::failure::{Code, Failure};
 use crate::journal::{POLL, RunRef, chunk};
-use crate::turns::Inner;
 use agentd_db::TenantId;
 use futures_util::Stream;
 use std::collections::VecDeque;
@@ -26,7 +25,7 @@ enum Source {
 }
 
 struct Follower {
-    inner: Arc<Inner>,
+    inner: Arc<Context>,
     tenant: TenantId,
     run_id: String,
     last: u64,
@@ -35,56 +34,52 @@ struct Follower {
     checked: Instant,
 }
 
-impl Turns {
-    /// The events of a run after id `after` (0: all): replay, then live until the terminal event.
-    /// `run_not_found` when this tenant has no such run.
-    pub async fn follow(
-        &self,
-        tenant: &TenantId,
-        run_id: &str,
-        after: u64,
-    ) -> Result<impl Stream<Item = Sequenced> + Send + use<>, Failure> {
-        let state = self
-            .0
-            .db
-            .scoped(tenant)
-            .run_state(run_id, self.0.settings.lease())
-            .await?;
-        if state.is_none() {
-            return Err(Failure::new(
-                Code::RunNotFound,
-                format!("No run {run_id:?}; the id comes from the run.started event of a stream."),
-            ));
-        }
-        Ok(stream(Follower {
-            inner: self.0.clone(),
-            tenant: tenant.clone(),
-            run_id: run_id.to_owned(),
-            last: after,
-            source: Source::Log,
-            queue: VecDeque::new(),
-            checked: Instant::now(),
-        }))
+/// The events of a run after id `after` (0: all): replay, then live until the terminal event.
+/// `run_not_found` when this tenant has no such run.
+pub(crate) async fn follow(
+    ctx: &Arc<Context>,
+    tenant: &TenantId,
+    run_id: &str,
+    after: u64,
+) -> Result<impl Stream<Item = Sequenced> + Send + use<>, Failure> {
+    let state = ctx
+        .db
+        .scoped(tenant)
+        .run_state(run_id, ctx.settings.lease())
+        .await?;
+    if state.is_none() {
+        return Err(Failure::new(
+            Code::RunNotFound,
+            format!("No run {run_id:?}; the id comes from the run.started event of a stream."),
+        ));
     }
+    Ok(stream(Follower {
+        inner: ctx.clone(),
+        tenant: tenant.clone(),
+        run_id: run_id.to_owned(),
+        last: after,
+        source: Source::Log,
+        queue: VecDeque::new(),
+        checked: Instant::now(),
+    }))
+}
 
-    /// The events of a turn this process just started: from its task while the client keeps up, then from
-    /// the log.
-    pub(crate) fn live(
-        &self,
-        tenant: &TenantId,
-        run_id: &str,
-        rx: mpsc::Receiver<Sequenced>,
-    ) -> impl Stream<Item = Sequenced> + Send + use<> {
-        stream(Follower {
-            inner: self.0.clone(),
-            tenant: tenant.clone(),
-            run_id: run_id.to_owned(),
-            last: 0,
-            source: Source::Live(rx),
-            queue: VecDeque::new(),
-            checked: Instant::now(),
-        })
-    }
+/// The events of a turn this process just started: from its task while the client keeps up, then from the log.
+pub(crate) fn live(
+    ctx: &Arc<Context>,
+    tenant: &TenantId,
+    run_id: &str,
+    rx: mpsc::Receiver<Sequenced>,
+) -> impl Stream<Item = Sequenced> + Send + use<> {
+    stream(Follower {
+        inner: ctx.clone(),
+        tenant: tenant.clone(),
+        run_id: run_id.to_owned(),
+        last: 0,
+        source: Source::Live(rx),
+        queue: VecDeque::new(),
+        checked: Instant::now(),
+    })
 }
 
 fn stream(f: Follower) -> impl Stream<Item = Sequenced> + Send {

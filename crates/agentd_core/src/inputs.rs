@@ -2,7 +2,7 @@
 //! attaches them, their bytes as `data:` URLs for the upstream request — read by the turn task just before it
 //! calls the upstream, after admission, so refused, rate-limited or replayed requests never read them.
 
-use crate::Turns;
+use crate::context::Context;
 use crate::failure::{Code, Failure};
 use crate::ingest::{self, IngestFailure, Placement};
 use agentd_db::{AttachmentMeta, TenantId};
@@ -36,16 +36,14 @@ pub(crate) async fn data_urls(
     Ok(urls)
 }
 
-impl Turns {
-    /// `UPLOAD_MAX_MB` in bytes.
-    pub fn upload_max_bytes(&self) -> u64 {
-        u64::from(self.0.settings.upload_max_mb) * 1024 * 1024
-    }
-
-    /// Stores an uploaded input image after checking its bytes (real PNG/JPEG/WebP, under `UPLOAD_MAX_MB`).
-    pub async fn upload(&self, tenant: &TenantId, bytes: Bytes) -> Result<AttachmentMeta, Failure> {
-        let inner = &self.0;
-        let max = self.upload_max_bytes();
+/// Stores an uploaded input image after checking its bytes (real PNG/JPEG/WebP, under `UPLOAD_MAX_MB`).
+pub(crate) async fn upload(
+    inner: &Context,
+    tenant: &TenantId,
+    bytes: Bytes,
+) -> Result<AttachmentMeta, Failure> {
+    {
+        let max = u64::from(inner.settings.upload_max_mb) * 1024 * 1024;
         let checked = {
             let _cpu = inner.ingest.cpu().await;
             tokio::task::spawn_blocking(move || ingest::check_bytes(bytes, max))

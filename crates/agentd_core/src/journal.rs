@@ -123,7 +123,7 @@ async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
             chunks.push(chunk(run, *first, *last, &refs, false));
         }
         if !chunks.is_empty() {
-            let written = crate::persist::retrying("write run events", || db.append_chunks(&chunks)).await;
+            let written = crate::retry::retrying("write run events", || db.append_chunks(&chunks)).await;
             if written.is_some() {
                 for c in &chunks {
                     bus.published(&c.run_id, c.last_id);

@@ -16,6 +16,7 @@
 
 mod admission;
 mod bus;
+mod context;
 mod event;
 mod failure;
 mod follow;
@@ -25,12 +26,14 @@ mod inputs;
 mod journal;
 mod persist;
 mod relay;
+mod retry;
 mod settings;
 mod sink;
 mod turns;
 mod upstream;
 mod usage;
 
+pub use admission::TurnRequest;
 pub use event::{
     AttachmentStored, ImageFailed, ImagePartial, ImageProgress, ImageUsage, MessageDelta, RunStarted,
     Sequenced, TurnError, TurnEvent, TurnResult, TurnStatus, Usage,
@@ -38,4 +41,4 @@ pub use event::{
 pub use failure::{Code, Failure};
 pub use ingest::ImageFormat;
 pub use settings::TurnSettings;
-pub use turns::{EventFeed, Mode, Started, TurnParts, TurnRequest, Turns, client_config};
+pub use turns::{EventFeed, Mode, Started, TurnParts, Turns, client_config};

@@ -8,19 +8,19 @@
 //! the user already saw (text and images) without a response id to continue from.
 
 use crate::admission::Admission;
+use crate::context::Context;
 use crate::event::{TurnEvent, TurnResult, TurnStatus, Usage};
 use crate::failure::{Code, Failure};
 use crate::journal::chunk;
 use crate::relay::{Draft, Ending};
+use crate::retry::retrying;
 use crate::sink::Sink;
-use crate::turns::Inner;
 use agentd_db::turns::FinishedTurn;
-use agentd_db::{DbError, NewMessage, NewUsage, Role};
-use std::time::Duration;
+use agentd_db::{NewMessage, NewUsage, Role};
 
 /// Writes the turn and ends its stream.
 pub(crate) async fn finish(
-    inner: &Inner,
+    inner: &Context,
     adm: &Admission,
     draft: Draft,
     ending: Ending,
@@ -157,26 +157,4 @@ pub(crate) async fn finish(
         _ => {}
     }
     sink.deliver(terminal);
-}
-
-/// Runs a database write up to three times (a dropped connection, a restarting server), then gives up with
-/// an error in the log naming `what`. Lost writes are never silent.
-pub(crate) async fn retrying<T, F, Fut>(what: &str, mut op: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, DbError>>,
-{
-    let mut delay = Duration::from_millis(100);
-    for attempt in 1..=3 {
-        match op().await {
-            Ok(v) => return Some(v),
-            Err(e) if attempt < 3 => {
-                tracing::warn!(error = %e, attempt, "could not {what}; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 5;
-            }
-            Err(e) => tracing::error!(error = %e, "could not {what} after {attempt} attempts"),
-        }
-    }
-    None
 }

@@ -8,8 +8,10 @@
 //!
 //! The task runs to its end whether or not anyone reads its events, tracked for graceful shutdown.
 
+use crate::admission::TurnRequest;
 use crate::admission::{Admission, Admitted};
 use crate::bus::RunBus;
+use crate::context::Context;
 use crate::event::{RunStarted, Sequenced, TurnEvent, TurnResult};
 use crate::failure::{Code, Failure};
 use crate::ingest::{Ingest, IngestPool};
@@ -17,10 +19,11 @@ use crate::journal::{Journal, RunRef};
 use crate::relay::{Budget, Caps, Draft, Relay};
 use crate::sink::{LIVE_QUEUE, Sink};
 use crate::upstream::{build_request, is_previous_response_missing, pre_stream_error};
-use crate::{TurnSettings, inputs, persist};
+use crate::{TurnSettings, follow, inputs, persist};
 use agentd_agents::{AgentRegistry, ImageDefaults};
 use agentd_auth::Principal;
 use agentd_db::Db;
+use agentd_db::{AttachmentMeta, TenantId};
 use agentd_responses::{EventStream, ResponsesClient};
 use agentd_storage::BlobStore;
 use futures_util::Stream;
@@ -32,25 +35,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument as _;
-use uuid::Uuid;
 
 /// Whether the client reads a stream (partial images wanted) or waits for the result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Stream,
     Blocking,
-}
-
-/// A turn as the client asked for it.
-#[derive(Debug, Clone)]
-pub struct TurnRequest {
-    pub agent: Option<String>,
-    pub message: String,
-    pub conversation_id: Option<Uuid>,
-    /// `Idempotency-Key` and a hash of the request it came with.
-    pub idempotency: Option<(String, String)>,
-    /// Uploaded images (`POST /v1/uploads`) sent to the model as input images.
-    pub attachments: Vec<Uuid>,
 }
 
 /// A run's events, each with its stream id, ending with the terminal one.
@@ -74,26 +64,9 @@ pub struct TurnParts {
     pub model_label: Option<String>,
 }
 
-pub(crate) struct Inner {
-    pub db: Db,
-    pub agents: AgentRegistry,
-    pub store: Arc<dyn BlobStore>,
-    pub images: ImageDefaults,
-    pub client: ResponsesClient,
-    pub settings: TurnSettings,
-    pub model_label: Option<String>,
-    pub ingest: Arc<IngestPool>,
-    pub journal: Journal,
-    pub bus: RunBus,
-    tracker: TaskTracker,
-    accepting: AtomicBool,
-    /// Fired when the shutdown grace ends: running turns save what they have and stop.
-    pub cut: CancellationToken,
-}
-
 /// Runs turns. Cheap to clone.
 #[derive(Clone)]
-pub struct Turns(pub(crate) Arc<Inner>);
+pub struct Turns(Arc<Context>);
 
 impl Turns {
     /// The service, with its run event log writer, its listener for other replicas' run events and its
@@ -102,7 +75,7 @@ impl Turns {
         let bus = RunBus::default();
         bus.listen(&parts.db);
         let journal = Journal::start(parts.db.clone(), bus.clone());
-        let inner = Arc::new(Inner {
+        let inner = Arc::new(Context {
             journal,
             bus,
             db: parts.db,
@@ -155,7 +128,7 @@ impl Turns {
             .spawn(run(self.clone(), admission, mode, accepted_tx, events_tx).instrument(span));
         match accepted_rx.await {
             Ok(Ok(())) => Ok(Started::Live {
-                events: Box::pin(self.live(&tenant, &run_id, events_rx)),
+                events: Box::pin(follow::live(&self.0, &tenant, &run_id, events_rx)),
                 run_id,
             }),
             Ok(Err(f)) => Err(f),
@@ -207,6 +180,22 @@ impl Turns {
     /// Turns running now.
     pub fn running(&self) -> usize {
         self.0.tracker.len()
+    }
+
+    /// The events of a run after id `after` (0: all): replay, then live until the terminal event, whichever
+    /// replica runs it. `run_not_found` when this tenant has no such run.
+    pub async fn follow(&self, tenant: &TenantId, run_id: &str, after: u64) -> Result<EventFeed, Failure> {
+        Ok(Box::pin(follow::follow(&self.0, tenant, run_id, after).await?))
+    }
+
+    /// `UPLOAD_MAX_MB` in bytes.
+    pub fn upload_max_bytes(&self) -> u64 {
+        u64::from(self.0.settings.upload_max_mb) * 1024 * 1024
+    }
+
+    /// Stores an uploaded input image after checking its bytes (real PNG/JPEG/WebP, under `UPLOAD_MAX_MB`).
+    pub async fn upload(&self, tenant: &TenantId, bytes: bytes::Bytes) -> Result<AttachmentMeta, Failure> {
+        inputs::upload(&self.0, tenant, bytes).await
     }
 }
 
@@ -278,7 +267,7 @@ async fn run(
 
 /// The upstream request of the turn, opened. A conversation whose previous response the upstream lost goes
 /// on from a fresh context instead of failing forever.
-async fn open_upstream(inner: &Inner, a: &Admission, mode: Mode) -> Result<EventStream, Failure> {
+async fn open_upstream(inner: &Context, a: &Admission, mode: Mode) -> Result<EventStream, Failure> {
     let images = inputs::data_urls(&inner.store, &a.inputs).await?;
     let previous = a.previous_response_id.as_deref();
     let mut request = build_request(&a.agent, &a.message, images, previous, mode == Mode::Stream);
@@ -300,7 +289,7 @@ async fn open_upstream(inner: &Inner, a: &Admission, mode: Mode) -> Result<Event
 }
 
 /// Renews the turn's lease every third of `RUN_LEASE_SECONDS` until dropped.
-fn heartbeat(inner: &Inner, a: &Admission) -> AbortOnDropHandle<()> {
+fn heartbeat(inner: &Context, a: &Admission) -> AbortOnDropHandle<()> {
     let (db, tenant, conversation, run) = (
         inner.db.clone(),
         a.tenant.clone(),
