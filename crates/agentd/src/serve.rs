@@ -22,15 +22,16 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let db = app.state.db.clone();
     tracing::info!(%addr, "listening");
     let stop = tokio_util::sync::CancellationToken::new();
-    // Small SSE writes go out at once: without TCP_NODELAY, Nagle plus delayed ACKs hold them ~40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let serve = axum::serve(listener, app.router).with_graceful_shutdown(stop.clone().cancelled_owned());
-    let mut server = tokio::spawn(serve.into_future());
+    let header_timeout = Duration::from_secs(app.state.settings.header_timeout_seconds.max(1));
+    let mut server = tokio::spawn(agentd::server::serve(
+        listener,
+        app.router,
+        header_timeout,
+        stop.clone(),
+    ));
     tokio::select! {
         () = shutdown_signal() => {}
-        res = &mut server => return Ok(res??),
+        res = &mut server => return Ok(res?),
     }
     // The listener stays open through the grace: /readyz says 503 so balancers stop sending, new turns get 503.
     if !turns.shutdown().await {

@@ -11,6 +11,8 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("HTTP_MAX_BODY_BYTES", "http.max_body_bytes"),
     ("SSE_KEEPALIVE_SECONDS", "http.sse_keepalive_seconds"),
     ("TENANT_CACHE_SECONDS", "http.tenant_cache_seconds"),
+    ("HTTP_HEADER_TIMEOUT_SECONDS", "http.header_timeout_seconds"),
+    ("HTTP_BODY_TIMEOUT_SECONDS", "http.body_timeout_seconds"),
     ("DATABASE_URL", "database.url"),
     ("AUTO_MIGRATE", "database.auto_migrate"),
     ("DATABASE_MAX_CONNECTIONS", "database.max_connections"),

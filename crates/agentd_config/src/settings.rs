@@ -206,6 +206,18 @@ impl Settings {
                 24 * 90,
             ),
             ("SHUTDOWN_GRACE_SECONDS", t.shutdown_grace_seconds, 0, 3600),
+            (
+                "HTTP_HEADER_TIMEOUT_SECONDS",
+                self.http.header_timeout_seconds,
+                1,
+                600,
+            ),
+            (
+                "HTTP_BODY_TIMEOUT_SECONDS",
+                self.http.body_timeout_seconds,
+                1,
+                3600,
+            ),
         ] {
             if !(min..=max).contains(&v) {
                 p.push(format!("{var}={v} is not allowed: use {min} to {max}"));

@@ -40,5 +40,6 @@ pub use event::{
 };
 pub use failure::{Code, Failure};
 pub use ingest::ImageFormat;
+pub use inputs::{UPLOADS_AT_ONCE, UploadPermit};
 pub use settings::TurnSettings;
 pub use turns::{EventFeed, Mode, Started, TurnParts, Turns, client_config};

@@ -15,6 +15,7 @@ use crate::context::Context;
 use crate::event::{RunStarted, Sequenced, TurnEvent, TurnResult};
 use crate::failure::{Code, Failure};
 use crate::ingest::{Ingest, IngestPool};
+use crate::inputs::UploadPermit;
 use crate::journal::{Journal, RunRef};
 use crate::relay::{Budget, Caps, Draft, Relay};
 use crate::sink::{LIVE_QUEUE, Sink};
@@ -89,6 +90,7 @@ impl Turns {
             tracker: TaskTracker::new(),
             accepting: AtomicBool::new(true),
             cut: CancellationToken::new(),
+            uploads: Default::default(),
         });
         tokio::spawn(crate::housekeeping::run(
             inner.db.clone(),
@@ -191,6 +193,19 @@ impl Turns {
     /// `UPLOAD_MAX_MB` in bytes.
     pub fn upload_max_bytes(&self) -> u64 {
         u64::from(self.0.settings.upload_max_mb) * 1024 * 1024
+    }
+
+    /// Admits an upload before its body is read: the tenant's rate limit (uploads count like turns) and at most
+    /// a few uploads of one tenant received at once. Hold the permit while reading the body.
+    pub async fn admit_upload(&self, tenant: &TenantId) -> Result<UploadPermit, Failure> {
+        if !self.is_accepting() {
+            return Err(Failure::new(
+                Code::Unavailable,
+                "The server is shutting down; retry on another instance.",
+            )
+            .retry_after(1));
+        }
+        inputs::admit_upload(&self.0, tenant).await
     }
 
     /// Stores an uploaded input image after checking its bytes (real PNG/JPEG/WebP, under `UPLOAD_MAX_MB`).

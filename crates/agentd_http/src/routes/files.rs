@@ -15,11 +15,17 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use uuid::Uuid;
 
-pub(super) fn router() -> Router<AppState> {
+/// Room for the multipart framing around the file (boundaries, part headers).
+const MULTIPART_ALLOWANCE: usize = 64 * 1024;
+
+pub(super) fn router(upload_max_bytes: u64) -> Router<AppState> {
+    let body_limit = usize::try_from(upload_max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MULTIPART_ALLOWANCE);
     Router::new()
         .route(
             "/v1/uploads",
-            post(upload).layer(axum::extract::DefaultBodyLimit::disable()),
+            post(upload).layer(axum::extract::DefaultBodyLimit::max(body_limit)),
         )
         .route("/v1/attachments/{id}", get(attachment))
         .route("/v1/usage", get(usage))
@@ -29,9 +35,24 @@ pub(super) fn router() -> Router<AppState> {
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     Multipart(mut form): Multipart,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Chat)?;
+    let limit = state.turns.upload_max_bytes();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit + MULTIPART_ALLOWANCE as u64) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The upload is over UPLOAD_MAX_MB; send a smaller image, alone, in the field `file`.",
+        ));
+    }
+    // The cheap refusals (rate limit, uploads at once) before a byte of the body is read.
+    let _permit = state.turns.admit_upload(&caller.0.tenant_id).await?;
     let too_big = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -39,10 +60,17 @@ async fn upload(
             "The upload is over UPLOAD_MAX_MB; send a smaller image.",
         )
     };
-    let limit = state.turns.upload_max_bytes();
-    while let Some(mut field) = form.next_field().await.map_err(|e| multipart_error(&e))? {
+    if let Some(mut field) = form.next_field().await.map_err(|e| multipart_error(&e))? {
         if field.name() != Some("file") {
-            continue;
+            let name = field
+                .name()
+                .unwrap_or("(unnamed)")
+                .chars()
+                .take(64)
+                .collect::<String>();
+            return Err(ApiError::invalid_request(format!(
+                "Unknown multipart field {name:?}; send only the image, in a field named `file`."
+            )));
         }
         // Read in chunks so an oversize upload is refused without buffering it whole.
         let mut buf = Vec::new();
@@ -51,6 +79,19 @@ async fn upload(
                 return Err(too_big());
             }
             buf.extend_from_slice(&chunk);
+        }
+        // Nothing may follow the file: reading on also bounds the whole body by the limit.
+        drop(field);
+        if let Some(extra) = form.next_field().await.map_err(|e| multipart_error(&e))? {
+            let name = extra
+                .name()
+                .unwrap_or("(unnamed)")
+                .chars()
+                .take(64)
+                .collect::<String>();
+            return Err(ApiError::invalid_request(format!(
+                "Unknown multipart field {name:?}; send only the image, in a field named `file`."
+            )));
         }
         let meta = state.turns.upload(&caller.0.tenant_id, buf.into()).await?;
         return Ok((StatusCode::CREATED, Json(state.urls.attachment(&meta).await)).into_response());

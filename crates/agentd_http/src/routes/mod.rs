@@ -12,13 +12,13 @@ use crate::{ApiError, AppState};
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router(upload_max_bytes: u64) -> Router<AppState> {
     Router::new()
         .merge(health::router())
         .merge(agents::router())
         .merge(chat::router())
         .merge(conversations::router())
-        .merge(files::router())
+        .merge(files::router(upload_max_bytes))
         .merge(runs::router())
         .merge(playground::router())
 }
