@@ -18,6 +18,13 @@ async fn data(state: &AppState, ev: &TurnEvent) -> Result<String, serde_json::Er
         TurnEvent::Started(d) => serde_json::to_string(d),
         TurnEvent::Delta(d) => serde_json::to_string(d),
         TurnEvent::ImageProgress(d) => serde_json::to_string(d),
+        // A preview is megabytes of base64: serialize it off the async workers.
+        TurnEvent::ImagePartial(d) if d.b64.len() > 64 * 1024 => {
+            let d = d.clone();
+            tokio::task::spawn_blocking(move || serde_json::to_string(&d))
+                .await
+                .unwrap_or_else(|e| Err(serde::ser::Error::custom(e)))
+        }
         TurnEvent::ImagePartial(d) => serde_json::to_string(d),
         TurnEvent::Attachment(d) => serde_json::to_string(&AttachmentEventView {
             attachment: state.urls.attachment(&d.attachment).await,
