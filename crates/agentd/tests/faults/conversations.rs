@@ -58,7 +58,7 @@ async fn deleting_a_conversation_takes_its_images_uploads_keys_and_run_log() {
     let shared = upload(&server, &tok, png).await;
 
     // X's first turn, with an Idempotency-Key; deleting X while it runs is refused.
-    let first = json!({"agent": "designer", "message": "draw a lighthouse #fake:image stall=2000"});
+    let first = json!({"agent": "designer", "message": "draw a lighthouse #fake:image stall=3000"});
     let mut live = opened(stream_with(&server, &tok, &first, Some("k1")).await);
     let head = live.until(|e| e.event == "image.progress").await;
     let (run, x) = (run_id(&head[0]), conversation_id(&head[0]));

@@ -57,7 +57,8 @@ async fn turns_after_a_database_restart_succeed_and_none_is_half_written() {
 
     let stop = AtomicBool::new(false);
     let load = join_all((0..4).map(|n| client(&server, &tok, n, &stop)));
-    // Down longer than the pool waits for a connection (5 s), so some turns are refused for real.
+    // Down longer than the pool waits for a connection (5 s): a turn started meanwhile is refused for real, the
+    // turns in flight must wait it out.
     let restart = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         pg.stop().await;

@@ -88,7 +88,7 @@ async fn a_turn_that_ends_within_the_grace_completes() {
     cluster.set("SHUTDOWN_GRACE_SECONDS", "60");
     let mut server = cluster.replica().await;
     let tok = token(&server, "acme");
-    let body = json!({"agent": "assistant", "message": "a short one #fake:text stall=3000"});
+    let body = json!({"agent": "assistant", "message": "a short one #fake:text stall=5000"});
     let mut live = opened(stream(&server, &tok, &body).await);
     let head = live.until(|e| e.event == "message.delta").await;
     let conversation = conversation_id(&head[0]);
