@@ -1,5 +1,6 @@
 //! Point 9 and the object-store outage: PostgreSQL restarted under load (turns after it succeed, none is
-//! half-written, no lease is left held) and the S3 stand-in stopped mid-turn (the text is saved, the image is
+//! half-written, no lease is left held — unless its save was lost, answered 503 and logged as an error naming
+//! the run, and then only until it expires) and the S3 stand-in stopped mid-turn (the text is saved, the image is
 //! reported `image.failed`, and once the store is back nothing is orphaned). Each uses a server of its own.
 
 use crate::support::services::{PrivatePostgres, PrivateS3, S3_KEY};
@@ -29,7 +30,9 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
 }
 
 /// How long PostgreSQL stays down.
-const OUTAGE: Duration = Duration::from_secs(8);
+/// How long PostgreSQL stays down: longer than the pool waits for a connection (5 s), shorter than a turn's save
+/// is retried (three attempts, each waiting up to 5 s for a connection).
+const OUTAGE: Duration = Duration::from_secs(6);
 
 /// One client: turns one after another (each a new conversation, ~0.5 s) until `stop`.
 async fn client(server: &ServerProcess, tok: &str, n: usize, stop: &AtomicBool) -> Vec<Answer> {
@@ -57,18 +60,16 @@ async fn turns_after_a_database_restart_succeed_and_none_is_half_written() {
 
     let stop = AtomicBool::new(false);
     let load = join_all((0..4).map(|n| client(&server, &tok, n, &stop)));
-    // Down longer than the pool waits for a connection (5 s): a turn started meanwhile is refused for real, the
-    // turns in flight must wait it out.
+    // A turn started meanwhile is refused for real; the turns in flight must wait it out.
     let restart = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         pg.stop().await;
         let probe = async {
             // While it is down: not ready, and a new turn is refused in the contract's words.
-            get(&server, "/readyz", &tok)
-                .await
-                .assert_error(503, "unavailable");
             let body = json!({"agent": "assistant", "message": "while the database is down"});
-            chat(&server, &tok, &body).await.assert_error(503, "unavailable");
+            let (ready, turn) = tokio::join!(get(&server, "/readyz", &tok), chat(&server, &tok, &body));
+            ready.assert_error(503, "unavailable");
+            turn.assert_error(503, "unavailable");
         };
         tokio::join!(tokio::time::sleep(OUTAGE), probe);
         pg.start_again().await;
@@ -103,7 +104,7 @@ async fn turns_after_a_database_restart_succeed_and_none_is_half_written() {
         assert_eq!(a.status, 200, "a turn after the restart: {a:?}");
     }
 
-    // Every answered turn is saved exactly once; nothing is half-written; no lease is left held.
+    // Every answered turn is saved exactly once; nothing is half-written.
     let p = pool(&db);
     for a in during.iter().chain(&after).filter(|a| a.status == 200) {
         let conv = get(
@@ -128,8 +129,37 @@ async fn turns_after_a_database_restart_succeed_and_none_is_half_written() {
     let doubled = "SELECT COUNT(*) FROM conversations c WHERE (SELECT COUNT(*) FROM messages m \
                    WHERE m.conversation_id = c.id AND m.role = 'assistant') > 1";
     assert_eq!(count(p, doubled).await, 0, "a turn saved twice");
-    let held = "SELECT COUNT(*) FROM conversations WHERE active_run_id IS NOT NULL";
-    assert_eq!(count(p, held).await, 0, "a lease left held");
+    // No lease is left held. A save still failing when its retries ran out (a slow machine can stretch the
+    // outage past them) is answered 503, logged as an error naming its run, and its lease expires by itself.
+    let held: Vec<String> =
+        sqlx::query_scalar("SELECT active_run_id FROM conversations WHERE active_run_id IS NOT NULL")
+            .fetch_all(p)
+            .await
+            .unwrap();
+    let logs = server.logs();
+    for run in &held {
+        assert!(
+            logs.iter()
+                .any(|l| l.contains(" ERROR ") && l.contains(run.as_str())),
+            "the lease of {run} is left held without an error naming it:\n{}",
+            logs.join("\n")
+        );
+    }
+    assert!(
+        held.len() <= failed.len(),
+        "{held:?} held, {} turns failed",
+        failed.len()
+    );
+    let live = format!(
+        "SELECT COUNT(*) FROM conversations WHERE active_run_id IS NOT NULL \
+         AND active_run_at >= now() - interval '{LEASE_SECONDS} seconds'"
+    );
+    eventually(
+        Duration::from_secs(LEASE_SECONDS * 5),
+        "every lease expired",
+        || async { count(p, &live).await == 0 },
+    )
+    .await;
 }
 
 /// The object keys in `bucket`, listed through the S3 API.
