@@ -38,6 +38,17 @@ impl Sink {
         self.deliver(ev);
     }
 
+    /// Emits an event only once it is in the run log (the turn waits for the write): for `run.started`, so a
+    /// run id a client has seen is always one the log knows — resumable, and ended with an `error` by a reader
+    /// on any replica if this process dies right after, instead of `404 run_not_found` once the conversation
+    /// has moved on.
+    pub(crate) async fn emit_logged(&mut self, event: TurnEvent) {
+        let ev = self.sequence(event);
+        self.journal.record(&self.run, &ev).await;
+        self.journal.flush().await;
+        self.deliver(ev);
+    }
+
     /// Gives the next id to `event` (the terminal one, which the final transaction records).
     pub(crate) fn sequence(&mut self, event: TurnEvent) -> Sequenced {
         let id = self.next_id;

@@ -250,7 +250,7 @@ async fn run(
         agent: admission.agent.key.clone(),
         model: model.clone(),
     };
-    sink.emit(TurnEvent::Started(started)).await;
+    sink.emit_logged(TurnEvent::Started(started)).await;
     let ingest = Ingest {
         store: inner.store.clone(),
         db: inner.db.clone(),
