@@ -38,14 +38,9 @@ impl Sink {
         self.deliver(ev);
     }
 
-    /// Emits an event only once it is in the run log (the turn waits for the write): for `run.started`, so a
-    /// run id a client has seen is always one the log knows — resumable, and ended with an `error` by a reader
-    /// on any replica if this process dies right after, instead of `404 run_not_found` once the conversation
-    /// has moved on.
-    pub(crate) async fn emit_logged(&mut self, event: TurnEvent) {
+    /// Delivers an event that is already in the run log (`run.started`, written by admission).
+    pub(crate) fn emit_logged(&mut self, event: TurnEvent) {
         let ev = self.sequence(event);
-        self.journal.record(&self.run, &ev).await;
-        self.journal.flush().await;
         self.deliver(ev);
     }
 

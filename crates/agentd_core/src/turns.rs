@@ -244,13 +244,7 @@ async fn run(
         .model_label
         .clone()
         .unwrap_or_else(|| admission.agent.model.clone());
-    let started = RunStarted {
-        conversation_id: admission.conversation_id,
-        run_id: admission.run_id.clone(),
-        agent: admission.agent.key.clone(),
-        model: model.clone(),
-    };
-    sink.emit_logged(TurnEvent::Started(started)).await;
+    sink.emit_logged(TurnEvent::Started(admission.started.clone()));
     let ingest = Ingest {
         store: inner.store.clone(),
         db: inner.db.clone(),

@@ -269,6 +269,13 @@ impl Scoped<'_> {
         if let Some(key) = a.idempotency_key {
             tx.release_idempotency(key, a.run_id).await?;
         }
+        let sql = "DELETE FROM run_events WHERE tenant_id = $1 AND run_id = $2";
+        with_tx!(tx, |c| sqlx::query(sql)
+            .bind(t.as_str())
+            .bind(a.run_id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
         tx.commit().await
     }
 
