@@ -109,11 +109,13 @@ impl Turns {
         let inner = &self.0;
         let since = Instant::now();
         if !inner.accepting.load(Ordering::SeqCst) {
-            return Err(Failure::new(
+            let f = Failure::new(
                 Code::Unavailable,
                 "The server is shutting down; retry on another instance.",
             )
-            .retry_after(1));
+            .retry_after(1);
+            metrics::refused(&f);
+            return Err(f);
         }
         let admission = match Admission::take(inner, who, req)
             .await
