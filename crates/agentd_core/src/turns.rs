@@ -20,7 +20,7 @@ use crate::journal::{Journal, RunRef};
 use crate::relay::{Budget, Caps, Draft, Relay};
 use crate::sink::{LIVE_QUEUE, Sink};
 use crate::upstream::{build_request, is_previous_response_missing, pre_stream_error};
-use crate::{TurnSettings, follow, inputs, persist};
+use crate::{TurnSettings, follow, inputs, metrics, persist};
 use agentd_agents::{AgentRegistry, ImageDefaults};
 use agentd_auth::Principal;
 use agentd_db::Db;
@@ -31,7 +31,7 @@ use futures_util::Stream;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
@@ -109,14 +109,20 @@ impl Turns {
     /// client should see. From then on the turn runs to its end whether or not anyone reads the events.
     pub async fn start(&self, who: &Principal, req: TurnRequest, mode: Mode) -> Result<Started, Failure> {
         let inner = &self.0;
+        let since = Instant::now();
         if !inner.accepting.load(Ordering::SeqCst) {
-            return Err(Failure::new(
+            let f = Failure::new(
                 Code::Unavailable,
                 "The server is shutting down; retry on another instance.",
             )
-            .retry_after(1));
+            .retry_after(1);
+            metrics::refused(&f);
+            return Err(f);
         }
-        let admission = match Admission::take(inner, who, req).await? {
+        let admission = match Admission::take(inner, who, req)
+            .await
+            .inspect_err(metrics::refused)?
+        {
             Admitted::Replay(result) => return Ok(Started::Replay(result)),
             Admitted::Turn(a) => *a,
         };
@@ -127,13 +133,16 @@ impl Turns {
             conversation_id = %admission.conversation_id);
         inner
             .tracker
-            .spawn(run(self.clone(), admission, mode, accepted_tx, events_tx).instrument(span));
+            .spawn(run(self.clone(), admission, mode, since, accepted_tx, events_tx).instrument(span));
         match accepted_rx.await {
             Ok(Ok(())) => Ok(Started::Live {
                 events: Box::pin(follow::live(&self.0, &tenant, &run_id, events_rx)),
                 run_id,
             }),
-            Ok(Err(f)) => Err(f),
+            Ok(Err(f)) => {
+                metrics::refused(&f);
+                Err(f)
+            }
             Err(_) => Err(Failure::internal("the turn task ended before it started")),
         }
     }
@@ -219,6 +228,7 @@ async fn run(
     turns: Turns,
     mut admission: Admission,
     mode: Mode,
+    since: Instant,
     accepted: oneshot::Sender<Result<(), Failure>>,
     live: mpsc::Sender<Sequenced>,
 ) {
@@ -239,7 +249,8 @@ async fn run(
         tenant: admission.tenant.clone(),
         conversation_id: admission.conversation_id,
     };
-    let mut sink = Sink::new(run, live, inner.journal.clone());
+    let meter = metrics::TurnMeter::started(&admission.agent.key, since);
+    let mut sink = Sink::new(run, live, inner.journal.clone(), meter);
     let model = inner
         .model_label
         .clone()

@@ -15,6 +15,7 @@ mod views;
 pub use context::request_id;
 pub use error::{ApiError, status_of};
 pub use routes::playground::Playground;
+pub use sse::{STREAMS_ACTIVE, describe_metrics};
 pub use state::{App, AppState, HttpSettings};
 pub use views::Urls;
 

@@ -1,6 +1,7 @@
 //! A run's events as Server-Sent Events: `id:` as the turn numbered them, `event:` names of the contract,
 //! one-line JSON `data:`, a `: keep-alive` comment after `SSE_KEEPALIVE_SECONDS` of silence, and exactly one
-//! terminal event — an `error` if the feed ends without one.
+//! terminal event — an `error` if the feed ends without one. Open streams are counted in the
+//! [`STREAMS_ACTIVE`] gauge.
 
 use crate::AppState;
 use crate::views::AttachmentEventView;
@@ -11,6 +12,33 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt as _};
 use std::convert::Infallible;
 use std::time::Duration;
+
+/// Prometheus gauge: SSE responses open now (`POST /v1/chat/stream` and `GET /v1/runs/{id}/events`).
+pub const STREAMS_ACTIVE: &str = "agentd_streams_active";
+
+/// Registers this crate's metric help texts (call once, after installing the recorder).
+pub fn describe_metrics() {
+    metrics::describe_gauge!(
+        STREAMS_ACTIVE,
+        "SSE responses open now (chat streams and resumed runs), until the last event is sent or the client goes."
+    );
+}
+
+/// One open SSE response, counted in [`STREAMS_ACTIVE`] while it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Self {
+        metrics::gauge!(STREAMS_ACTIVE).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::gauge!(STREAMS_ACTIVE).decrement(1.0);
+    }
+}
 
 /// The one-line JSON `data` of an event, with fresh URLs for attachments.
 async fn data(state: &AppState, ev: &TurnEvent) -> Result<String, serde_json::Error> {
@@ -53,6 +81,7 @@ struct Feed {
     last: u64,
     ended: bool,
     request_id: String,
+    _open: Open,
 }
 
 /// The SSE response of a run's events.
@@ -64,6 +93,7 @@ pub(crate) fn run_stream(app: AppState, events: EventFeed, request_id: String) -
         last: 0,
         ended: false,
         request_id,
+        _open: Open::new(),
     };
     let stream = stream::unfold(init, |mut f| async move {
         if f.ended {
