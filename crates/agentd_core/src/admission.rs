@@ -7,19 +7,21 @@
 //! releases the lease and settles the idempotency key in its final transaction. Dropped uncommitted (the
 //! upstream refused, the task died), it gives everything back in one transaction of its own.
 
-use crate::event::{RunStarted, Sequenced, TurnEvent, TurnResult};
-use crate::journal::{RunRef, chunk};
 use crate::context::Context;
+use crate::event::{RunStarted, Sequenced, TurnEvent, TurnResult};
 use crate::failure::{Code, Failure};
+use crate::journal::{RunRef, chunk};
 use crate::retry::retrying;
-use checks::{check_attachment_list, check_budget, check_image_input, input_images, resolve_existing, resolve_new};
+use checks::{
+    check_attachment_list, check_budget, check_image_input, input_images, resolve_existing, resolve_new,
+};
 
 mod checks;
 use agentd_agents::Agent;
 use agentd_auth::Principal;
 use agentd_db::turns::{Abandoned, Lease, NewConversation};
-use agentd_db::{AttachmentMeta, Db, IdempotencyState, NewMessage, RateDecision, Role, TenantId, TurnTx};
-use chrono::{Datelike as _, TimeZone as _, Utc};
+use agentd_db::{AttachmentMeta, Db, IdempotencyState, NewMessage, RateDecision, Role, TenantId};
+use chrono::Utc;
 use std::sync::Arc;
 use uuid::Uuid;
 

@@ -12,7 +12,7 @@ use crate::admission::TurnRequest;
 use crate::admission::{Admission, Admitted};
 use crate::bus::RunBus;
 use crate::context::Context;
-use crate::event::{RunStarted, Sequenced, TurnEvent, TurnResult};
+use crate::event::{Sequenced, TurnEvent, TurnResult};
 use crate::failure::{Code, Failure};
 use crate::ingest::{Ingest, IngestPool};
 use crate::inputs::UploadPermit;

@@ -54,7 +54,11 @@ pub(super) fn resolve_new(inner: &Context, asked: Option<&str>) -> Result<Arc<Ag
     }
 }
 
-pub(super) fn resolve_existing(inner: &Context, asked: Option<&str>, owner: &str) -> Result<Arc<Agent>, Failure> {
+pub(super) fn resolve_existing(
+    inner: &Context,
+    asked: Option<&str>,
+    owner: &str,
+) -> Result<Arc<Agent>, Failure> {
     if let Some(k) = asked
         && k != owner
     {
@@ -103,7 +107,11 @@ pub(super) fn budget_exhausted(budget: f64, spent: f64, now: chrono::DateTime<Ut
 }
 
 /// The uploads a turn sends as input images: each an object of this tenant, together under the size cap.
-pub(super) async fn input_images(tx: &mut TurnTx, ids: &[Uuid], max_mb: u32) -> Result<Vec<AttachmentMeta>, Failure> {
+pub(super) async fn input_images(
+    tx: &mut TurnTx,
+    ids: &[Uuid],
+    max_mb: u32,
+) -> Result<Vec<AttachmentMeta>, Failure> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
