@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts (or stops) the real servers the test suite talks to, on loopback, without Docker:
 #   PostgreSQL 15 from the machine's binaries (initdb into a temp dir, run as the `postgres` user when root),
-#   and the S3 / GCS stand-ins through scripts/storage-services.sh when it exists.
+#   the S3 / GCS stand-ins through scripts/storage-services.sh when it exists, and the browser and compose
+#   tools (Chromium, chromedriver, docker-compose) through scripts/browser-tools.sh.
 # `start` prints `export …` lines for the tests; `eval "$(scripts/test-services.sh start)"`.
 # State lives in ${AGENTD_TEST_STATE:-target/test-services}; `stop` stops everything it started.
 set -euo pipefail
@@ -48,6 +49,7 @@ case "$cmd" in
       scripts/storage-services.sh start "$STATE" >&2
       cat "$STATE/storage.env"
     fi
+    if [ -x scripts/browser-tools.sh ]; then scripts/browser-tools.sh; fi
     ;;
   stop)
     if [ -d "$STATE/pg/data" ]; then as_pg "$(pg_bin)/pg_ctl" -D "$STATE/pg/data" -m fast -w stop >/dev/null 2>&1 || true; fi

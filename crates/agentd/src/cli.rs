@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `migrate`, `agents check`, `token`, `tenant suspend|resume`,
-//! `config`. Every command loads the same layered configuration first.
+//! `config`, `healthcheck`. Every command loads the same layered configuration first.
 
 use agentd_agents::AgentRegistry;
 use agentd_auth::{Authenticator, Scope, ScopeSet, TenantId};
@@ -51,6 +51,12 @@ enum Command {
     },
     /// Print the merged configuration, secrets redacted.
     Config,
+    /// Exit 0 when the server on BIND_ADDR (or --url) answers GET /readyz with 200, else 1 (for HEALTHCHECK).
+    Healthcheck {
+        /// The readiness URL; default http://<BIND_ADDR, loopback for 0.0.0.0>/readyz.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,7 +91,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Err(e) => return fail(e),
     };
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => crate::serve::serve(settings).await,
+        Command::Serve => Box::pin(crate::serve::serve(settings)).await,
         Command::Migrate => migrate(&settings).await,
         Command::Agents {
             command: AgentsCommand::Check,
@@ -97,6 +103,16 @@ pub async fn run(cli: Cli) -> ExitCode {
             ttl,
         } => token(&settings, &tenant, &user, &scope, &ttl),
         Command::Tenant { command } => tenant(&settings, command).await,
+        Command::Healthcheck { url } => {
+            let url = url.unwrap_or_else(|| crate::healthcheck::readyz_url(settings.http.bind_addr));
+            return match crate::healthcheck::check(&url).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    fail(e);
+                    ExitCode::from(1)
+                }
+            };
+        }
         Command::Config => {
             out(serde_json::to_string_pretty(&settings.redacted()).unwrap_or_default());
             Ok(())
@@ -172,7 +188,7 @@ fn parse_ttl(s: &str) -> anyhow::Result<chrono::Duration> {
 
 fn token(settings: &Settings, tenant: &str, user: &str, scopes: &[String], ttl: &str) -> anyhow::Result<()> {
     let tenant = TenantId::parse(tenant)
-        .ok_or_else(|| anyhow::anyhow!("--tenant {tenant:?}: use {}", TenantId::RULE))?;
+        .map_err(|_| anyhow::anyhow!("--tenant {tenant:?}: use {}", TenantId::RULE))?;
     let scope_set = if scopes.is_empty() {
         None
     } else {
@@ -195,14 +211,11 @@ async fn tenant(settings: &Settings, command: TenantCommand) -> anyhow::Result<(
         TenantCommand::Suspend { id } => (id, TenantStatus::Suspended),
         TenantCommand::Resume { id } => (id, TenantStatus::Active),
     };
-    anyhow::ensure!(
-        TenantId::parse(&id).is_some(),
-        "tenant {id:?}: use {}",
-        TenantId::RULE
-    );
+    let tenant =
+        TenantId::parse(&id).map_err(|_| anyhow::anyhow!("tenant {id:?}: use {}", TenantId::RULE))?;
     let db = Db::connect(&settings.database).await?;
     db.prepare(&settings.database).await?;
-    db.set_tenant_status(&id, status).await?;
+    db.set_tenant_status(&tenant, status).await?;
     out(format_args!("tenant {id} is now {}", status.as_str()));
     Ok(())
 }

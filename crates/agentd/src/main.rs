@@ -1,6 +1,10 @@
-//! `agentd`: the server binary. Wiring only — configuration, telemetry, and the subcommands in [`cli`].
+//! `agentd`: the server binary. Wiring only — `.env` ([`dotenv`]), configuration, telemetry, and the subcommands
+//! in [`cli`].
 
 mod cli;
+mod dotenv;
+mod healthcheck;
+mod metrics;
 mod serve;
 mod telemetry;
 
@@ -8,6 +12,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = <cli::Cli as clap::Parser>::parse();
+    // Before the configuration reads the environment and before the runtime starts threads.
+    if let Err(e) = dotenv::load(std::path::Path::new(".env")) {
+        return cli::fail(e);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return cli::fail(format!("cannot start the async runtime: {e}")),

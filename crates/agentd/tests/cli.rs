@@ -2,21 +2,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
+use agentd_testkit::{ServerOptions, ServerProcess};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 const SECRET: &str = "cli-test-secret-cli-test-secret-cli";
 
 fn workdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/agents");
-    std::fs::create_dir_all(dir.path().join("config/agents")).unwrap();
-    for f in std::fs::read_dir(agents).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, dir.path().join("config/agents").join(f.file_name().unwrap())).unwrap();
-    }
-    dir
+    agentd_testkit::agent_workdir()
 }
 
 fn agentd(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -24,7 +18,9 @@ fn agentd(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     c.current_dir(dir)
         .args(args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // `serve` here must never wait on, or collide over, the default metrics port.
+        .env("METRICS_ADDR", "");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -172,7 +168,9 @@ async fn tenant_suspend_and_resume() {
     };
     let db = agentd_db::Db::connect(&settings).await.unwrap();
     assert_eq!(
-        db.provision_tenant("acme").await.unwrap(),
+        db.provision_tenant(&agentd_db::TenantId::parse("acme").unwrap())
+            .await
+            .unwrap(),
         agentd_db::TenantStatus::Suspended
     );
     assert!(
@@ -181,7 +179,9 @@ async fn tenant_suspend_and_resume() {
             .success()
     );
     assert_eq!(
-        db.provision_tenant("acme").await.unwrap(),
+        db.provision_tenant(&agentd_db::TenantId::parse("acme").unwrap())
+            .await
+            .unwrap(),
         agentd_db::TenantStatus::Active
     );
 }
@@ -217,89 +217,54 @@ async fn migrate_brings_postgres_up_to_date() {
 
 #[tokio::test]
 async fn zero_config_serve_prints_a_token_that_lists_the_agents() {
-    let dir = workdir();
-    let mut child = agentd(dir.path(), &[], &[("BIND_ADDR", "127.0.0.1:0")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut token, mut url) = (None, None);
-    while token.is_none() || url.is_none() {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("the banner");
-        if let Some(t) = line.trim().strip_prefix("export AGENTD_TOKEN=") {
-            token = Some(t.to_owned());
-        }
-        if line.trim_start().starts_with("curl ")
-            && let Some(i) = line.find("http://")
-        {
-            url = Some(line[i..].trim().to_owned());
-        }
-    }
+    let server = ServerProcess::start(ServerOptions::new(env!("CARGO_BIN_EXE_agentd"))).await;
+    let logs = server.logs();
+    let token = logs
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("export AGENTD_TOKEN="))
+        .expect("the banner's token");
+    let url = logs
+        .iter()
+        .filter(|l| l.trim_start().starts_with("curl "))
+        .find_map(|l| l.find("http://").map(|i| l[i..].trim()))
+        .expect("the banner's curl line");
     let res = reqwest::Client::new()
-        .get(url.unwrap())
-        .bearer_auth(token.unwrap())
+        .get(url)
+        .bearer_auth(token)
         .send()
         .await
         .unwrap();
     let status = res.status();
     let body: serde_json::Value = res.json().await.unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
     assert_eq!(status, 200);
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
-    assert!(dir.path().join("var/dev-jwt-secret").exists() && dir.path().join("var/agentd.sqlite").exists());
+    let var = server.dir().join("var");
+    assert!(var.join("dev-jwt-secret").exists() && var.join("agentd.sqlite").exists());
 }
 
 #[tokio::test]
 async fn json_logs_carry_the_request_id_and_no_secret() {
-    let dir = workdir();
-    let env = [
-        ("BIND_ADDR", "127.0.0.1:0"),
-        ("LOG_FORMAT", "json"),
-        ("AUTH_JWT_SECRET", SECRET),
-        ("OPENAI_API_KEY", "sk-never-logged-123"),
-        ("DATABASE_URL", "sqlite://var/x.sqlite"),
-    ];
-    let mut child = agentd(dir.path(), &[], &env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut lines = Vec::new();
-    let addr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("a log line");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-        lines.push(line);
-        if v["message"] == "listening" {
-            break v["addr"].as_str().unwrap().to_owned();
-        }
-    };
+    let server = ServerProcess::start(
+        ServerOptions::new(env!("CARGO_BIN_EXE_agentd"))
+            .env("LOG_FORMAT", "json")
+            .env("AUTH_JWT_SECRET", SECRET)
+            .env("OPENAI_API_KEY", "sk-never-logged-123")
+            .env("DATABASE_URL", "sqlite://var/x.sqlite"),
+    )
+    .await;
+    for line in server.logs() {
+        serde_json::from_str::<serde_json::Value>(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+    }
     let token = text(
         &run(
-            dir.path(),
+            server.dir(),
             &["token", "--tenant", "t", "--user", "u"],
             &[("AUTH_JWT_SECRET", SECRET)],
         )
         .stdout,
     );
     let res = reqwest::Client::new()
-        .get(format!("http://{addr}/v1/agents/nope"))
+        .get(server.url("/v1/agents/nope"))
         .header("x-request-id", "trace-me-42")
         .bearer_auth(token.trim())
         .send()
@@ -307,24 +272,17 @@ async fn json_logs_carry_the_request_id_and_no_secret() {
         .unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(res.headers()["x-request-id"], "trace-me-42");
-    let access = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the access log line");
-        lines.push(line.clone());
-        if line.contains("trace-me-42") {
-            break line;
-        }
-    };
+    let access = server
+        .wait_for_log("trace-me-42", Duration::from_secs(10))
+        .await
+        .expect("the access log line");
     let v: serde_json::Value = serde_json::from_str(&access).unwrap();
     assert_eq!(
         (v["span"]["request_id"].as_str(), v["status"].as_u64()),
         (Some("trace-me-42"), Some(404)),
         "{access}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    let all = lines.join("\n");
+    let all = server.logs().join("\n");
     assert!(
         !all.contains(SECRET) && !all.contains("sk-never-logged-123"),
         "a secret reached the log"

@@ -1,8 +1,8 @@
 //! Verification and signing keys: HS256 from `AUTH_JWT_SECRET` (or a development secret generated once under
-//! `var/`), EdDSA or RS256 from the PEM at `AUTH_JWT_PUBLIC_KEY_PATH`; issuer and audience when configured.
+//! `var/`), EdDSA or RS256 from the PEM at `AUTH_JWT_PUBLIC_KEY_PATH`; issuer and audience when configured
+//! (then required; `aud` may be a string or an array, RFC 7519 §4.1.3).
 
 use crate::{AuthError, ConfigError, Principal, ScopeSet, TenantId};
-use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -58,8 +58,9 @@ struct Claims {
     scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
+    /// A string or an array of strings; `jsonwebtoken` checks it against the configured audience.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    aud: Option<String>,
+    aud: Option<serde_json::Value>,
 }
 
 /// Verifies bearer tokens and, with an HS256 secret, mints them.
@@ -88,8 +89,10 @@ impl Authenticator {
             None => None,
         };
         let (secret, key_source) = match (&settings.jwt_secret, &public) {
-            (Some(s), _) if s.len() < 32 => return Err(ConfigError::WeakSecret),
-            (Some(s), _) => (Some(s.clone().into_bytes()), KeySource::Configured),
+            (Some(s), _) => {
+                crate::weak::check_secret(s)?;
+                (Some(s.clone().into_bytes()), KeySource::Configured)
+            }
             (None, Some(_)) => (None, KeySource::None),
             (None, None) => (
                 Some(dev_secret(dev_secret_path)?),
@@ -126,14 +129,19 @@ impl Authenticator {
         let mut v = Validation::new(header.alg);
         v.leeway = 30;
         v.validate_nbf = true;
-        v.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
         match &self.audience {
-            Some(a) => v.set_audience(&[a]),
+            Some(a) => {
+                v.set_audience(&[a]);
+                required.push("aud");
+            }
             None => v.validate_aud = false,
         }
         if let Some(i) = &self.issuer {
             v.set_issuer(&[i]);
+            required.push("iss");
         }
+        v.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<Claims>(token, key, &v).map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
             ErrorKind::ImmatureSignature => AuthError::NotYetValid,
@@ -142,6 +150,12 @@ impl Authenticator {
             ErrorKind::InvalidIssuer => AuthError::Issuer(self.issuer.clone().unwrap_or_default()),
             ErrorKind::MissingRequiredClaim(c) if c == "exp" => {
                 AuthError::Claim("exp", "an expiry time is required")
+            }
+            ErrorKind::MissingRequiredClaim(c) if c == "aud" => {
+                AuthError::Audience(self.audience.clone().unwrap_or_default())
+            }
+            ErrorKind::MissingRequiredClaim(c) if c == "iss" => {
+                AuthError::Issuer(self.issuer.clone().unwrap_or_default())
             }
             ErrorKind::MissingRequiredClaim(_) => AuthError::Claim("sub", "the user id is required"),
             ErrorKind::Json(_) => AuthError::Claim("sub", "sub must be a string and exp a number"),
@@ -152,7 +166,7 @@ impl Authenticator {
             .tenant_id
             .as_ref()
             .and_then(serde_json::Value::as_str)
-            .and_then(TenantId::parse)
+            .and_then(|t| TenantId::parse(t).ok())
             .ok_or(AuthError::Claim("tenant_id", TenantId::RULE))?;
         let sub = c.sub.filter(|s| !s.is_empty() && s.len() <= 255);
         let user_id = sub.ok_or(AuthError::Claim("sub", "the user id, 1 to 255 characters"))?;
@@ -181,7 +195,7 @@ impl Authenticator {
             iat: Some(now),
             scope: scopes.map(ScopeSet::to_claim),
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: self.audience.clone().map(serde_json::Value::String),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, enc)
             .map_err(|e| ConfigError::Sign(e.to_string()))
@@ -207,37 +221,10 @@ fn load_public_key(path: &Path) -> Result<(DecodingKey, Algorithm), ConfigError>
 
 /// Reads the development secret, creating it (32 random bytes, mode 0600) on first use.
 fn dev_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let err = |why: String| ConfigError::DevSecret {
-        path: path.display().to_string(),
-        why,
-    };
-    if let Ok(s) = std::fs::read_to_string(path)
-        && s.trim().len() >= 32
-    {
-        return Ok(s.trim().as_bytes().to_vec());
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    }
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-    write_private(path, secret.as_bytes()).map_err(|e| err(e.to_string()))?;
-    Ok(secret.into_bytes())
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, data)
+    crate::read_or_create_secret(path)
+        .map(String::into_bytes)
+        .map_err(|e| ConfigError::DevSecret {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })
 }

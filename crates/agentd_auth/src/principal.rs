@@ -1,47 +1,6 @@
 //! Who is calling: the tenant, the user and the scopes of a verified token.
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
-
-/// A tenant id as carried by the `tenant_id` claim: 1–64 characters of `A-Z a-z 0-9 . _ -`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TenantId(String);
-
-impl TenantId {
-    pub const RULE: &'static str = "1 to 64 characters of A-Z, a-z, 0-9, `.`, `_` and `-`";
-
-    pub fn parse(s: &str) -> Option<Self> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        ok.then(|| Self(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for TenantId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s).ok_or_else(|| format!("tenant id must be {}", Self::RULE))
-    }
-}
-
-impl From<TenantId> for String {
-    fn from(t: TenantId) -> String {
-        t.0
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use agentd_ids::TenantId;
 
 /// The scopes of `api-v1.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

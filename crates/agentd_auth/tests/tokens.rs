@@ -106,6 +106,38 @@ fn audience_and_issuer_are_checked_when_configured() {
 }
 
 #[test]
+fn aud_may_be_an_array_and_is_required_when_configured() {
+    let a = auth(AuthSettings {
+        jwt_audience: Some("agentd".into()),
+        ..hs(SECRET)
+    });
+    let with = |aud: serde_json::Value| json!({"sub":"u","tenant_id":"t","exp": now()+60,"aud":aud});
+    assert!(a.verify(&sign(with(json!(["other", "agentd"])), SECRET)).is_ok());
+    let refused = Err(AuthError::Audience("agentd".into()));
+    assert_eq!(a.verify(&sign(with(json!(["other", "more"])), SECRET)), refused);
+    assert_eq!(a.verify(&sign(with(json!([])), SECRET)), refused);
+    assert_eq!(
+        a.verify(&sign(json!({"sub":"u","tenant_id":"t","exp": now()+60}), SECRET)),
+        refused,
+        "a configured audience is required"
+    );
+    assert!(AuthError::Audience("agentd".into()).to_string().contains("`aud`"));
+    // Without a configured audience, any aud (string or array) is ignored.
+    let open = auth(hs(SECRET));
+    assert!(open.verify(&sign(with(json!(["x", "y"])), SECRET)).is_ok());
+}
+
+#[test]
+fn tenant_ids_the_object_store_refuses_are_refused() {
+    for bad in [".", "..", "a/b", "a\u{7}b", "", &"x".repeat(65), "ü"] {
+        assert!(TenantId::parse(bad).is_err(), "{bad:?}");
+    }
+    for good in ["a", "a.b", "...", "A_b-9", &"x".repeat(64)] {
+        assert!(TenantId::parse(good).is_ok(), "{good:?}");
+    }
+}
+
+#[test]
 fn a_token_signed_with_an_unconfigured_algorithm_is_refused() {
     let a = auth(hs(SECRET));
     let header = Header::new(Algorithm::HS384);
@@ -170,6 +202,12 @@ fn dev_secret_is_generated_once_and_reused() {
 fn short_secret_is_refused_and_debug_redacts() {
     let dir = tempfile::tempdir().unwrap();
     assert!(Authenticator::new(&hs("short"), &dir.path().join("x")).is_err());
+    let placeholder = hs("change-me-change-me-change-me-change-me");
+    let e = Authenticator::new(&placeholder, &dir.path().join("x")).unwrap_err();
+    assert!(
+        e.to_string().starts_with("AUTH_JWT_SECRET is a placeholder"),
+        "{e}"
+    );
     assert!(!format!("{:?}", hs(SECRET)).contains(SECRET));
 }
 

@@ -1,6 +1,7 @@
 //! The settings tree. Each concern's settings type lives in the crate that owns the concern; this crate only
 //! composes them, adds the few that have no crate of their own yet, and validates across them.
 
+use crate::MetricsAddr;
 use agentd_agents::{ImageDefaults, ModelSettings};
 use agentd_auth::AuthSettings;
 use agentd_core::TurnSettings;
@@ -41,7 +42,7 @@ impl fmt::Debug for OpenAiSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiSettings")
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
-            .field("base_url", &self.base_url)
+            .field("base_url", &redact_userinfo(&self.base_url))
             .finish()
     }
 }
@@ -56,6 +57,8 @@ pub struct Settings {
     /// Where zero-config state lives: the dev signing secret, local objects.
     pub var_dir: PathBuf,
     pub http: HttpSettings,
+    /// `METRICS_ADDR`: the Prometheus endpoint's own listener (empty: off).
+    pub metrics_addr: MetricsAddr,
     pub database: DbSettings,
     /// `AGENTS_DIR`.
     pub agents_dir: PathBuf,
@@ -78,6 +81,7 @@ impl Default for Settings {
             app_env: "local".into(),
             var_dir: "var".into(),
             http: HttpSettings::default(),
+            metrics_addr: MetricsAddr::default(),
             database: DbSettings::default(),
             agents_dir: "config/agents".into(),
             agent_model_default: "gpt-5.5".into(),
@@ -169,7 +173,8 @@ impl Settings {
                 && !(u.starts_with("http://") || u.starts_with("https://"))
             {
                 p.push(format!(
-                    "{var}={u} is not allowed: use an http:// or https:// URL"
+                    "{var}={} is not allowed: use an http:// or https:// URL",
+                    redact_userinfo(u)
                 ));
             }
         }
@@ -188,10 +193,53 @@ impl Settings {
             ),
             ("OPENAI_MAX_EVENT_MB", u64::from(t.max_event_mb), 1, 512),
             ("OPENAI_MAX_RETRIES", u64::from(t.max_retries), 0, 10),
+            ("CHAT_MAX_ATTACHMENTS", t.max_attachments as u64, 0, 100),
+            (
+                "CHAT_MAX_INPUT_IMAGE_MB",
+                u64::from(t.max_input_image_mb),
+                1,
+                1024,
+            ),
+            ("CHAT_MAX_REPLY_MB", u64::from(t.max_reply_mb), 1, 256),
+            ("IMAGE_MAX_PER_TURN", t.max_images_per_turn as u64, 0, 64),
+            ("RUN_LEASE_SECONDS", t.lease_seconds, 3, 3600),
+            (
+                "RUN_EVENTS_RETENTION_HOURS",
+                t.run_events_retention_hours,
+                1,
+                24 * 90,
+            ),
+            ("SHUTDOWN_GRACE_SECONDS", t.shutdown_grace_seconds, 0, 3600),
+            (
+                "HTTP_HEADER_TIMEOUT_SECONDS",
+                self.http.header_timeout_seconds,
+                1,
+                600,
+            ),
+            (
+                "HTTP_BODY_TIMEOUT_SECONDS",
+                self.http.body_timeout_seconds,
+                1,
+                3600,
+            ),
         ] {
             if !(min..=max).contains(&v) {
                 p.push(format!("{var}={v} is not allowed: use {min} to {max}"));
             }
+        }
+        if let Some(m) = self.metrics_addr.addr()
+            && m.port() != 0
+            && m.port() == self.http.bind_addr.port()
+            && (m.ip() == self.http.bind_addr.ip()
+                || m.ip().is_unspecified()
+                || self.http.bind_addr.ip().is_unspecified())
+        {
+            p.push(format!(
+                "METRICS_ADDR={m} is not allowed: metrics never share the public port (BIND_ADDR={}); use another \
+                 port such as {}",
+                self.http.bind_addr,
+                crate::DEFAULT_METRICS_ADDR
+            ));
         }
         if self.http.max_body_bytes < 1024 {
             p.push(format!(
@@ -231,6 +279,34 @@ impl Settings {
         if let Some(url) = v.pointer_mut("/database/url") {
             *url = Value::String(self.database.redacted_url());
         }
+        for pointer in [
+            "/openai/base_url",
+            "/storage/public_base_url",
+            "/storage/minio_endpoint",
+            "/storage/minio_public_endpoint",
+            "/storage/gcs_endpoint",
+        ] {
+            if let Some(slot) = v.pointer_mut(pointer)
+                && let Some(url) = slot.as_str()
+            {
+                *slot = Value::String(redact_userinfo(url));
+            }
+        }
         v
+    }
+}
+
+/// A URL without the credentials of its userinfo (`https://user:key@gateway/v1` → `https://***@gateway/v1`),
+/// for logs and `agentd config`.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // A password may hold '/', '?' or '#' unencoded: then the last '@' anywhere ends the userinfo.
+    let at = rest[..authority_end].rfind('@').or_else(|| rest.rfind('@'));
+    match at {
+        Some(i) => format!("{scheme}://***@{}", &rest[i + 1..]),
+        None => url.to_owned(),
     }
 }

@@ -1,6 +1,8 @@
-//! What a running turn tells its client, in order: `Started`, then deltas and image events, then exactly one
-//! terminal event (`Completed` or `Failed`).
+//! What a running turn tells its client, in order: `run.started`, then deltas and image events, then exactly one
+//! terminal event (`run.completed` or `error`). Each payload is a typed value shaped as the contract's `data`;
+//! the HTTP layer serializes them (adding download URLs to attachments), and the run event log stores them.
 
+use crate::failure::{Code, Failure};
 use agentd_db::{AttachmentMeta, Message};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -22,57 +24,168 @@ pub struct ImageUsage {
     pub estimated_cost_usd: f64,
 }
 
+/// How a saved turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TurnStatus {
+    Completed,
+    /// The reply stopped early: the upstream's token limit or content filter, the reply size cap.
+    Incomplete,
+}
+
 /// The outcome of a finished turn: what `POST /v1/chat` answers and `run.completed` carries. Stored for
-/// idempotent replays (attachment URLs are minted when it is rendered, never stored).
+/// idempotent replays and stream resumption (attachment URLs are minted when it is rendered, never stored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TurnResult {
     pub conversation_id: Uuid,
     pub response_id: Option<String>,
     pub model: String,
-    /// `completed`, or `incomplete` when the upstream stopped early (token limit, content filter).
-    pub status: String,
+    pub status: TurnStatus,
     pub message: Message,
     pub usage: Usage,
 }
 
-/// One event of a running turn.
-#[derive(Debug, Clone)]
+/// `run.started`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStarted {
+    pub conversation_id: Uuid,
+    pub run_id: String,
+    pub agent: String,
+    pub model: String,
+}
+
+/// `message.delta`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageDelta {
+    pub delta: String,
+}
+
+/// `image.progress`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageProgress {
+    pub tool_call_id: String,
+    /// `in_progress` | `generating` | `completed`.
+    pub status: String,
+}
+
+/// `image.partial`: a complete low-quality preview, inline. Never stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImagePartial {
+    pub tool_call_id: String,
+    pub partial_image_index: u32,
+    pub mime_type: String,
+    pub b64: agentd_responses::B64,
+}
+
+/// `attachment`: the final image, as soon as it is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttachmentStored {
+    pub attachment: AttachmentMeta,
+}
+
+/// `image.failed`: the image is lost, the turn goes on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageFailed {
+    pub tool_call_id: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// `error`: the terminal event of a turn that did not complete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnError {
+    pub code: Code,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl From<&Failure> for TurnError {
+    fn from(f: &Failure) -> Self {
+        Self {
+            code: f.code,
+            message: f.message.clone(),
+            retryable: f.retryable,
+        }
+    }
+}
+
+/// One event of a running turn; serialized as `{"event": <name>, "data": <payload>}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", content = "data")]
 pub enum TurnEvent {
-    Started {
-        conversation_id: Uuid,
-        run_id: String,
-        agent: String,
-        model: String,
-    },
-    Delta {
-        delta: String,
-    },
-    ImageProgress {
-        tool_call_id: String,
-        status: &'static str,
-    },
-    ImagePartial {
-        tool_call_id: String,
-        partial_image_index: u32,
-        mime_type: &'static str,
-        b64: String,
-    },
-    Attachment(AttachmentMeta),
-    ImageFailed {
-        tool_call_id: String,
-        code: String,
-        message: String,
-    },
+    #[serde(rename = "run.started")]
+    Started(RunStarted),
+    #[serde(rename = "message.delta")]
+    Delta(MessageDelta),
+    #[serde(rename = "image.progress")]
+    ImageProgress(ImageProgress),
+    #[serde(rename = "image.partial")]
+    ImagePartial(ImagePartial),
+    #[serde(rename = "attachment")]
+    Attachment(AttachmentStored),
+    #[serde(rename = "image.failed")]
+    ImageFailed(ImageFailed),
+    #[serde(rename = "run.completed")]
     Completed(Box<TurnResult>),
-    Failed {
-        code: &'static str,
-        message: String,
-        retryable: bool,
-    },
+    #[serde(rename = "error")]
+    Failed(TurnError),
 }
 
 impl TurnEvent {
+    /// The contract's event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Started(_) => "run.started",
+            Self::Delta(_) => "message.delta",
+            Self::ImageProgress(_) => "image.progress",
+            Self::ImagePartial(_) => "image.partial",
+            Self::Attachment(_) => "attachment",
+            Self::ImageFailed(_) => "image.failed",
+            Self::Completed(_) => "run.completed",
+            Self::Failed(_) => "error",
+        }
+    }
+
     pub fn is_terminal(&self) -> bool {
-        matches!(self, TurnEvent::Completed(_) | TurnEvent::Failed { .. })
+        matches!(self, Self::Completed(_) | Self::Failed(_))
+    }
+
+    /// Previews are sent live only: dropped first for a client that lags, never kept for a resumed stream.
+    pub fn is_preview(&self) -> bool {
+        matches!(self, Self::ImagePartial(_))
+    }
+
+    pub(crate) fn failed(f: &Failure) -> Self {
+        Self::Failed(TurnError::from(f))
+    }
+}
+
+/// An event with the id the stream gives it (`id:`, from 1, +1 per event including previews).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sequenced {
+    pub id: u64,
+    #[serde(flatten)]
+    pub event: TurnEvent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_shape_round_trips() {
+        let ev = Sequenced {
+            id: 3,
+            event: TurnEvent::Delta(MessageDelta { delta: "hi".into() }),
+        };
+        let text = serde_json::to_string(&ev).unwrap();
+        assert_eq!(text, r#"{"id":3,"event":"message.delta","data":{"delta":"hi"}}"#);
+        assert_eq!(serde_json::from_str::<Sequenced>(&text).unwrap(), ev);
+        let f = Failure::new(Code::ShuttingDown, "bye");
+        let text = serde_json::to_string(&TurnEvent::failed(&f)).unwrap();
+        assert!(
+            text.contains(r#""code":"shutting_down""#) && text.contains(r#""retryable":true"#),
+            "{text}"
+        );
     }
 }

@@ -1,14 +1,23 @@
-//! Image ingestion: the base64 length is checked against `IMAGE_OUTPUT_MAX_MB` before decoding, the decode is
-//! strict, the decoded size is re-checked, the real format is read from the magic bytes (PNG, JPEG, WebP; all
-//! else refused) and gives the MIME type and extension, then sha256 → store under a tenant-scoped key →
-//! metadata row. A failure after the object was written removes it; a failure before leaves no row.
+//! Image ingestion: one image result → checked, decoded, sniffed, hashed, stored, its object row written →
+//! the [`AttachmentMeta`] the `attachment` event announces.
+//!
+//! The base64 length is checked against `IMAGE_OUTPUT_MAX_MB` before decoding; the decode is strict; the decoded
+//! size is re-checked; the real format is read from the magic bytes (PNG, JPEG, WebP; all else refused) and
+//! gives the MIME type and extension; then sha256 → store under a tenant-scoped key → metadata row. A failure
+//! after the object was written removes it; a failure before leaves no row.
+//!
+//! Memory: the base64 is a slice of the upstream event ([`B64`]) and is dropped the moment it is decoded; the
+//! CPU work runs on the blocking pool, at most one image per core at once, before waiting for an upload slot —
+//! so at most one base64 and one decoded copy of an image exist, and only while it is being handled.
 
-use agentd_db::{AttachmentMeta, NewObject, Scoped};
-use agentd_storage::{BlobStore, ObjectKey, TenantId};
-use base64::Engine as _;
+use agentd_db::{AttachmentMeta, Db, NewObject};
+use agentd_ids::{ObjectKey, TenantId};
+use agentd_responses::B64;
+use agentd_storage::BlobStore;
 use bytes::Bytes;
 use sha2::Digest as _;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 /// Why an image was not stored: a stable code for the `image.failed` event and a reason for the log.
@@ -19,7 +28,7 @@ pub struct IngestFailure {
 }
 
 impl IngestFailure {
-    fn new(code: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &'static str, reason: impl Into<String>) -> Self {
         Self {
             code,
             reason: reason.into(),
@@ -32,6 +41,10 @@ impl IngestFailure {
             "image_too_large" => "The image is over the size limit (IMAGE_OUTPUT_MAX_MB) and was not stored.",
             "invalid_image" => "The image data was not valid base64 and was not stored.",
             "unsupported_format" => "The image is not PNG, JPEG or WebP and was not stored.",
+            "too_many_images" => "This turn already stored as many images as allowed (IMAGE_MAX_PER_TURN).",
+            "budget_exhausted" => "This tenant's monthly image budget is used up; the image was not stored.",
+            "moderation_blocked" => "The image was refused by the model's safety system.",
+            "image_failed" => "The model could not generate this image.",
             _ => "The image could not be stored; the reply goes on without it.",
         }
     }
@@ -54,6 +67,13 @@ impl ImageFormat {
             [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(Self::Webp),
             _ => None,
         }
+    }
+
+    /// The format of base64 text from its first characters (decodes 24 of them, not the image).
+    pub fn sniff_b64(b64: &str) -> Option<Self> {
+        let head = b64.get(..24).unwrap_or(b64);
+        let bytes = base64_simd::STANDARD.decode_to_vec(head).ok()?;
+        Self::sniff(&bytes)
     }
 
     pub fn mime(self) -> &'static str {
@@ -80,18 +100,23 @@ pub(crate) struct Checked {
     pub sha256: String,
 }
 
+/// The most base64 characters an image of `max_bytes` can take.
+pub(crate) fn max_b64_chars(max_bytes: u64) -> u64 {
+    max_bytes.div_ceil(3) * 4
+}
+
 /// Length pre-check, strict decode, size re-check, sniff, digest. CPU-bound: run it off the async workers.
 pub(crate) fn check_b64(b64: &str, max_bytes: u64) -> Result<Checked, IngestFailure> {
     // Base64 carries 3 bytes per 4 characters: refuse before allocating anything for an oversize image.
-    let max_chars = max_bytes.div_ceil(3) * 4;
+    let max_chars = max_b64_chars(max_bytes);
     if b64.len() as u64 > max_chars {
         return Err(IngestFailure::new(
             "image_too_large",
             format!("{} base64 characters, limit {max_chars}", b64.len()),
         ));
     }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
+    let bytes = base64_simd::STANDARD
+        .decode_to_vec(b64)
         .map_err(|e| IngestFailure::new("invalid_image", format!("base64: {e}")))?;
     check_bytes(Bytes::from(bytes), max_bytes)
 }
@@ -115,58 +140,122 @@ pub(crate) fn check_bytes(bytes: Bytes, max_bytes: u64) -> Result<Checked, Inges
     })
 }
 
+/// Process-wide bounds on image work: decodes at once (one per core) and uploads at once.
+pub(crate) struct IngestPool {
+    cpu: Semaphore,
+    uploads: Semaphore,
+}
+
+impl IngestPool {
+    /// A CPU slot for checking one image.
+    pub(crate) async fn cpu(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.cpu.acquire().await.ok()
+    }
+
+    pub(crate) fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Self {
+            cpu: Semaphore::new(cores),
+            uploads: Semaphore::new(4),
+        }
+    }
+}
+
+/// Where a turn's images go: handed to the relay, which calls [`Ingest::image`] for each result.
+pub(crate) struct Ingest {
+    pub store: Arc<dyn BlobStore>,
+    pub db: Db,
+    pub tenant: TenantId,
+    pub conversation: Uuid,
+    pub max_bytes: u64,
+    pub pool: Arc<IngestPool>,
+}
+
 /// Where and how an image is stored.
 pub(crate) struct Placement<'a> {
-    pub tenant: &'a str,
     pub conversation: Option<Uuid>,
     pub tool_call_id: Option<&'a str>,
     pub kind: &'static str,
 }
 
-/// Stores checked bytes and records them; the object is removed again if the row cannot be written.
+impl Ingest {
+    /// Decodes, checks and stores one image result of this turn's conversation.
+    pub(crate) async fn image(&self, tool_call_id: &str, b64: B64) -> Result<AttachmentMeta, IngestFailure> {
+        let checked = decode(&self.pool, b64, self.max_bytes).await?;
+        let at = Placement {
+            conversation: Some(self.conversation),
+            tool_call_id: Some(tool_call_id),
+            kind: "generated",
+        };
+        store(&self.pool, &self.store, &self.db, &self.tenant, at, checked).await
+    }
+}
+
+/// [`check_b64`] on the blocking pool, one image per core at once. The base64 is dropped when it is decoded.
+pub(crate) async fn decode(pool: &IngestPool, b64: B64, max_bytes: u64) -> Result<Checked, IngestFailure> {
+    if b64.len() as u64 > max_b64_chars(max_bytes) {
+        return Err(IngestFailure::new(
+            "image_too_large",
+            format!("{} base64 characters", b64.len()),
+        ));
+    }
+    let _cpu = pool.cpu().await;
+    tokio::task::spawn_blocking(move || check_b64(&b64, max_bytes))
+        .await
+        .unwrap_or_else(|e| Err(IngestFailure::new("storage_failed", format!("decoder task: {e}"))))
+}
+
+/// Stores checked bytes (one upload slot) and records them; the object is removed again if its row cannot be
+/// written.
 pub(crate) async fn store(
+    pool: &IngestPool,
     store: &Arc<dyn BlobStore>,
-    scoped: Scoped<'_>,
+    db: &Db,
+    tenant: &TenantId,
     at: Placement<'_>,
     checked: Checked,
 ) -> Result<AttachmentMeta, IngestFailure> {
     let object_id = Uuid::now_v7();
-    let tenant = TenantId::new(at.tenant).map_err(|e| IngestFailure::new("storage_failed", e.to_string()))?;
     let oid = object_id.simple().to_string();
+    let ext = checked.format.ext();
     let key = match at.conversation {
-        Some(c) => ObjectKey::in_conversation(&tenant, &c.simple().to_string(), &oid, checked.format.ext()),
-        None => ObjectKey::upload(&tenant, &oid, checked.format.ext()),
+        Some(c) => ObjectKey::in_conversation(tenant, &c.simple().to_string(), &oid, ext),
+        None => ObjectKey::upload(tenant, &oid, ext),
     }
     .map_err(|e| IngestFailure::new("storage_failed", e.to_string()))?;
     let stem = at.tool_call_id.map_or_else(|| oid.clone(), str::to_owned);
-    let filename = format!("image-{stem}.{}", checked.format.ext());
+    let filename = format!("image-{stem}.{ext}");
     let size = checked.bytes.len() as i64;
-    store
-        .put(&key, checked.bytes, checked.format.mime())
-        .await
-        .map_err(|e| IngestFailure::new("storage_failed", format!("put {}: {e}", key.as_str())))?;
+    let mime = checked.format.mime();
+    {
+        let _slot = pool.uploads.acquire().await;
+        store
+            .put(&key, checked.bytes, mime)
+            .await
+            .map_err(|e| IngestFailure::new("storage_failed", format!("put {key}: {e}")))?;
+    }
     let row = NewObject {
         id: object_id,
-        object_key: key.as_str().to_owned(),
+        object_key: key.clone(),
         conversation_id: at.conversation,
         tool_call_id: at.tool_call_id.map(str::to_owned),
         kind: at.kind,
         filename: filename.clone(),
-        mime_type: checked.format.mime().to_owned(),
+        mime_type: mime.to_owned(),
         size_bytes: size,
         sha256: checked.sha256,
     };
-    if let Err(e) = scoped.insert_object(&row).await {
+    if let Err(e) = db.scoped(tenant).insert_object(&row).await {
         if let Err(del) = store.delete(&key).await {
-            tracing::error!(key = key.as_str(), error = %del, "could not remove an object whose row failed; it is orphaned");
+            tracing::error!(key = %key, error = %del, "could not remove an object whose row failed; it is orphaned");
         }
         return Err(IngestFailure::new("storage_failed", format!("metadata row: {e}")));
     }
     Ok(AttachmentMeta {
         object_id,
-        object_key: key.as_str().to_owned(),
+        object_key: key,
         filename,
-        mime_type: checked.format.mime().to_owned(),
+        mime_type: mime.to_owned(),
         size_bytes: size,
         tool_call_id: at.tool_call_id.map(str::to_owned),
     })
@@ -179,7 +268,7 @@ mod tests {
     const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
 
     fn b64(b: &[u8]) -> String {
-        base64::engine::general_purpose::STANDARD.encode(b)
+        base64_simd::STANDARD.encode_to_string(b)
     }
 
     #[test]
@@ -189,6 +278,7 @@ mod tests {
         assert_eq!(check_b64(&b64(&jpeg), 1024).unwrap().format.mime(), "image/jpeg");
         let webp = *b"RIFF\x10\0\0\0WEBPVP8L";
         assert_eq!(check_b64(&b64(&webp), 1024).unwrap().format.ext(), "webp");
+        assert_eq!(ImageFormat::sniff_b64(&b64(&webp)), Some(ImageFormat::Webp));
         assert_eq!(
             check_b64(&b64(b"GIF89a......"), 1024).err().unwrap().code,
             "unsupported_format"
@@ -201,6 +291,11 @@ mod tests {
             check_b64(&format!("{} ", b64(PNG)), 1024).err().unwrap().code,
             "invalid_image",
             "strict: no stray bytes"
+        );
+        assert_eq!(
+            check_b64(&b64(PNG)[..15], 1024).err().unwrap().code,
+            "invalid_image",
+            "strict: no missing padding"
         );
         let big = vec![0u8; 4000];
         assert_eq!(

@@ -1,23 +1,47 @@
-//! Chat turns, from a validated request to a persisted assistant message. Knows nothing of HTTP: the HTTP
-//! crate renders [`TurnEvent`]s as SSE or JSON and [`TurnError`]s as status codes.
+//! Chat turns, from a request to a saved reply — the heart of agentd, in one straight line:
 //!
-//! A turn runs in a task of its own, tracked for graceful shutdown: a client that goes away does not cancel
-//! it. One turn runs per conversation at a time (a lease on the conversation row, so it holds across
-//! replicas); per-tenant limits bound turns per minute and concurrent turns.
+//! | room | owns |
+//! |---|---|
+//! | [`turns`](Turns) | the service: admit a request, spawn the turn task, hand back its events |
+//! | `admission` | everything a turn holds before it runs (rate limit, budget, idempotency claim, conversation lease, user message) as one guard: committed, or all given back |
+//! | `relay` | upstream events → [`TurnEvent`]s + a draft of the reply (text, images, usage); no SQL |
+//! | `ingest` | one image result → decoded off the async workers, checked, stored, recorded |
+//! | `persist` | the finished (or cut-off) turn written in one transaction, then the terminal event |
+//! | `failure` | one [`Failure`] type: the contract's code, message, `retryable` (HTTP statuses live in `agentd_http`) |
+//! | `sink`, `journal`, `bus`, `follow` | where events go: the live client, the run event log, and readers resuming a run from any replica |
+//! | [`metrics`] | the Prometheus metrics of turns and images, one helper per measurement |
+//!
+//! Knows nothing of HTTP. A turn runs in a task of its own, tracked for graceful shutdown: a client that goes
+//! away does not cancel it. One turn runs per conversation (a lease on the conversation row with a heartbeat,
+//! so it holds across replicas and frees up soon after a crash); per-tenant limits are counted in the database.
 
-mod error;
+mod admission;
+mod bus;
+mod context;
 mod event;
+mod failure;
+mod follow;
+mod housekeeping;
 mod ingest;
 mod inputs;
-mod limits;
-mod run;
+mod journal;
+pub mod metrics;
+mod persist;
+mod relay;
+mod retry;
 mod settings;
-mod turn_images;
+mod sink;
 mod turns;
 mod upstream;
+mod usage;
 
-pub use error::TurnError;
-pub use event::{ImageUsage, TurnEvent, TurnResult, Usage};
+pub use admission::TurnRequest;
+pub use event::{
+    AttachmentStored, ImageFailed, ImagePartial, ImageProgress, ImageUsage, MessageDelta, RunStarted,
+    Sequenced, TurnError, TurnEvent, TurnResult, TurnStatus, Usage,
+};
+pub use failure::{Code, Failure};
 pub use ingest::ImageFormat;
+pub use inputs::{UPLOADS_AT_ONCE, UploadPermit};
 pub use settings::TurnSettings;
-pub use turns::{Mode, OFFLINE_LABEL, Started, TurnParts, TurnRequest, Turns, client_config};
+pub use turns::{EventFeed, Mode, Started, TurnParts, Turns, client_config};

@@ -1,4 +1,5 @@
-//! Turn settings: upstream timeouts and retries, per-tenant limits, the shutdown deadline.
+//! Turn settings: upstream timeouts and retries, per-tenant limits, per-request caps, the run lease, the run
+//! event log's retention and the shutdown deadline.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,29 @@ pub struct TurnSettings {
     pub monthly_budget_usd: Option<f64>,
     /// `UPLOAD_MAX_MB`: largest input image accepted by `POST /v1/uploads`.
     pub upload_max_mb: u32,
+    /// `CHAT_MAX_ATTACHMENTS`: input images one turn may reference.
+    pub max_attachments: usize,
+    /// `CHAT_MAX_INPUT_IMAGE_MB`: their total size.
+    pub max_input_image_mb: u32,
+    /// `CHAT_MAX_REPLY_MB`: reply text kept from the upstream; beyond it the turn ends `incomplete`.
+    pub max_reply_mb: u32,
+    /// `IMAGE_MAX_PER_TURN`: images stored per turn; further ones are reported `image.failed`.
+    pub max_images_per_turn: usize,
+    /// `RUN_LEASE_SECONDS`: a turn's lease on its conversation expires this long after its last heartbeat
+    /// (renewed every third of it), so a crashed replica's conversations free up quickly.
+    pub lease_seconds: u64,
+    /// `RUN_EVENTS_RETENTION_HOURS`: how long a run's events stay resumable.
+    pub run_events_retention_hours: u64,
+}
+
+impl TurnSettings {
+    pub fn lease(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.lease_seconds.max(3) as i64)
+    }
+
+    pub(crate) fn heartbeat(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_seconds.max(3)) / 3
+    }
 }
 
 impl Default for TurnSettings {
@@ -41,9 +65,15 @@ impl Default for TurnSettings {
             rate_limit_per_minute: 60,
             concurrent_limit: 5,
             max_message_chars: 32_000,
-            shutdown_grace_seconds: 30,
+            shutdown_grace_seconds: 120,
             monthly_budget_usd: None,
             upload_max_mb: 20,
+            max_attachments: 10,
+            max_input_image_mb: 50,
+            max_reply_mb: 4,
+            max_images_per_turn: 4,
+            lease_seconds: 30,
+            run_events_retention_hours: 24,
         }
     }
 }

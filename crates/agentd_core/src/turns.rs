@@ -1,18 +1,41 @@
-//! The turn service: checks a request, claims its idempotency key and run lease, and starts the turn task.
+//! The turn service: [`Turns::start`] admits a request, spawns its turn task and hands back the turn's events.
+//! The task is the whole pipeline, in order — admission → upstream → relay (with ingestion) → persistence:
+//!
+//! ```text
+//! Admission::take ─▶ open the upstream ─▶ commit ─▶ Relay::run (Sink, Ingest) ─▶ persist::finish
+//!   (refused: nothing held)   (refused: the admission is given back)
+//! ```
+//!
+//! The task runs to its end whether or not anyone reads its events, tracked for graceful shutdown.
 
-use crate::limits::{Limits, Refusal};
-use crate::{TurnError, TurnEvent, TurnResult, TurnSettings};
-use agentd_agents::{Agent, AgentRegistry, ImageDefaults};
+use crate::admission::TurnRequest;
+use crate::admission::{Admission, Admitted};
+use crate::bus::RunBus;
+use crate::context::Context;
+use crate::event::{Sequenced, TurnEvent, TurnResult};
+use crate::failure::{Code, Failure};
+use crate::ingest::{Ingest, IngestPool};
+use crate::inputs::UploadPermit;
+use crate::journal::{Journal, RunRef};
+use crate::relay::{Budget, Caps, Draft, Relay};
+use crate::sink::{LIVE_QUEUE, Sink};
+use crate::upstream::{build_request, is_previous_response_missing, pre_stream_error};
+use crate::{TurnSettings, follow, inputs, metrics, persist};
+use agentd_agents::{AgentRegistry, ImageDefaults};
 use agentd_auth::Principal;
-use agentd_db::{Conversation, Db, IdempotencyState};
-use agentd_responses::ResponsesClient;
+use agentd_db::Db;
+use agentd_db::{AttachmentMeta, TenantId};
+use agentd_responses::{EventStream, ResponsesClient};
 use agentd_storage::BlobStore;
+use futures_util::Stream;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::task::TaskTracker;
-use uuid::Uuid;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+use tracing::Instrument as _;
 
 /// Whether the client reads a stream (partial images wanted) or waits for the result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,16 +44,13 @@ pub enum Mode {
     Blocking,
 }
 
-/// A turn as the client asked for it.
-#[derive(Debug, Clone)]
-pub struct TurnRequest {
-    pub agent: Option<String>,
-    pub message: String,
-    pub conversation_id: Option<Uuid>,
-    /// `Idempotency-Key` and a hash of the request it came with.
-    pub idempotency: Option<(String, String)>,
-    /// Uploaded images (`POST /v1/uploads`) sent to the model as input images.
-    pub attachments: Vec<Uuid>,
+/// A run's events, each with its stream id, ending with the terminal one.
+pub type EventFeed = Pin<Box<dyn Stream<Item = Sequenced> + Send>>;
+
+/// A started turn: its events, or the stored result of an earlier request with the same idempotency key.
+pub enum Started {
+    Live { run_id: String, events: EventFeed },
+    Replay(Box<TurnResult>),
 }
 
 /// What turns are made of.
@@ -40,274 +60,278 @@ pub struct TurnParts {
     pub store: Arc<dyn BlobStore>,
     pub images: ImageDefaults,
     pub settings: TurnSettings,
-}
-
-/// A started turn: live events, or the stored result of an earlier request with the same idempotency key.
-pub enum Started {
-    Live(mpsc::Receiver<TurnEvent>),
-    Replay(Box<TurnResult>),
-}
-
-pub(crate) struct Inner {
-    pub db: Db,
-    pub agents: AgentRegistry,
-    pub store: Arc<dyn BlobStore>,
-    pub images: ImageDefaults,
     pub client: ResponsesClient,
-    pub settings: TurnSettings,
-    /// `Some(label)` when turns go to the built-in offline model.
-    pub offline_label: Option<String>,
-    pub limits: Limits,
-    /// Images decoded and uploaded at once: bounds the decoded buffers and upload bodies alive together.
-    pub ingest_slots: tokio::sync::Semaphore,
-    pub tracker: TaskTracker,
-    pub accepting: AtomicBool,
-    /// Keeps the in-process offline model running.
-    pub _offline: Option<agentd_fake_upstream::FakeUpstream>,
+    /// The `model` reported instead of the agent's (the built-in offline model announces itself so).
+    pub model_label: Option<String>,
 }
 
 /// Runs turns. Cheap to clone.
 #[derive(Clone)]
-pub struct Turns(pub(crate) Arc<Inner>);
-
-/// Images ingested concurrently per process.
-const INGEST_SLOTS: usize = 4;
-
-/// The model label of the built-in offline model.
-pub const OFFLINE_LABEL: &str = "agentd-offline";
+pub struct Turns(Arc<Context>);
 
 impl Turns {
-    /// Turns against `client`.
-    pub fn new(parts: TurnParts, client: ResponsesClient) -> Self {
-        Self::build(parts, client, None)
-    }
-
-    /// Turns against the built-in offline model (the fake upstream, in process, real wire format).
-    pub async fn offline(parts: TurnParts) -> std::io::Result<Self> {
-        let config = agentd_fake_upstream::FakeConfig::offline(OFFLINE_LABEL);
-        let fake = agentd_fake_upstream::FakeUpstream::start(config).await?;
-        let cfg = client_config(&parts.settings, fake.base_url(), Some("offline".into()));
-        let client = ResponsesClient::new(cfg).map_err(std::io::Error::other)?;
-        Ok(Self::build(parts, client, Some(fake)))
-    }
-
-    fn build(
-        parts: TurnParts,
-        client: ResponsesClient,
-        offline: Option<agentd_fake_upstream::FakeUpstream>,
-    ) -> Self {
-        let TurnParts {
-            db,
-            agents,
-            store,
-            images,
-            settings,
-        } = parts;
-        Self(Arc::new(Inner {
-            db,
-            agents,
-            store,
-            images,
-            client,
-            settings,
-            offline_label: offline.as_ref().map(|_| OFFLINE_LABEL.to_owned()),
-            limits: Limits::default(),
-            ingest_slots: tokio::sync::Semaphore::new(INGEST_SLOTS),
+    /// The service, with its run event log writer, its listener for other replicas' run events and its
+    /// housekeeping (expired idempotency keys and run events). Needs a Tokio runtime.
+    pub fn new(parts: TurnParts) -> Self {
+        let bus = RunBus::default();
+        bus.listen(&parts.db);
+        let journal = Journal::start(parts.db.clone(), bus.clone());
+        let inner = Arc::new(Context {
+            journal,
+            bus,
+            db: parts.db,
+            agents: parts.agents,
+            store: parts.store,
+            images: parts.images,
+            client: parts.client,
+            settings: parts.settings,
+            model_label: parts.model_label,
+            ingest: Arc::new(IngestPool::new()),
             tracker: TaskTracker::new(),
             accepting: AtomicBool::new(true),
-            _offline: offline,
-        }))
+            cut: CancellationToken::new(),
+            uploads: Default::default(),
+        });
+        tokio::spawn(crate::housekeeping::run(
+            inner.db.clone(),
+            inner.settings.clone(),
+            inner.cut.clone(),
+        ));
+        Self(inner)
     }
 
-    /// `true` when turns go to the built-in offline model.
-    pub fn is_offline(&self) -> bool {
-        self.0.offline_label.is_some()
+    /// The model name turns report when the agent's is not used (the offline model), if any.
+    pub fn model_label(&self) -> Option<&str> {
+        self.0.model_label.as_deref()
     }
 
-    /// Starts a turn. Returns once the upstream accepted it (the stream has started), or with the error the
+    /// Starts a turn. Returns once the upstream accepted it (the stream has started), or with the failure the
     /// client should see. From then on the turn runs to its end whether or not anyone reads the events.
-    pub async fn start(&self, who: &Principal, req: TurnRequest, mode: Mode) -> Result<Started, TurnError> {
+    pub async fn start(&self, who: &Principal, req: TurnRequest, mode: Mode) -> Result<Started, Failure> {
         let inner = &self.0;
+        let since = Instant::now();
         if !inner.accepting.load(Ordering::SeqCst) {
-            return Err(TurnError::new(
-                503,
-                "unavailable",
+            let f = Failure::new(
+                Code::Unavailable,
                 "The server is shutting down; retry on another instance.",
             )
-            .retry_after(1));
+            .retry_after(1);
+            metrics::refused(&f);
+            return Err(f);
         }
-        let tenant = who.tenant_id.as_str();
-        let scoped = inner.db.scoped(tenant);
-        let message = req.message.trim();
-        if message.is_empty() {
-            return Err(TurnError::invalid("`message` is empty: send the user's text."));
-        }
-        if message.chars().count() > inner.settings.max_message_chars {
-            return Err(TurnError::invalid(format!(
-                "`message` is over {} characters (CHAT_MAX_MESSAGE_CHARS); send a shorter one.",
-                inner.settings.max_message_chars
-            )));
-        }
-        let conversation = match req.conversation_id {
-            Some(id) => Some(scoped.conversation(id).await?.ok_or_else(|| {
-                TurnError::new(
-                    404,
-                    "conversation_not_found",
-                    format!("No conversation {id}; omit conversation_id to start one."),
-                )
-            })?),
-            None => None,
+        let admission = match Admission::take(inner, who, req)
+            .await
+            .inspect_err(metrics::refused)?
+        {
+            Admitted::Replay(result) => return Ok(Started::Replay(result)),
+            Admitted::Turn(a) => *a,
         };
-        let agent = self.resolve_agent(req.agent.as_deref(), conversation.as_ref())?;
-        let inputs = crate::inputs::resolve(self, tenant, &agent, &req.attachments).await?;
-        crate::inputs::check_budget(self, tenant).await?;
-        let slot = inner
-            .limits
-            .acquire(
-                tenant,
-                inner.settings.rate_limit_per_minute,
-                inner.settings.concurrent_limit,
-            )
-            .map_err(|r| match r {
-                Refusal::PerMinute { retry_after } => TurnError::new(
-                    429,
-                    "rate_limited",
-                    format!(
-                        "This tenant started more than {} turns in the last minute; retry later.",
-                        inner.settings.rate_limit_per_minute
-                    ),
-                )
-                .retry_after(retry_after),
-                Refusal::Concurrent => TurnError::new(
-                    429,
-                    "rate_limited",
-                    format!(
-                        "This tenant already runs {} turns at once; retry when one finishes.",
-                        inner.settings.concurrent_limit
-                    ),
-                )
-                .retry_after(2),
-            })?;
-        if let Some((key, hash)) = &req.idempotency {
-            match scoped.claim_idempotency(key, hash).await? {
-                IdempotencyState::Claimed => {}
-                IdempotencyState::Done(v) => {
-                    let result: TurnResult = serde_json::from_value(v).map_err(TurnError::internal)?;
-                    return Ok(Started::Replay(Box::new(result)));
-                }
-                IdempotencyState::Running => {
-                    return Err(TurnError::new(
-                        409,
-                        "request_in_progress",
-                        "A request with this Idempotency-Key is still running; retry when it ends.",
-                    )
-                    .retry_after(2));
-                }
-                IdempotencyState::Mismatch => {
-                    return Err(TurnError::new(
-                        422,
-                        "idempotency_key_reused",
-                        "This Idempotency-Key was used with a different request; use a new key.",
-                    ));
-                }
-            }
-        }
-        let run_id = format!("run_{}", Uuid::now_v7().simple());
-        if let Some(c) = &conversation {
-            let locked = scoped
-                .try_lock_run(
-                    c.id,
-                    &run_id,
-                    chrono::Duration::seconds(inner.settings.total_timeout_seconds as i64 + 60),
-                )
-                .await;
-            if !matches!(locked, Ok(true)) {
-                if let Some((key, _)) = &req.idempotency {
-                    let _ = scoped.release_idempotency(key).await;
-                }
-                locked?;
-                return Err(TurnError::new(
-                    409,
-                    "conversation_busy",
-                    "A turn is already running on this conversation; wait for it to finish.",
-                ));
-            }
-        }
-        let (events_tx, events_rx) = mpsc::channel(256);
+        let (run_id, tenant) = (admission.run_id.clone(), admission.tenant.clone());
+        let (events_tx, events_rx) = mpsc::channel(LIVE_QUEUE);
         let (accepted_tx, accepted_rx) = oneshot::channel();
-        let turn = crate::run::Turn {
-            turns: self.clone(),
-            principal: who.clone(),
-            agent,
-            conversation,
-            message: message.to_owned(),
-            run_id,
-            mode,
-            idempotency_key: req.idempotency.map(|(k, _)| k),
-            inputs,
-            _slot: slot,
-        };
-        inner.tracker.spawn(turn.run(accepted_tx, events_tx));
+        let span = tracing::info_span!("turn", tenant_id = %tenant, run_id = %run_id, agent = %admission.agent.key,
+            conversation_id = %admission.conversation_id);
+        inner
+            .tracker
+            .spawn(run(self.clone(), admission, mode, since, accepted_tx, events_tx).instrument(span));
         match accepted_rx.await {
-            Ok(Ok(())) => Ok(Started::Live(events_rx)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(TurnError::internal("the turn task ended before it started")),
-        }
-    }
-
-    fn resolve_agent(
-        &self,
-        asked: Option<&str>,
-        conversation: Option<&Conversation>,
-    ) -> Result<Arc<Agent>, TurnError> {
-        let agents = &self.0.agents;
-        let not_found = |k: &str| {
-            TurnError::new(
-                404,
-                "agent_not_found",
-                format!("No agent {k:?}; GET /v1/agents lists the agents."),
-            )
-        };
-        match (asked, conversation) {
-            (Some(k), Some(c)) if k != c.agent => Err(TurnError::invalid(format!(
-                "This conversation belongs to agent {:?}; omit `agent` or send {:?}.",
-                c.agent, c.agent
-            ))),
-            (_, Some(c)) => agents.get(&c.agent).cloned().ok_or_else(|| not_found(&c.agent)),
-            (Some(k), None) => agents.get(k).cloned().ok_or_else(|| not_found(k)),
-            (None, None) => agents.default_agent().cloned().ok_or_else(|| {
-                TurnError::invalid(
-                    "`agent` is required to start a conversation (no agent is marked default).",
-                )
+            Ok(Ok(())) => Ok(Started::Live {
+                events: Box::pin(follow::live(&self.0, &tenant, &run_id, events_rx)),
+                run_id,
             }),
+            Ok(Err(f)) => {
+                metrics::refused(&f);
+                Err(f)
+            }
+            Err(_) => Err(Failure::internal("the turn task ended before it started")),
         }
     }
 
-    /// Stops accepting turns and waits up to `SHUTDOWN_GRACE_SECONDS` for running ones. `true` when all ended.
+    /// `false` once a shutdown began.
+    pub fn is_accepting(&self) -> bool {
+        self.0.accepting.load(Ordering::SeqCst)
+    }
+
+    /// Stops taking turns and gives running ones `SHUTDOWN_GRACE_SECONDS` to finish; those still running then
+    /// are saved as they stand and end with `error` `shutting_down`. `true` when every turn ended in the grace.
     pub async fn shutdown(&self) -> bool {
         let inner = &self.0;
         inner.accepting.store(false, Ordering::SeqCst);
         inner.tracker.close();
-        let running = inner.tracker.len();
-        if running > 0 {
+        let grace = Duration::from_secs(inner.settings.shutdown_grace_seconds);
+        if !inner.tracker.is_empty() {
             tracing::info!(
-                running,
-                grace_seconds = inner.settings.shutdown_grace_seconds,
+                running = inner.tracker.len(),
+                grace_seconds = grace.as_secs(),
                 "waiting for running turns"
             );
         }
-        tokio::time::timeout(
-            Duration::from_secs(inner.settings.shutdown_grace_seconds),
-            inner.tracker.wait(),
-        )
-        .await
-        .is_ok()
+        if tokio::time::timeout(grace, inner.tracker.wait()).await.is_ok() {
+            inner.cut.cancel();
+            return true;
+        }
+        tracing::warn!(
+            running = inner.tracker.len(),
+            "shutdown grace over: saving running turns as they stand"
+        );
+        inner.cut.cancel();
+        if tokio::time::timeout(Duration::from_secs(15), inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                running = inner.tracker.len(),
+                "turns did not save within 15 s of the cut"
+            );
+        }
+        inner.journal.flush().await;
+        false
     }
 
     /// Turns running now.
     pub fn running(&self) -> usize {
         self.0.tracker.len()
     }
+
+    /// The events of a run after id `after` (0: all): replay, then live until the terminal event, whichever
+    /// replica runs it. `run_not_found` when this tenant has no such run.
+    pub async fn follow(&self, tenant: &TenantId, run_id: &str, after: u64) -> Result<EventFeed, Failure> {
+        Ok(Box::pin(follow::follow(&self.0, tenant, run_id, after).await?))
+    }
+
+    /// `UPLOAD_MAX_MB` in bytes.
+    pub fn upload_max_bytes(&self) -> u64 {
+        u64::from(self.0.settings.upload_max_mb) * 1024 * 1024
+    }
+
+    /// Admits an upload before its body is read: the tenant's rate limit (uploads count like turns) and at most
+    /// a few uploads of one tenant received at once. Hold the permit while reading the body.
+    pub async fn admit_upload(&self, tenant: &TenantId) -> Result<UploadPermit, Failure> {
+        if !self.is_accepting() {
+            return Err(Failure::new(
+                Code::Unavailable,
+                "The server is shutting down; retry on another instance.",
+            )
+            .retry_after(1));
+        }
+        inputs::admit_upload(&self.0, tenant).await
+    }
+
+    /// Stores an uploaded input image after checking its bytes (real PNG/JPEG/WebP, under `UPLOAD_MAX_MB`).
+    pub async fn upload(&self, tenant: &TenantId, bytes: bytes::Bytes) -> Result<AttachmentMeta, Failure> {
+        inputs::upload(&self.0, tenant, bytes).await
+    }
+}
+
+/// The turn task.
+async fn run(
+    turns: Turns,
+    mut admission: Admission,
+    mode: Mode,
+    since: Instant,
+    accepted: oneshot::Sender<Result<(), Failure>>,
+    live: mpsc::Sender<Sequenced>,
+) {
+    let inner = &turns.0;
+    let upstream = match open_upstream(inner, &admission, mode).await {
+        Ok(u) => u,
+        Err(f) => {
+            admission.release().await;
+            let _ = accepted.send(Err(f));
+            return;
+        }
+    };
+    admission.commit();
+    let _ = accepted.send(Ok(()));
+    let _heartbeat = heartbeat(inner, &admission);
+    let run = RunRef {
+        run_id: admission.run_id.as_str().into(),
+        tenant: admission.tenant.clone(),
+        conversation_id: admission.conversation_id,
+    };
+    let meter = metrics::TurnMeter::started(&admission.agent.key, since);
+    let mut sink = Sink::new(run, live, inner.journal.clone(), meter);
+    let model = inner
+        .model_label
+        .clone()
+        .unwrap_or_else(|| admission.agent.model.clone());
+    sink.emit_logged(TurnEvent::Started(admission.started.clone()));
+    let ingest = Ingest {
+        store: inner.store.clone(),
+        db: inner.db.clone(),
+        tenant: admission.tenant.clone(),
+        conversation: admission.conversation_id,
+        max_bytes: inner.images.output_max_bytes(),
+        pool: inner.ingest.clone(),
+    };
+    let caps = Caps {
+        max_reply_bytes: inner.settings.max_reply_mb as usize * 1024 * 1024,
+        max_images: inner.settings.max_images_per_turn,
+        budget: inner.settings.monthly_budget_usd.map(|limit_usd| Budget {
+            limit_usd,
+            spent_before_usd: admission.spent_this_month.unwrap_or(0.0),
+        }),
+    };
+    let mut relay = Relay {
+        agent: &admission.agent,
+        sink: &mut sink,
+        ingest: &ingest,
+        caps,
+        cut: &inner.cut,
+        draft: Draft::default(),
+    };
+    let ending = relay.run(upstream).await;
+    let draft = std::mem::take(&mut relay.draft);
+    persist::finish(inner, &admission, draft, ending, model, &mut sink).await;
+}
+
+/// The upstream request of the turn, opened. A conversation whose previous response the upstream lost goes
+/// on from a fresh context instead of failing forever.
+async fn open_upstream(inner: &Context, a: &Admission, mode: Mode) -> Result<EventStream, Failure> {
+    let images = inputs::data_urls(&inner.store, &a.inputs).await?;
+    let previous = a.previous_response_id.as_deref();
+    let mut request = build_request(&a.agent, &a.message, images, previous, mode == Mode::Stream);
+    let mut opened = inner.client.stream(&request).await;
+    if let Err(e) = &opened
+        && previous.is_some()
+        && is_previous_response_missing(e)
+    {
+        tracing::warn!("the upstream lost this conversation's previous response; continuing without it");
+        request.previous_response_id = None;
+        opened = inner.client.stream(&request).await;
+    }
+    let upstream = opened.map_err(|e| pre_stream_error(&e))?;
+    tracing::info!(
+        upstream_request_id = upstream.request_id().unwrap_or("-"),
+        "upstream accepted the turn"
+    );
+    Ok(upstream)
+}
+
+/// Renews the turn's lease every third of `RUN_LEASE_SECONDS` until dropped.
+fn heartbeat(inner: &Context, a: &Admission) -> AbortOnDropHandle<()> {
+    let (db, tenant, conversation, run) = (
+        inner.db.clone(),
+        a.tenant.clone(),
+        a.conversation_id,
+        a.run_id.clone(),
+    );
+    let every = inner.settings.heartbeat();
+    AbortOnDropHandle::new(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            match db.scoped(&tenant).renew_lease(conversation, &run).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(conversation_id = %conversation, run_id = %run, "the turn lost its lease");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, run_id = %run, "cannot renew the turn's lease; retrying");
+                }
+            }
+        }
+    }))
 }
 
 /// The client configuration for `base_url` under these settings.

@@ -1,7 +1,7 @@
 //! The upstream side of a turn: the Responses request built from the agent, and upstream failures mapped to
 //! the contract's codes (502 `upstream_error`, 503 `upstream_unavailable`, 504 `upstream_timeout`).
 
-use crate::TurnError;
+use crate::failure::{Code, Failure};
 use agentd_agents::Agent;
 use agentd_responses::{
     CreateResponse, Error, ImageGenerationTool, Input, InputContentPart, InputItem, InputMessage, Tool,
@@ -56,20 +56,18 @@ pub(crate) fn is_previous_response_missing(e: &Error) -> bool {
     e.api_error().and_then(|b| b.code.as_deref()) == Some("previous_response_not_found")
 }
 
-/// An upstream failure before the stream started, as the contract's answer. Upstream messages are not
-/// passed on (they can quote keys or internals); the upstream code and request id go to `details` via logs.
-pub(crate) fn pre_stream_error(e: &Error) -> TurnError {
+/// An upstream failure before the stream started, as the contract's answer. Upstream codes and messages are
+/// not passed on (they can quote keys, quotas or internals); they and the upstream request id go to the log.
+pub(crate) fn pre_stream_error(e: &Error) -> Failure {
     let upstream_id = e.request_id().unwrap_or("-").to_owned();
     tracing::warn!(error = %e, upstream_request_id = %upstream_id, "upstream refused the turn");
     let mut t = match e {
-        Error::Timeout(_) => TurnError::new(
-            504,
-            "upstream_timeout",
+        Error::Timeout(_) => Failure::new(
+            Code::UpstreamTimeout,
             "The model API did not answer in time; retry.",
         ),
-        Error::Connect(_) | Error::Transport(_) => TurnError::new(
-            503,
-            "upstream_unavailable",
+        Error::Connect(_) | Error::Transport(_) => Failure::new(
+            Code::UpstreamUnavailable,
             "The model API is unreachable right now; retry shortly.",
         )
         .retry_after(5),
@@ -85,63 +83,63 @@ pub(crate) fn pre_stream_error(e: &Error) -> TurnError {
                 .or(error.error_type.as_deref())
                 .unwrap_or("unknown");
             match status {
-                429 if code != "insufficient_quota" => TurnError::new(
-                    503,
-                    "upstream_unavailable",
+                429 if code != "insufficient_quota" => Failure::new(
+                    Code::UpstreamUnavailable,
                     "The model API is rate limiting this service; retry shortly.",
                 )
                 .retry_after(retry_after.map_or(10, |d| d.as_secs().max(1))),
-                s if *s >= 500 => TurnError::new(
-                    503,
-                    "upstream_unavailable",
+                s if *s >= 500 => Failure::new(
+                    Code::UpstreamUnavailable,
                     "The model API is overloaded or failing; retry shortly.",
                 )
                 .retry_after(5),
-                401 | 403 => TurnError::new(
-                    502,
-                    "upstream_error",
+                401 | 403 => Failure::new(
+                    Code::UpstreamError,
                     "The model API refused this service's credentials; tell the operator.",
                 ),
-                _ => TurnError::new(
-                    502,
-                    "upstream_error",
-                    format!("The model API refused the request ({code}); tell the operator if it persists."),
+                _ => Failure::new(
+                    Code::UpstreamError,
+                    "The model API refused the request; tell the operator if it persists.",
                 ),
             }
         }
-        _ => TurnError::new(
-            502,
-            "upstream_error",
+        _ => Failure::new(
+            Code::UpstreamError,
             "The model API answered something unexpected; retry.",
         ),
     };
-    t.internal = Some(format!("upstream request {upstream_id}: {e}"));
+    t.cause = Some(format!("upstream request {upstream_id}: {e}"));
     t
 }
 
 /// An upstream failure after the stream started, as the `error` event's `{code, message, retryable}`.
-pub(crate) fn mid_stream_error(e: &Error) -> (&'static str, String, bool) {
+pub(crate) fn mid_stream_error(e: &Error) -> Failure {
     tracing::warn!(error = %e, upstream_request_id = e.request_id().unwrap_or("-"), "upstream stream failed");
     match e {
-        Error::Timeout(_) => (
-            "upstream_timeout",
-            "The model API went silent for too long; retry.".into(),
-            true,
+        Error::Timeout(_) => Failure::new(
+            Code::UpstreamTimeout,
+            "The model API went silent for too long; retry.",
         ),
-        Error::EventTooLarge { .. } => (
-            "upstream_error",
-            "The model API sent an event over the size limit.".into(),
-            false,
+        Error::EventTooLarge { .. } => Failure::new(
+            Code::UpstreamError,
+            "The model API sent an event over the size limit.",
+        )
+        .retryable(false),
+        Error::UnexpectedEof | Error::Transport(_) | Error::Connect(_) => Failure::new(
+            Code::UpstreamUnavailable,
+            "The model API closed the stream before the turn finished; retry.",
         ),
-        Error::UnexpectedEof | Error::Transport(_) | Error::Connect(_) => (
-            "upstream_unavailable",
-            "The model API closed the stream before the turn finished; retry.".into(),
-            true,
-        ),
-        _ => (
-            "upstream_error",
-            "The model API stream failed; retry.".into(),
-            true,
-        ),
+        _ => Failure::new(Code::UpstreamError, "The model API stream failed; retry.").retryable(true),
     }
+}
+
+/// The stream ended without a terminal event.
+pub(crate) fn ended_early() -> Failure {
+    Failure::new(Code::UpstreamError, "The model API stream ended early.").retryable(true)
+}
+
+/// `response.failed`: retryable when the upstream's code says the failure was on its side.
+pub(crate) fn response_failed(code: Option<&str>) -> Failure {
+    let retryable = matches!(code, Some("server_error" | "rate_limit_exceeded") | None);
+    Failure::new(Code::UpstreamError, "The model API could not complete this turn.").retryable(retryable)
 }

@@ -53,18 +53,46 @@ impl fmt::Debug for DbSettings {
     }
 }
 
-/// Replaces the password of `scheme://user:password@host/…` with `***`.
+/// Replaces every password in a database URL with `***`: the userinfo's (`scheme://user:password@host/…`, the
+/// password may itself hold `@`, `/`, `?` or `#`: userinfo ends at the last `@` before the query, or at the
+/// last `@` at all) and the `password=` / `sslpassword=` query parameters. When unsure it redacts more.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let before_query = rest.find(['?', '#']).map_or(rest, |i| &rest[..i]);
+    let at = before_query.rfind('@').or_else(|| rest.rfind('@'));
+    let mut out = String::with_capacity(url.len());
+    if !scheme.is_empty() {
+        out.push_str(scheme);
+        out.push_str("://");
     }
+    let tail = match at {
+        Some(i) => {
+            let userinfo = &rest[..i];
+            match userinfo.split_once(':') {
+                Some((user, _)) => out.push_str(&format!("{user}:***@")),
+                None => out.push_str(&rest[..=i]),
+            }
+            &rest[i + 1..]
+        }
+        None => rest,
+    };
+    let Some((head, query)) = tail.split_once('?') else {
+        out.push_str(tail);
+        return out;
+    };
+    out.push_str(head);
+    out.push('?');
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if ["password", "sslpassword"].contains(&k.to_ascii_lowercase().as_str()) => {
+                format!("{k}=***")
+            }
+            _ => p.to_owned(),
+        })
+        .collect();
+    out.push_str(&params.join("&"));
+    out
 }
 
 /// The connection pool of whichever database `DATABASE_URL` names.
@@ -169,8 +197,13 @@ impl Db {
     }
 
     /// The handle on one tenant's data.
-    pub fn scoped<'a>(&'a self, tenant: &'a str) -> Scoped<'a> {
+    pub fn scoped<'a>(&'a self, tenant: &'a crate::TenantId) -> Scoped<'a> {
         Scoped { db: self, tenant }
+    }
+
+    /// The pool now: connections open, and how many of them are idle (for the metrics).
+    pub fn pool_connections(&self) -> (u32, usize) {
+        with_pool!(self, |p| (p.size(), p.num_idle()))
     }
 
     pub async fn close(&self) {

@@ -1,5 +1,6 @@
 //! Conversations of one tenant: create, read, list newest first with a keyset cursor, delete.
 
+use crate::tx::with_tx;
 use crate::{Conversation, DbError, Scoped, now, with_pool};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -20,7 +21,7 @@ pub struct ConversationPage {
 
 macro_rules! columns {
     () => {
-        "id, tenant_id, user_id, agent, title, last_response_id, created_at, updated_at"
+        "id, tenant_id, user_id, agent, title, last_response_id, created_at, updated_at, active_run_id, active_run_at, active_run_started_at"
     };
 }
 
@@ -53,7 +54,7 @@ impl Scoped<'_> {
         let t = now();
         Ok(with_pool!(self.db, |p| sqlx::query_as(sql)
             .bind(id)
-            .bind(self.tenant)
+            .bind(self.t())
             .bind(user)
             .bind(agent)
             .bind(title)
@@ -69,7 +70,7 @@ impl Scoped<'_> {
             " FROM conversations WHERE tenant_id = $1 AND id = $2"
         );
         Ok(with_pool!(self.db, |p| sqlx::query_as(sql)
-            .bind(self.tenant)
+            .bind(self.t())
             .bind(id)
             .fetch_optional(p)
             .await)?)
@@ -91,7 +92,7 @@ impl Scoped<'_> {
                     " FROM conversations WHERE tenant_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2"
                 );
                 with_pool!(self.db, |p| sqlx::query_as(sql)
-                    .bind(self.tenant)
+                    .bind(self.t())
                     .bind(fetch)
                     .fetch_all(p)
                     .await)?
@@ -104,7 +105,7 @@ impl Scoped<'_> {
                     "ORDER BY updated_at DESC, id DESC LIMIT $4"
                 );
                 with_pool!(self.db, |p| sqlx::query_as(sql)
-                    .bind(self.tenant)
+                    .bind(self.t())
                     .bind(c.updated_at)
                     .bind(c.id)
                     .bind(fetch)
@@ -130,7 +131,7 @@ impl Scoped<'_> {
                    WHERE tenant_id = $1 AND id = $2";
         let t = now();
         with_pool!(self.db, |p| sqlx::query(sql)
-            .bind(self.tenant)
+            .bind(self.t())
             .bind(id)
             .bind(response_id)
             .bind(t)
@@ -140,15 +141,63 @@ impl Scoped<'_> {
         Ok(())
     }
 
-    /// Deletes the conversation and its messages; `false` when it does not exist in this tenant.
+    /// Deletes an idle conversation (or one whose run died) with everything that belongs to it; `false` when
+    /// there is none in this tenant or a live run holds it.
     pub async fn delete_conversation(&self, id: Uuid) -> Result<bool, DbError> {
-        let sql = "DELETE FROM conversations WHERE tenant_id = $1 AND id = $2";
-        let done = with_pool!(self.db, |p| sqlx::query(sql)
-            .bind(self.tenant)
-            .bind(id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
-        Ok(done > 0)
+        let run = format!("delete_{}", Uuid::now_v7().simple());
+        if self
+            .lease_for_delete(id, &run, chrono::Duration::seconds(30))
+            .await?
+            != DeleteOutcome::Deleted
+        {
+            return Ok(false);
+        }
+        Ok(self.delete_conversation_leased(id, &run).await? == DeleteOutcome::Deleted)
     }
+
+    /// Deletes the conversation that `run` holds the lease of ([`Scoped::lease_for_delete`]), in one
+    /// transaction: the uploads only it referenced, its generated-image rows, idempotency results and run
+    /// event log, then the conversation (messages and references cascade). The caller deletes the bytes first.
+    pub async fn delete_conversation_leased(&self, id: Uuid, run: &str) -> Result<DeleteOutcome, DbError> {
+        let mut tx = self.begin().await?;
+        let t = self.tenant.clone();
+        for sql in [
+            "DELETE FROM stored_objects WHERE tenant_id = $1 AND kind = 'upload' AND id IN \
+             (SELECT object_id FROM object_refs WHERE tenant_id = $1 AND conversation_id = $2) AND NOT EXISTS \
+             (SELECT 1 FROM object_refs r WHERE r.object_id = stored_objects.id AND r.conversation_id <> $2)",
+            "DELETE FROM stored_objects WHERE tenant_id = $1 AND conversation_id = $2",
+            "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND conversation_id = $2",
+            "DELETE FROM run_events WHERE tenant_id = $1 AND conversation_id = $2",
+        ] {
+            with_tx!(tx, |c| sqlx::query(sql)
+                .bind(t.as_str())
+                .bind(id)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))?;
+        }
+        let gone = with_tx!(tx, |c| sqlx::query(
+            "DELETE FROM conversations WHERE tenant_id = $1 AND id = $2 AND active_run_id = $3"
+        )
+        .bind(t.as_str())
+        .bind(id)
+        .bind(run)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        if gone == 0 {
+            return Ok(DeleteOutcome::NotFound); // rolled back: the lease was lost or the row is gone
+        }
+        tx.commit().await?;
+        Ok(DeleteOutcome::Deleted)
+    }
+}
+
+/// What a deletion found (also the answer of [`Scoped::lease_for_delete`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    NotFound,
+    /// A run holds the conversation.
+    Busy,
 }

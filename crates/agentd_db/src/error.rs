@@ -20,6 +20,9 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Other(#[source] sqlx::Error),
+    /// A row holds something this binary cannot read back (a foreign key or an edited column).
+    #[error("unreadable row: {0}")]
+    Corrupt(String),
 }
 
 impl From<sqlx::Error> for DbError {

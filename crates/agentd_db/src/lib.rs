@@ -1,38 +1,54 @@
 //! Persistence over PostgreSQL (production) or SQLite (the zero-config default) with one schema
-//! (`migrations/postgres` and `migrations/sqlite`, kept in step) and one SQL text per query.
+//! (`migrations/postgres` and `migrations/sqlite`, kept in step) and, wherever the dialects allow, one SQL text per
+//! query.
 //!
-//! Tenant data is reached only through [`Db::scoped`], which returns a [`Scoped`] handle bound to one tenant:
-//! every query it runs filters on that tenant, so no call site can forget the filter or cross tenants.
-//! Rows hold metadata only — never image bytes, base64 or URLs.
+//! Tenant data is reached only through [`Db::scoped`], which returns a [`Scoped`] handle bound to one
+//! [`TenantId`]: every query it runs filters on that tenant, so no call site can forget the filter or cross
+//! tenants. Rows hold metadata only — never image bytes, base64 or URLs.
+//!
+//! A chat turn touches the database in three transactions (see [`turns`]): admission (limits, idempotency
+//! claim, the conversation lease and the user message), one row per stored image, and the finished turn.
+//! The run event log ([`journal`]) is written beside them, batched.
 
 mod connect;
 mod conversations;
 mod error;
+mod idempotency;
+pub mod journal;
+mod limits;
 mod messages;
 mod models;
 mod objects;
-mod runs;
 mod tenants;
+pub mod turns;
+mod tx;
 mod usage;
 
-pub use connect::{Db, DbSettings};
-pub use conversations::{ConversationCursor, ConversationPage};
+pub use agentd_ids::{ObjectKey, TenantId};
+pub use connect::{Db, DbSettings, redact_url};
+pub use conversations::{ConversationCursor, ConversationPage, DeleteOutcome};
 pub use error::DbError;
-pub use models::{AttachmentMeta, Conversation, Message, NewMessage, Role, TenantStatus};
+pub use idempotency::{IDEMPOTENCY_TTL, IdempotencyState};
+pub use limits::RateDecision;
+pub use models::{ActiveRun, AttachmentMeta, Conversation, Message, NewMessage, Role, TenantStatus};
 pub use objects::{NewObject, StoredObject};
-pub use runs::IdempotencyState;
+pub use tx::TurnTx;
 pub use usage::{DailyUsage, NewUsage};
 
 /// A handle on one tenant's data. Built by [`Db::scoped`]; every method filters on `tenant`.
 #[derive(Clone, Copy)]
 pub struct Scoped<'a> {
     db: &'a Db,
-    tenant: &'a str,
+    tenant: &'a TenantId,
 }
 
 impl<'a> Scoped<'a> {
-    pub fn tenant(&self) -> &'a str {
+    pub fn tenant(&self) -> &'a TenantId {
         self.tenant
+    }
+
+    pub(crate) fn t(&self) -> &'a str {
+        self.tenant.as_str()
     }
 }
 
@@ -49,7 +65,7 @@ macro_rules! with_pool {
 pub(crate) use with_pool;
 
 /// Now, truncated to microseconds so that both databases store and return the same instant.
-pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+pub fn now() -> chrono::DateTime<chrono::Utc> {
     let n = chrono::Utc::now();
     chrono::DurationRound::duration_trunc(n, chrono::Duration::microseconds(1)).unwrap_or(n)
 }

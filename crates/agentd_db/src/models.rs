@@ -29,7 +29,7 @@ impl TenantStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Conversation {
     pub id: Uuid,
     pub tenant_id: String,
@@ -39,6 +39,29 @@ pub struct Conversation {
     pub last_response_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The run holding the lease, if any (it may have expired: see [`Conversation::active_run`]).
+    pub active_run_id: Option<String>,
+    /// The lease's last heartbeat.
+    pub active_run_at: Option<DateTime<Utc>>,
+    pub active_run_started_at: Option<DateTime<Utc>>,
+}
+
+/// A turn running on a conversation now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveRun {
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Conversation {
+    /// The running turn, if its lease is younger than `lease` (a lease whose holder died is not a run).
+    pub fn active_run(&self, lease: chrono::Duration) -> Option<ActiveRun> {
+        let heartbeat = self.active_run_at?;
+        (heartbeat >= crate::now() - lease).then(|| ActiveRun {
+            run_id: self.active_run_id.clone().unwrap_or_default(),
+            started_at: self.active_run_started_at.unwrap_or(heartbeat),
+        })
+    }
 }
 
 /// Who wrote a message.
@@ -63,7 +86,7 @@ impl Role {
 pub struct AttachmentMeta {
     pub object_id: Uuid,
     /// Where the bytes are; never shown to clients (they get a URL minted from it on every read).
-    pub object_key: String,
+    pub object_key: agentd_ids::ObjectKey,
     pub filename: String,
     pub mime_type: String,
     pub size_bytes: i64,
@@ -93,6 +116,38 @@ pub(crate) struct MessageRow {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewMessage {
+    /// A message written now with a fresh id.
+    pub fn new(
+        role: Role,
+        content: String,
+        attachments: Vec<AttachmentMeta>,
+        response_id: Option<String>,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            created_at: crate::now(),
+            role,
+            content,
+            attachments,
+            response_id,
+        }
+    }
+
+    /// The message as it reads once saved in `conversation`.
+    pub fn saved_in(&self, conversation: Uuid) -> Message {
+        Message {
+            id: self.id,
+            conversation_id: conversation,
+            role: self.role,
+            content: self.content.clone(),
+            attachments: self.attachments.clone(),
+            response_id: self.response_id.clone(),
+            created_at: self.created_at,
+        }
+    }
+}
+
 impl From<MessageRow> for Message {
     fn from(r: MessageRow) -> Self {
         Message {
@@ -111,9 +166,12 @@ impl From<MessageRow> for Message {
     }
 }
 
-/// A message to append.
+/// A message to append. The id and time are chosen by the caller, so the saved message is known before the
+/// transaction that writes it (and can be part of what that transaction records).
 #[derive(Debug, Clone)]
 pub struct NewMessage {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
     pub role: Role,
     pub content: String,
     pub attachments: Vec<AttachmentMeta>,

@@ -1,15 +1,17 @@
-//! Stored-object metadata of one tenant: what was stored where, for which conversation, message and tool call.
-//! Never the bytes.
+//! Stored-object metadata of one tenant: what was stored where, for which conversation, message and tool call,
+//! and which conversations use which uploads. Never the bytes.
 
-use crate::{DbError, Scoped, now, with_pool};
+use crate::tx::with_tx;
+use crate::{AttachmentMeta, DbError, Scoped, TurnTx, now, with_pool};
+use agentd_ids::ObjectKey;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// A stored object's metadata.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
     pub id: Uuid,
-    pub object_key: String,
+    pub object_key: ObjectKey,
     pub conversation_id: Option<Uuid>,
     pub message_id: Option<Uuid>,
     pub tool_call_id: Option<String>,
@@ -22,11 +24,61 @@ pub struct StoredObject {
     pub created_at: DateTime<Utc>,
 }
 
+impl StoredObject {
+    /// What a message records about it.
+    pub fn meta(self) -> AttachmentMeta {
+        AttachmentMeta {
+            object_id: self.id,
+            object_key: self.object_key,
+            filename: self.filename,
+            mime_type: self.mime_type,
+            size_bytes: self.size_bytes,
+            tool_call_id: self.tool_call_id,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ObjectRow {
+    id: Uuid,
+    object_key: String,
+    conversation_id: Option<Uuid>,
+    message_id: Option<Uuid>,
+    tool_call_id: Option<String>,
+    kind: String,
+    filename: String,
+    mime_type: String,
+    size_bytes: i64,
+    sha256: String,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<ObjectRow> for StoredObject {
+    type Error = DbError;
+    fn try_from(r: ObjectRow) -> Result<Self, DbError> {
+        let object_key = ObjectKey::parse(&r.object_key)
+            .map_err(|e| DbError::Corrupt(format!("stored_objects {}: {e}", r.id)))?;
+        Ok(Self {
+            id: r.id,
+            object_key,
+            conversation_id: r.conversation_id,
+            message_id: r.message_id,
+            tool_call_id: r.tool_call_id,
+            kind: r.kind,
+            filename: r.filename,
+            mime_type: r.mime_type,
+            size_bytes: r.size_bytes,
+            sha256: r.sha256,
+            created_at: r.created_at,
+        })
+    }
+}
+
 /// An object about to be recorded.
 #[derive(Debug, Clone)]
 pub struct NewObject {
     pub id: Uuid,
-    pub object_key: String,
+    pub object_key: ObjectKey,
     pub conversation_id: Option<Uuid>,
     pub tool_call_id: Option<String>,
     pub kind: &'static str,
@@ -36,11 +88,7 @@ pub struct NewObject {
     pub sha256: String,
 }
 
-macro_rules! object_columns {
-    () => {
-        "id, object_key, conversation_id, message_id, tool_call_id, kind, filename, mime_type, size_bytes, sha256, created_at"
-    };
-}
+const COLUMNS: &str = "id, object_key, conversation_id, message_id, tool_call_id, kind, filename, mime_type, size_bytes, sha256, created_at";
 
 impl Scoped<'_> {
     pub async fn insert_object(&self, o: &NewObject) -> Result<(), DbError> {
@@ -49,8 +97,8 @@ impl Scoped<'_> {
         let t = now();
         with_pool!(self.db, |p| sqlx::query(sql)
             .bind(o.id)
-            .bind(self.tenant)
-            .bind(&o.object_key)
+            .bind(self.t())
+            .bind(o.object_key.as_str())
             .bind(o.conversation_id)
             .bind(&o.tool_call_id)
             .bind(o.kind)
@@ -67,67 +115,92 @@ impl Scoped<'_> {
 
     /// A live object of this tenant.
     pub async fn object(&self, id: Uuid) -> Result<Option<StoredObject>, DbError> {
-        let sql = concat!(
-            "SELECT ",
-            object_columns!(),
-            " FROM stored_objects WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
+        let sql = format!(
+            "SELECT {COLUMNS} FROM stored_objects WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
         );
-        Ok(with_pool!(self.db, |p| sqlx::query_as(sql)
-            .bind(self.tenant)
+        let row: Option<ObjectRow> = with_pool!(self.db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(self.t())
             .bind(id)
             .fetch_optional(p)
-            .await)?)
+            .await)?;
+        row.map(StoredObject::try_from).transpose()
     }
 
-    /// The conversation's objects.
-    pub async fn conversation_objects(&self, conversation: Uuid) -> Result<Vec<StoredObject>, DbError> {
-        let sql = concat!(
-            "SELECT ",
-            object_columns!(),
-            " FROM stored_objects WHERE tenant_id = $1 AND conversation_id = $2"
+    /// The uploads that only this conversation references (deleted with it).
+    pub async fn exclusive_uploads(&self, conversation: Uuid) -> Result<Vec<StoredObject>, DbError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM stored_objects WHERE tenant_id = $1 AND kind = 'upload' AND id IN \
+             (SELECT object_id FROM object_refs WHERE tenant_id = $1 AND conversation_id = $2) AND NOT EXISTS \
+             (SELECT 1 FROM object_refs r WHERE r.object_id = stored_objects.id AND r.conversation_id <> $2)"
         );
-        Ok(with_pool!(self.db, |p| sqlx::query_as(sql)
-            .bind(self.tenant)
+        let rows: Vec<ObjectRow> = with_pool!(self.db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(self.t())
             .bind(conversation)
             .fetch_all(p)
-            .await)?)
+            .await)?;
+        rows.into_iter().map(StoredObject::try_from).collect()
     }
+}
 
-    /// Links objects to the message that shows them.
-    pub async fn link_objects(&self, ids: &[Uuid], message: Uuid) -> Result<(), DbError> {
-        let sql = "UPDATE stored_objects SET message_id = $3 WHERE tenant_id = $1 AND id = $2";
-        for id in ids {
-            with_pool!(self.db, |p| sqlx::query(sql)
-                .bind(self.tenant)
-                .bind(id)
-                .bind(message)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected()))?;
+impl TurnTx {
+    /// The live objects of this tenant among `ids`, in any order (one statement).
+    pub async fn objects(&mut self, ids: &[Uuid]) -> Result<Vec<StoredObject>, DbError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
+        let t = self.tenant.clone();
+        let rows: Vec<ObjectRow> = with_tx!(self, |c| {
+            let mut q =
+                sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM stored_objects WHERE tenant_id = "));
+            q.push_bind(t.as_str())
+                .push(" AND deleted_at IS NULL AND id IN (");
+            let mut list = q.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            q.build_query_as().fetch_all(c).await
+        })?;
+        rows.into_iter().map(StoredObject::try_from).collect()
+    }
+
+    /// Records that `conversation` uses the uploads `ids` (one statement).
+    pub async fn reference_objects(&mut self, conversation: Uuid, ids: &[Uuid]) -> Result<(), DbError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let t = self.tenant.clone();
+        with_tx!(self, |c| {
+            let mut q =
+                sqlx::QueryBuilder::new("INSERT INTO object_refs (tenant_id, object_id, conversation_id) ");
+            q.push_values(ids, |mut row, id| {
+                row.push_bind(t.as_str()).push_bind(*id).push_bind(conversation);
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(c).await.map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 
-    /// Forgets one object's row (its bytes are gone or never arrived).
-    pub async fn delete_object(&self, id: Uuid) -> Result<(), DbError> {
-        let sql = "DELETE FROM stored_objects WHERE tenant_id = $1 AND id = $2";
-        with_pool!(self.db, |p| sqlx::query(sql)
-            .bind(self.tenant)
-            .bind(id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+    /// Links stored images to the message that shows them (one statement).
+    pub(crate) async fn link_objects(&mut self, ids: &[Uuid], message: Uuid) -> Result<(), DbError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let t = self.tenant.clone();
+        with_tx!(self, |c| {
+            let mut q = sqlx::QueryBuilder::new("UPDATE stored_objects SET message_id = ");
+            q.push_bind(message)
+                .push(" WHERE tenant_id = ")
+                .push_bind(t.as_str())
+                .push(" AND id IN (");
+            let mut list = q.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(c).await.map(|r| r.rows_affected())
+        })?;
         Ok(())
-    }
-
-    /// Forgets the rows of a conversation's objects (after their bytes were deleted).
-    pub async fn delete_conversation_objects(&self, conversation: Uuid) -> Result<u64, DbError> {
-        let sql = "DELETE FROM stored_objects WHERE tenant_id = $1 AND conversation_id = $2";
-        Ok(with_pool!(self.db, |p| sqlx::query(sql)
-            .bind(self.tenant)
-            .bind(conversation)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?)
     }
 }

@@ -1,13 +1,13 @@
 //! Tenants and users: provisioned on their first valid request, suspended and resumed by operators.
 
-use crate::{Db, DbError, TenantStatus, now, with_pool};
+use crate::{Db, DbError, TenantId, TenantStatus, now, with_pool};
 
 impl Db {
     /// The tenant's status, creating the tenant (active) on its first request.
-    pub async fn provision_tenant(&self, tenant: &str) -> Result<TenantStatus, DbError> {
+    pub async fn provision_tenant(&self, tenant: &TenantId) -> Result<TenantStatus, DbError> {
         let select = "SELECT status FROM tenants WHERE id = $1";
         let found: Option<String> = with_pool!(self, |p| sqlx::query_scalar(select)
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_optional(p)
             .await)?;
         if let Some(s) = found {
@@ -17,25 +17,25 @@ impl Db {
                       ON CONFLICT (id) DO NOTHING";
         let t = now();
         with_pool!(self, |p| sqlx::query(insert)
-            .bind(tenant)
+            .bind(tenant.as_str())
             .bind(t)
             .execute(p)
             .await
             .map(|r| r.rows_affected()))?;
         let status: String = with_pool!(self, |p| sqlx::query_scalar(select)
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_one(p)
             .await)?;
         Ok(TenantStatus::parse(&status))
     }
 
     /// Suspends or resumes a tenant (creating it if unknown, so a tenant can be suspended before first use).
-    pub async fn set_tenant_status(&self, tenant: &str, status: TenantStatus) -> Result<(), DbError> {
+    pub async fn set_tenant_status(&self, tenant: &TenantId, status: TenantStatus) -> Result<(), DbError> {
         let sql = "INSERT INTO tenants (id, status, created_at, updated_at) VALUES ($1, $2, $3, $3) \
                    ON CONFLICT (id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at";
         let t = now();
         with_pool!(self, |p| sqlx::query(sql)
-            .bind(tenant)
+            .bind(tenant.as_str())
             .bind(status.as_str())
             .bind(t)
             .execute(p)
@@ -51,7 +51,7 @@ impl crate::Scoped<'_> {
         let sql = "INSERT INTO users (tenant_id, id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
         let t = now();
         with_pool!(self.db, |p| sqlx::query(sql)
-            .bind(self.tenant)
+            .bind(self.t())
             .bind(user)
             .bind(t)
             .execute(p)

@@ -1,7 +1,8 @@
 //! Usage records of one tenant: one row per turn (tokens, images, estimated image cost), totals by day and
 //! the month's image spend for budgets.
 
-use crate::{DbError, Scoped, now, with_pool};
+use crate::tx::with_tx;
+use crate::{DbError, Scoped, TurnTx, now, with_pool};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
@@ -29,14 +30,18 @@ pub struct DailyUsage {
     pub image_cost_usd: f64,
 }
 
-impl Scoped<'_> {
-    pub async fn record_usage(&self, u: &NewUsage) -> Result<(), DbError> {
-        let sql = "INSERT INTO usage_events (id, tenant_id, conversation_id, response_id, day, input_tokens, output_tokens, \
-                   images, image_output_tokens, image_cost_usd, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-        let t = now();
-        with_pool!(self.db, |p| sqlx::query(sql)
+const INSERT: &str = "INSERT INTO usage_events (id, tenant_id, conversation_id, response_id, day, input_tokens, \
+    output_tokens, images, image_output_tokens, image_cost_usd, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+const SPENT: &str = "SELECT CAST(COALESCE(SUM(image_cost_usd), 0) AS DOUBLE PRECISION) FROM usage_events \
+    WHERE tenant_id = $1 AND created_at >= $2";
+
+impl TurnTx {
+    pub(crate) async fn record_usage(&mut self, u: &NewUsage) -> Result<(), DbError> {
+        let (tenant, t) = (self.tenant.clone(), now());
+        with_tx!(self, |c| sqlx::query(INSERT)
             .bind(Uuid::now_v7())
-            .bind(self.tenant)
+            .bind(tenant.as_str())
             .bind(u.conversation_id)
             .bind(&u.response_id)
             .bind(t.date_naive())
@@ -46,12 +51,24 @@ impl Scoped<'_> {
             .bind(u.image_output_tokens)
             .bind(u.image_cost_usd)
             .bind(t)
-            .execute(p)
+            .execute(c)
             .await
             .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
+    /// Estimated image spend since `since`, inside the admission transaction.
+    pub async fn image_cost_since(&mut self, since: DateTime<Utc>) -> Result<f64, DbError> {
+        let tenant = self.tenant.clone();
+        Ok(with_tx!(self, |c| sqlx::query_scalar(SPENT)
+            .bind(tenant.as_str())
+            .bind(since)
+            .fetch_one(c)
+            .await)?)
+    }
+}
+
+impl Scoped<'_> {
     /// Totals per day since `since` (inclusive), oldest first.
     pub async fn usage_by_day(&self, since: NaiveDate) -> Result<Vec<DailyUsage>, DbError> {
         let sql = "SELECT day, COUNT(*) AS turns, CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
@@ -60,7 +77,7 @@ impl Scoped<'_> {
                    CAST(SUM(image_cost_usd) AS DOUBLE PRECISION) AS image_cost_usd \
                    FROM usage_events WHERE tenant_id = $1 AND day >= $2 GROUP BY day ORDER BY day";
         Ok(with_pool!(self.db, |p| sqlx::query_as(sql)
-            .bind(self.tenant)
+            .bind(self.t())
             .bind(since)
             .fetch_all(p)
             .await)?)
@@ -68,10 +85,8 @@ impl Scoped<'_> {
 
     /// Estimated image spend since `since`.
     pub async fn image_cost_since(&self, since: DateTime<Utc>) -> Result<f64, DbError> {
-        let sql = "SELECT CAST(COALESCE(SUM(image_cost_usd), 0) AS DOUBLE PRECISION) FROM usage_events \
-                   WHERE tenant_id = $1 AND created_at >= $2";
-        Ok(with_pool!(self.db, |p| sqlx::query_scalar(sql)
-            .bind(self.tenant)
+        Ok(with_pool!(self.db, |p| sqlx::query_scalar(SPENT)
+            .bind(self.t())
             .bind(since)
             .fetch_one(p)
             .await)?)

@@ -3,8 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
-use agentd_db::{AttachmentMeta, Db, NewMessage, Role, TenantStatus};
+use agentd_db::{AttachmentMeta, Db, NewMessage, Role, TenantId, TenantStatus};
 use uuid::Uuid;
+
+fn tid(s: &str) -> TenantId {
+    TenantId::parse(s).unwrap()
+}
 
 /// Instantiates each case once per database.
 macro_rules! conformance {
@@ -24,22 +28,33 @@ conformance!(
 );
 
 async fn tenants_are_provisioned_once_and_can_be_suspended(db: &Db) {
-    assert_eq!(db.provision_tenant("acme").await.unwrap(), TenantStatus::Active);
-    assert_eq!(db.provision_tenant("acme").await.unwrap(), TenantStatus::Active);
-    db.set_tenant_status("acme", TenantStatus::Suspended)
+    assert_eq!(
+        db.provision_tenant(&tid("acme")).await.unwrap(),
+        TenantStatus::Active
+    );
+    assert_eq!(
+        db.provision_tenant(&tid("acme")).await.unwrap(),
+        TenantStatus::Active
+    );
+    db.set_tenant_status(&tid("acme"), TenantStatus::Suspended)
         .await
         .unwrap();
     assert_eq!(
-        db.provision_tenant("acme").await.unwrap(),
+        db.provision_tenant(&tid("acme")).await.unwrap(),
         TenantStatus::Suspended
     );
-    db.set_tenant_status("acme", TenantStatus::Active).await.unwrap();
-    assert_eq!(db.provision_tenant("acme").await.unwrap(), TenantStatus::Active);
-    db.set_tenant_status("later", TenantStatus::Suspended)
+    db.set_tenant_status(&tid("acme"), TenantStatus::Active)
         .await
         .unwrap();
     assert_eq!(
-        db.provision_tenant("later").await.unwrap(),
+        db.provision_tenant(&tid("acme")).await.unwrap(),
+        TenantStatus::Active
+    );
+    db.set_tenant_status(&tid("later"), TenantStatus::Suspended)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.provision_tenant(&tid("later")).await.unwrap(),
         TenantStatus::Suspended,
         "suspend before first use"
     );
@@ -47,19 +62,15 @@ async fn tenants_are_provisioned_once_and_can_be_suspended(db: &Db) {
 
 async fn conversations_are_confined_to_their_tenant(db: &Db) {
     for t in ["a", "b"] {
-        db.provision_tenant(t).await.unwrap();
+        db.provision_tenant(&tid(t)).await.unwrap();
     }
-    let (a, b) = (db.scoped("a"), db.scoped("b"));
+    let (ta, tb) = (tid("a"), tid("b"));
+    let (a, b) = (db.scoped(&ta), db.scoped(&tb));
     let conv = a.create_conversation("alice", "designer", "cats").await.unwrap();
     assert_eq!(a.conversation(conv.id).await.unwrap().unwrap(), conv);
     assert!(b.conversation(conv.id).await.unwrap().is_none());
     assert!(b.list_conversations(20, None).await.unwrap().items.is_empty());
-    let msg = NewMessage {
-        role: Role::User,
-        content: "hi".into(),
-        attachments: vec![],
-        response_id: None,
-    };
+    let msg = NewMessage::new(Role::User, "hi".into(), vec![], None);
     assert!(
         b.append_message(conv.id, msg.clone()).await.unwrap().is_none(),
         "no write into another tenant"
@@ -75,29 +86,25 @@ async fn conversations_are_confined_to_their_tenant(db: &Db) {
 }
 
 async fn messages_keep_attachment_metadata_in_order(db: &Db) {
-    db.provision_tenant("t").await.unwrap();
-    let s = db.scoped("t");
+    db.provision_tenant(&tid("t")).await.unwrap();
+    let tenant = tid("t");
+    let s = db.scoped(&tenant);
     let conv = s.create_conversation("u", "designer", "").await.unwrap();
     let att = AttachmentMeta {
         object_id: Uuid::now_v7(),
-        object_key: "tenants/t/conversations/c/o.png".into(),
+        object_key: agentd_db::ObjectKey::parse("tenants/t/conversations/c/o.png").unwrap(),
         filename: "image-ig_1.png".into(),
         mime_type: "image/png".into(),
         size_bytes: 1234,
         tool_call_id: Some("ig_1".into()),
     };
-    let user = NewMessage {
-        role: Role::User,
-        content: "draw".into(),
-        attachments: vec![],
-        response_id: None,
-    };
-    let bot = NewMessage {
-        role: Role::Assistant,
-        content: "here".into(),
-        attachments: vec![att.clone()],
-        response_id: Some("resp_1".into()),
-    };
+    let user = NewMessage::new(Role::User, "draw".into(), vec![], None);
+    let bot = NewMessage::new(
+        Role::Assistant,
+        "here".into(),
+        vec![att.clone()],
+        Some("resp_1".into()),
+    );
     let m1 = s.append_message(conv.id, user).await.unwrap().unwrap();
     let m2 = s.append_message(conv.id, bot).await.unwrap().unwrap();
     let all = s.messages(conv.id).await.unwrap();
@@ -110,8 +117,9 @@ async fn messages_keep_attachment_metadata_in_order(db: &Db) {
 }
 
 async fn pagination_is_newest_first_without_gaps_or_repeats(db: &Db) {
-    db.provision_tenant("t").await.unwrap();
-    let s = db.scoped("t");
+    db.provision_tenant(&tid("t")).await.unwrap();
+    let tenant = tid("t");
+    let s = db.scoped(&tenant);
     let mut ids = Vec::new();
     for i in 0..7 {
         ids.push(
@@ -142,15 +150,11 @@ async fn pagination_is_newest_first_without_gaps_or_repeats(db: &Db) {
 }
 
 async fn deleting_a_conversation_deletes_its_messages(db: &Db) {
-    db.provision_tenant("t").await.unwrap();
-    let s = db.scoped("t");
+    db.provision_tenant(&tid("t")).await.unwrap();
+    let tenant = tid("t");
+    let s = db.scoped(&tenant);
     let conv = s.create_conversation("u", "assistant", "").await.unwrap();
-    let m = NewMessage {
-        role: Role::User,
-        content: "x".into(),
-        attachments: vec![],
-        response_id: None,
-    };
+    let m = NewMessage::new(Role::User, "x".into(), vec![], None);
     s.append_message(conv.id, m).await.unwrap().unwrap();
     assert!(s.delete_conversation(conv.id).await.unwrap());
     assert!(s.conversation(conv.id).await.unwrap().is_none());
@@ -159,8 +163,9 @@ async fn deleting_a_conversation_deletes_its_messages(db: &Db) {
 }
 
 async fn last_response_id_is_kept_for_the_next_turn(db: &Db) {
-    db.provision_tenant("t").await.unwrap();
-    let s = db.scoped("t");
+    db.provision_tenant(&tid("t")).await.unwrap();
+    let tenant = tid("t");
+    let s = db.scoped(&tenant);
     let conv = s.create_conversation("u", "designer", "").await.unwrap();
     s.set_last_response(conv.id, Some("resp_1")).await.unwrap();
     s.set_last_response(conv.id, None).await.unwrap();
@@ -194,12 +199,16 @@ async fn sqlite_migrates_itself_by_default() {
     let db = Db::connect(&settings).await.unwrap();
     db.prepare(&settings).await.unwrap();
     assert_eq!(db.pending_migrations().await.unwrap(), 0);
-    assert_eq!(db.provision_tenant("t").await.unwrap(), TenantStatus::Active);
+    assert_eq!(
+        db.provision_tenant(&tid("t")).await.unwrap(),
+        TenantStatus::Active
+    );
 }
 
 mod turns {
     use super::*;
     use agentd_db::IdempotencyState;
+    use agentd_db::turns::Lease;
     use chrono::Duration;
     use serde_json::json;
 
@@ -212,53 +221,61 @@ mod turns {
     both!(one_run_per_conversation, idempotency_keys);
 
     async fn one_run_per_conversation(db: &Db) {
-        db.provision_tenant("t").await.unwrap();
-        db.provision_tenant("u").await.unwrap();
-        let s = db.scoped("t");
+        db.provision_tenant(&tid("t")).await.unwrap();
+        db.provision_tenant(&tid("u")).await.unwrap();
+        let tenant = tid("t");
+        let s = db.scoped(&tenant);
         let conv = s.create_conversation("u", "assistant", "").await.unwrap();
+        assert!(matches!(
+            s.try_lease(conv.id, "r1", Duration::minutes(15)).await.unwrap(),
+            Lease::Taken { .. }
+        ));
         assert!(
-            s.try_lock_run(conv.id, "r1", Duration::minutes(15))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !s.try_lock_run(conv.id, "r2", Duration::minutes(15))
-                .await
-                .unwrap(),
+            !matches!(
+                s.try_lease(conv.id, "r2", Duration::minutes(15)).await.unwrap(),
+                Lease::Taken { .. }
+            ),
             "busy"
         );
         assert!(
-            !db.scoped("u")
-                .try_lock_run(conv.id, "r3", Duration::minutes(15))
-                .await
-                .unwrap(),
+            !matches!(
+                db.scoped(&tid("u"))
+                    .try_lease(conv.id, "r3", Duration::minutes(15))
+                    .await
+                    .unwrap(),
+                Lease::Taken { .. }
+            ),
             "not u's"
         );
-        s.unlock_run(conv.id, "r2").await.unwrap();
+        s.release_lease(conv.id, "r2").await.unwrap();
         assert!(
-            !s.try_lock_run(conv.id, "r2", Duration::minutes(15))
-                .await
-                .unwrap(),
+            !matches!(
+                s.try_lease(conv.id, "r2", Duration::minutes(15)).await.unwrap(),
+                Lease::Taken { .. }
+            ),
             "only the holder unlocks"
         );
         assert!(
-            s.try_lock_run(conv.id, "r4", Duration::zero() - Duration::seconds(1))
-                .await
-                .unwrap(),
+            matches!(
+                s.try_lease(conv.id, "r4", Duration::zero() - Duration::seconds(1))
+                    .await
+                    .unwrap(),
+                Lease::Taken { .. }
+            ),
             "stale lease"
         );
-        s.unlock_run(conv.id, "r4").await.unwrap();
-        assert!(
-            s.try_lock_run(conv.id, "r5", Duration::minutes(15))
-                .await
-                .unwrap()
-        );
+        s.release_lease(conv.id, "r4").await.unwrap();
+        assert!(matches!(
+            s.try_lease(conv.id, "r5", Duration::minutes(15)).await.unwrap(),
+            Lease::Taken { .. }
+        ));
     }
 
     async fn idempotency_keys(db: &Db) {
-        db.provision_tenant("t").await.unwrap();
-        db.provision_tenant("u").await.unwrap();
-        let s = db.scoped("t");
+        db.provision_tenant(&tid("t")).await.unwrap();
+        db.provision_tenant(&tid("u")).await.unwrap();
+        let tenant = tid("t");
+        let s = db.scoped(&tenant);
         assert_eq!(
             s.claim_idempotency("k", "h1").await.unwrap(),
             IdempotencyState::Claimed
@@ -272,7 +289,7 @@ mod turns {
             IdempotencyState::Mismatch
         );
         assert_eq!(
-            db.scoped("u").claim_idempotency("k", "h2").await.unwrap(),
+            db.scoped(&tid("u")).claim_idempotency("k", "h2").await.unwrap(),
             IdempotencyState::Claimed,
             "per tenant"
         );

@@ -178,13 +178,19 @@ impl Builder<'_> {
                 .wrapping_add(u32::from(edit) * 977);
             let partials = u32::from(self.sc.partials.or(tool.partial_images).unwrap_or(0).min(3));
             for k in 0..partials {
-                let b64 = image_b64(format, pw / 2, ph / 2, variant.wrapping_add(k + 1), 0);
+                let b64 = image_b64(
+                    format,
+                    pw / 2,
+                    ph / 2,
+                    variant.wrapping_add(k + 1),
+                    self.sc.partial_mb as usize * 1_000_000,
+                );
                 self.ev(StreamEvent::PartialImage(PartialImageEvent {
                     sequence_number: None,
                     output_index,
                     item_id: id.clone(),
                     partial_image_index: k,
-                    partial_image_b64: b64.as_str().to_owned(),
+                    partial_image_b64: b64.as_str().into(),
                     size: Some(size.clone()),
                     quality: Some(quality.clone()),
                     background: Some(background.to_owned()),
@@ -193,7 +199,7 @@ impl Builder<'_> {
             }
             self.ev(StreamEvent::ImageGenCallCompleted(ig(&id)));
             let big = self.sc.big_mb as usize * 1_000_000;
-            done.result = Some(image_b64(format, pw, ph, variant, big).as_str().to_owned());
+            done.result = Some(image_b64(format, pw, ph, variant, big).as_str().into());
             if self.sc.generating {
                 done.status = Some("generating".to_owned());
             }

@@ -1,10 +1,10 @@
 //! Real image bytes without an image library: a stored-deflate PNG (gradient), a DC-only baseline JPEG
 //! (8×8 block mosaic) and a lossless VP8L WebP (solid colour), each decodable by ordinary decoders.
 //! Big images are real PNG pixels, or ignorable padding segments/chunks for JPEG/WebP. Results are cached
-//! as base64 per (format, size, variant, padding) so multi-MB images cost once per process.
+//! as base64 per (format, size, variant, padding) so multi-MB images cost once per process; the cache holds
+//! at most [`CACHE_MAX_BYTES`] and forgets the oldest entries first.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 
@@ -27,25 +27,23 @@ impl Format {
     }
 }
 
-type Key = (Format, u32, u32, u32, usize);
+mod cache;
 
-fn cache() -> &'static Mutex<HashMap<Key, Arc<String>>> {
-    static CACHE: OnceLock<Mutex<HashMap<Key, Arc<String>>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
-}
+use cache::cache;
+pub use cache::{CACHE_MAX_BYTES, cached_bytes};
 
 /// Base64 of an image. `min_bytes` > 0 asks for a file of at least that many bytes (big mode).
 pub fn image_b64(format: Format, width: u32, height: u32, variant: u32, min_bytes: usize) -> Arc<String> {
     let key = (format, width, height, variant, min_bytes);
-    if let Ok(map) = cache().lock()
-        && let Some(hit) = map.get(&key)
+    if let Ok(c) = cache().lock()
+        && let Some(hit) = c.map.get(&key)
     {
         return Arc::clone(hit);
     }
     let bytes = encode(format, width, height, variant, min_bytes);
     let b64 = Arc::new(base64::engine::general_purpose::STANDARD.encode(bytes));
-    if let Ok(mut map) = cache().lock() {
-        map.insert(key, Arc::clone(&b64));
+    if let Ok(mut c) = cache().lock() {
+        c.insert(key, Arc::clone(&b64));
     }
     b64
 }

@@ -18,6 +18,8 @@
 //!        big-other=MB    an unknown event `response.fake_blob` with an MB-long single line
 //!        text=before|after|both|none   text position relative to images (default after)
 //!        deltas=N        text deltas per message (default 4)
+//!        text-kb=N       the text reply padded to N KB (1 KB = 1000 bytes)
+//!        partial-mb=MB   partial images of about MB each
 //!        eof-after=N     close the stream after N events, without a terminal event (kind eof: 4)
 //!        fail=401|403|429|quota|500|503|locked|prev   pre-stream HTTP error instead of the turn
 //!        times=K         fail only the first K requests carrying this exact directive
@@ -37,8 +39,19 @@
 //! draw/image/picture/paint/photo gets one image; anything else gets text only. A request with
 //! `previous_response_id` is an edit: a different image and `action:"edit"`; in strict mode (default) the id
 //! must have been issued by this instance, else 400 `previous_response_not_found`.
+//!
+//! # The offline model
+//!
+//! [`FakeConfig::offline`] is what `agentd` answers with when `OPENAI_API_KEY` is unset. There the directive
+//! comes from an end user, so its values are clamped to [`DirectiveCaps`] (images no larger than the server's
+//! image cap, at most 4 images, delays of a few seconds), and the instance keeps nothing per request: no
+//! recorded requests, no set of issued response ids (any `previous_response_id` is accepted), at most
+//! [`MAX_FAILURE_COUNTERS`] `times=K` counters. Generated images are memoised in one process-wide cache of
+//! bounded size ([`images::CACHE_MAX_BYTES`]).
 
 mod builder;
+pub mod caps;
+mod directive;
 pub mod errors;
 pub mod images;
 pub mod scenario;
@@ -55,7 +68,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+pub use caps::DirectiveCaps;
 pub use scenario::{Failure, Kind, Scenario, TextPlacement};
+
+/// Most distinct `times=K` directives counted at once; beyond it the counts start over.
+pub const MAX_FAILURE_COUNTERS: usize = 1024;
 
 /// Configuration of a fake instance.
 #[derive(Debug, Clone)]
@@ -74,6 +91,10 @@ pub struct FakeConfig {
     pub chunk_size: usize,
     /// Append `data: [DONE]` to every stream (some gateways do).
     pub send_done: bool,
+    /// Clamp directive values (the offline model); `None`: every value as asked (the test server).
+    pub caps: Option<DirectiveCaps>,
+    /// Keep every request for [`FakeUpstream::requests`] (tests); off for the offline model.
+    pub record_requests: bool,
 }
 
 impl Default for FakeConfig {
@@ -86,16 +107,21 @@ impl Default for FakeConfig {
             event_delay: Duration::ZERO,
             chunk_size: 1460,
             send_done: false,
+            caps: None,
+            record_requests: true,
         }
     }
 }
 
 impl FakeConfig {
-    /// Lenient settings for the built-in offline model: any `previous_response_id`, a model label.
-    pub fn offline(model_label: impl Into<String>) -> Self {
+    /// Settings for the built-in offline model: any `previous_response_id`, a model label, directive values
+    /// clamped (images at most `max_image_bytes`), nothing kept per request.
+    pub fn offline(model_label: impl Into<String>, max_image_bytes: u64) -> Self {
         Self {
             strict_previous_response: false,
             model_override: Some(model_label.into()),
+            caps: Some(DirectiveCaps::offline(max_image_bytes)),
+            record_requests: false,
             ..Self::default()
         }
     }
@@ -137,7 +163,11 @@ impl Shared {
         }
     }
 
+    /// Remembers an issued response id; only strict mode ever asks, so lenient mode keeps none.
     pub(crate) fn issue(&self, id: &str) {
+        if !self.cfg.strict_previous_response {
+            return;
+        }
         if let Ok(mut s) = self.issued.lock() {
             s.insert(id.to_owned());
         }
@@ -152,6 +182,9 @@ impl Shared {
         let Ok(mut map) = self.failures.lock() else {
             return true;
         };
+        if map.len() >= MAX_FAILURE_COUNTERS && !map.contains_key(directive) {
+            map.clear();
+        }
         let n = map.entry(directive.to_owned()).or_insert(0);
         *n += 1;
         times.is_none_or(|k| *n <= k)

@@ -99,7 +99,24 @@ fn has_bearer(headers: &HeaderMap) -> bool {
 
 async fn create_response(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    shared.record(RecordedRequest {
+    drop(body);
+    if shared.cfg.record_requests {
+        shared.record(recorded(&headers, &json));
+    }
+    match prepare(&shared, &headers, json) {
+        Err(e) => error_response(&e),
+        Ok((req, sc, turn)) => {
+            if req.stream == Some(true) {
+                sse_response(&shared, &sc, turn)
+            } else {
+                json_response(&sc, &turn)
+            }
+        }
+    }
+}
+
+fn recorded(headers: &HeaderMap, json: &Value) -> RecordedRequest {
+    RecordedRequest {
         method: "POST".to_owned(),
         path: "/v1/responses".to_owned(),
         headers: headers
@@ -112,16 +129,6 @@ async fn create_response(State(shared): State<Arc<Shared>>, headers: HeaderMap, 
             })
             .collect(),
         body: json.clone(),
-    });
-    match prepare(&shared, &headers, json) {
-        Err(e) => error_response(&e),
-        Ok((req, sc, turn)) => {
-            if req.stream == Some(true) {
-                sse_response(&shared, &sc, turn)
-            } else {
-                json_response(&sc, &turn)
-            }
-        }
     }
 }
 
@@ -143,7 +150,10 @@ fn prepare(
             format!("Invalid request: {e}"),
         )
     })?;
-    let (sc, prompt) = script::scenario_for(&req);
+    let (mut sc, prompt) = script::scenario_for(&req);
+    if let Some(caps) = &shared.cfg.caps {
+        sc = sc.clamped(caps);
+    }
     if let Some(failure) = sc.fail
         && shared.should_fail(&sc.directive(), sc.times)
     {

@@ -3,7 +3,8 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 /// An error answered to the client.
 #[derive(Debug)]
@@ -29,8 +30,9 @@ impl ApiError {
         }
     }
 
-    pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+    /// Adds `details` (a typed value; it must serialize to a JSON object).
+    pub fn with_details(mut self, details: impl Serialize) -> Self {
+        self.details = serde_json::to_value(details).ok();
         self
     }
 
@@ -86,6 +88,35 @@ impl ApiError {
     }
 }
 
+/// The HTTP status of each of the contract's codes: the only place they are mapped.
+pub fn status_of(code: agentd_core::Code) -> StatusCode {
+    use agentd_core::Code as C;
+    match code {
+        C::InvalidRequest => StatusCode::BAD_REQUEST,
+        C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        C::AgentNotFound | C::ConversationNotFound | C::AttachmentNotFound | C::RunNotFound => {
+            StatusCode::NOT_FOUND
+        }
+        C::ConversationBusy | C::RequestInProgress => StatusCode::CONFLICT,
+        C::IdempotencyKeyReused | C::UnsupportedForAgent => StatusCode::UNPROCESSABLE_ENTITY,
+        C::RateLimited | C::BudgetExhausted => StatusCode::TOO_MANY_REQUESTS,
+        C::UpstreamError => StatusCode::BAD_GATEWAY,
+        C::UpstreamUnavailable | C::Unavailable | C::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        C::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<agentd_core::Failure> for ApiError {
+    fn from(f: agentd_core::Failure) -> Self {
+        let status = status_of(f.code);
+        let mut e = Self::new(status, f.code.as_str(), f.message);
+        e.internal = f.cause;
+        e.retry_after = f.retry_after;
+        e
+    }
+}
+
 impl From<agentd_db::DbError> for ApiError {
     fn from(e: agentd_db::DbError) -> Self {
         match e {
@@ -93,6 +124,26 @@ impl From<agentd_db::DbError> for ApiError {
             _ => ApiError::internal(e),
         }
     }
+}
+
+/// The error envelope: `{"error": {"code", "message", "details"?}}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+/// `details` of a failed turn: whether the same request may succeed later.
+#[derive(Debug, Serialize)]
+pub struct RetryDetails {
+    pub retryable: bool,
 }
 
 impl IntoResponse for ApiError {
@@ -106,17 +157,22 @@ impl IntoResponse for ApiError {
                 cause = self.internal.as_deref(),
                 "request failed"
             );
-            let mut d = details.take().unwrap_or_else(|| json!({}));
+            let mut d = details
+                .take()
+                .unwrap_or_else(|| Value::Object(Default::default()));
             if let Some(obj) = d.as_object_mut() {
                 obj.insert("request_id".into(), Value::String(rid));
             }
             details = Some(d);
         }
-        let mut body = json!({ "code": self.code, "message": self.message });
-        if let (Some(d), Some(obj)) = (details, body.as_object_mut()) {
-            obj.insert("details".into(), d);
-        }
-        let mut res = (self.status, axum::Json(json!({ "error": body }))).into_response();
+        let body = ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code,
+                message: self.message,
+                details,
+            },
+        };
+        let mut res = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

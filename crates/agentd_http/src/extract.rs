@@ -1,10 +1,13 @@
-//! Extractors whose rejections speak the contract: our `Json` (400 `invalid_json` / `invalid_request`, 413
-//! `payload_too_large`) and `Caller`, the verified principal of a provisioned, active tenant.
+//! Extractors whose rejections speak the contract (never axum's plain text): our `Json` (400 `invalid_json` /
+//! `invalid_request`, 413 `payload_too_large`), `Query` (400 `invalid_request`), `Path` (404 `not_found`: a
+//! path that cannot name anything), `Multipart` (400 `invalid_request`) and `Caller`, the verified principal
+//! of a provisioned, active tenant.
 
 use crate::{ApiError, AppState};
 use agentd_auth::{Principal, Scope};
 use agentd_db::TenantStatus;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -48,6 +51,89 @@ fn json_rejection(r: JsonRejection) -> ApiError {
     }
 }
 
+/// A query string; typed targets refuse unknown keys with `#[serde(deny_unknown_fields)]`.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(r) => Err(query_rejection(&r)),
+        }
+    }
+}
+
+fn query_rejection(r: &QueryRejection) -> ApiError {
+    ApiError::invalid_request(format!(
+        "The query string does not fit: {}; see the API reference for this route's parameters.",
+        inner(&r.body_text())
+    ))
+}
+
+/// Path parameters. One that cannot be decoded (e.g. not UTF-8) names nothing: 404.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(r) => Err(path_rejection(&r, parts.uri.path())),
+        }
+    }
+}
+
+fn path_rejection(r: &PathRejection, path: &str) -> ApiError {
+    if r.status().is_server_error() {
+        return ApiError::internal(r.body_text());
+    }
+    ApiError::not_found(
+        "not_found",
+        format!(
+            "Nothing is at {path}: {}; use the ids the API returned.",
+            inner(&r.body_text())
+        ),
+    )
+}
+
+/// A `multipart/form-data` body.
+pub struct Multipart(pub axum::extract::Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for Multipart {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Multipart::from_request(req, state)
+            .await
+            .map(Multipart)
+            .map_err(|r: MultipartRejection| {
+                ApiError::invalid_request(format!(
+                    "Send the body as multipart/form-data with a boundary \
+                     (`Content-Type: multipart/form-data; boundary=…`): {}.",
+                    r.body_text()
+                ))
+            })
+    }
+}
+
+/// A multipart body that broke off or is malformed (400), or grew over a body limit (413).
+pub fn multipart_error(e: &MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The multipart body is over the configured limit; send a smaller file.",
+        );
+    }
+    ApiError::invalid_request(format!(
+        "Malformed multipart body: {}; send multipart/form-data with the file in a field named `file`.",
+        e.body_text()
+    ))
+}
+
 /// axum prefixes serde's message with its own sentence; keep serde's, which names the field.
 fn inner(text: &str) -> &str {
     text.split_once(": ").map_or(text, |(_, rest)| rest)
@@ -86,7 +172,7 @@ impl FromRequestParts<AppState> for Caller {
             .tenants
             .status(
                 &state.db,
-                principal.tenant_id.as_str(),
+                &principal.tenant_id,
                 state.settings.tenant_cache_seconds,
             )
             .await?

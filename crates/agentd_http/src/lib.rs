@@ -3,6 +3,7 @@
 //! map the result.
 
 mod context;
+mod deadline;
 mod error;
 mod extract;
 mod routes;
@@ -12,18 +13,25 @@ mod tenants;
 mod views;
 
 pub use context::request_id;
-pub use error::ApiError;
+pub use error::{ApiError, status_of};
+pub use routes::playground::Playground;
+pub use sse::{STREAMS_ACTIVE, describe_metrics};
 pub use state::{App, AppState, HttpSettings};
+pub use views::Urls;
 
 /// The whole router, with request ids, logging and the body limit applied.
 pub fn router(state: AppState) -> axum::Router {
     let limit = state.settings.max_body_bytes;
-    routes::router()
+    routes::router(state.turns.upload_max_bytes())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            std::time::Duration::from_secs(state.settings.body_timeout_seconds.max(1)),
+            deadline::limit_body_time,
         ))
         .layer(axum::middleware::from_fn(context::request_context))
         .with_state(state)

@@ -1,167 +1,147 @@
-//! A turn as Server-Sent Events: `id:` from 1, `event:` names of the contract, one-line JSON `data:`, a
-//! `: keep-alive` comment after 15 s of silence, and exactly one terminal event even if the turn task dies.
+//! A run's events as Server-Sent Events: `id:` as the turn numbered them, `event:` names of the contract,
+//! one-line JSON `data:`, a `: keep-alive` comment after `SSE_KEEPALIVE_SECONDS` of silence, and exactly one
+//! terminal event — an `error` if the feed ends without one. Open streams are counted in the
+//! [`STREAMS_ACTIVE`] gauge.
 
 use crate::AppState;
-use crate::views::{attachment_json, result_json};
-use agentd_core::{Started, TurnEvent};
+use crate::views::AttachmentEventView;
+use agentd_core::{Code, EventFeed, Failure, Sequenced, TurnEvent};
 use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{self, Stream, StreamExt as _};
-use serde_json::{Value, json};
+use futures_util::stream::{self, StreamExt as _};
 use std::convert::Infallible;
 use std::time::Duration;
 
-async fn render_value(state: &AppState, ev: &TurnEvent) -> (&'static str, Value) {
+/// Prometheus gauge: SSE responses open now (`POST /v1/chat/stream` and `GET /v1/runs/{id}/events`).
+pub const STREAMS_ACTIVE: &str = "agentd_streams_active";
+
+/// Registers this crate's metric help texts (call once, after installing the recorder).
+pub fn describe_metrics() {
+    metrics::describe_gauge!(
+        STREAMS_ACTIVE,
+        "SSE responses open now (chat streams and resumed runs), until the last event is sent or the client goes."
+    );
+}
+
+/// One open SSE response, counted in [`STREAMS_ACTIVE`] while it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Self {
+        metrics::gauge!(STREAMS_ACTIVE).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::gauge!(STREAMS_ACTIVE).decrement(1.0);
+    }
+}
+
+/// The one-line JSON `data` of an event, with fresh URLs for attachments.
+async fn data(state: &AppState, ev: &TurnEvent) -> Result<String, serde_json::Error> {
     match ev {
-        TurnEvent::Started {
-            conversation_id,
-            run_id,
-            agent,
-            model,
-        } => (
-            "run.started",
-            json!({ "conversation_id": conversation_id, "run_id": run_id, "agent": agent, "model": model }),
-        ),
-        TurnEvent::Delta { delta } => ("message.delta", json!({ "delta": delta })),
-        TurnEvent::ImageProgress { tool_call_id, status } => (
-            "image.progress",
-            json!({ "tool_call_id": tool_call_id, "status": status }),
-        ),
-        TurnEvent::ImagePartial {
-            tool_call_id,
-            partial_image_index,
-            mime_type,
-            b64,
-        } => (
-            "image.partial",
-            json!({ "tool_call_id": tool_call_id, "partial_image_index": partial_image_index, "mime_type": mime_type, "b64": b64 }),
-        ),
-        TurnEvent::Attachment(a) => (
-            "attachment",
-            json!({ "attachment": attachment_json(state, a).await }),
-        ),
-        TurnEvent::ImageFailed {
-            tool_call_id,
-            code,
-            message,
-        } => (
-            "image.failed",
-            json!({ "tool_call_id": tool_call_id, "code": code, "message": message }),
-        ),
-        TurnEvent::Completed(r) => ("run.completed", result_json(state, r).await),
-        TurnEvent::Failed {
-            code,
-            message,
-            retryable,
-        } => (
-            "error",
-            json!({ "code": code, "message": message, "retryable": retryable }),
-        ),
-    }
-}
-
-/// An event's name and its one-line JSON data. Partial images carry megabytes of base64: their JSON is written
-/// directly (base64 needs no escaping) instead of through a `serde_json::Value`, which would copy it twice more.
-async fn render(state: &AppState, ev: &TurnEvent) -> (&'static str, String) {
-    if let TurnEvent::ImagePartial {
-        tool_call_id,
-        partial_image_index,
-        mime_type,
-        b64,
-    } = ev
-        && b64
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
-    {
-        let id = Value::String(tool_call_id.clone());
-        let mut data = String::with_capacity(b64.len() + 128);
-        data.push_str(&format!(
-            "{{\"tool_call_id\":{id},\"partial_image_index\":{partial_image_index},\"mime_type\":\"{mime_type}\",\"b64\":\""
-        ));
-        data.push_str(b64);
-        data.push_str("\"}");
-        return ("image.partial", data);
-    }
-    let (name, value) = render_value(state, ev).await;
-    (name, value.to_string())
-}
-
-struct State {
-    app: AppState,
-    rx: Option<tokio::sync::mpsc::Receiver<TurnEvent>>,
-    queued: Vec<TurnEvent>,
-    next_id: u64,
-    terminal_sent: bool,
-    request_id: String,
-}
-
-fn events(
-    app: AppState,
-    started: Started,
-    request_id: String,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    let (rx, queued) = match started {
-        Started::Live(rx) => (Some(rx), Vec::new()),
-        Started::Replay(r) => {
-            let started = TurnEvent::Started {
-                conversation_id: r.conversation_id,
-                run_id: "replay".into(),
-                agent: String::new(),
-                model: r.model.clone(),
-            };
-            (None, vec![TurnEvent::Completed(r), started])
+        TurnEvent::Started(d) => serde_json::to_string(d),
+        TurnEvent::Delta(d) => serde_json::to_string(d),
+        TurnEvent::ImageProgress(d) => serde_json::to_string(d),
+        // A preview is megabytes of base64: serialize it off the async workers.
+        TurnEvent::ImagePartial(d) if d.b64.len() > 64 * 1024 => {
+            let d = d.clone();
+            tokio::task::spawn_blocking(move || serde_json::to_string(&d))
+                .await
+                .unwrap_or_else(|e| Err(serde::ser::Error::custom(e)))
         }
-    };
-    let init = State {
+        TurnEvent::ImagePartial(d) => serde_json::to_string(d),
+        TurnEvent::Attachment(d) => serde_json::to_string(&AttachmentEventView {
+            attachment: state.urls.attachment(&d.attachment).await,
+        }),
+        TurnEvent::ImageFailed(d) => serde_json::to_string(d),
+        TurnEvent::Completed(r) => serde_json::to_string(&state.urls.result(r).await),
+        TurnEvent::Failed(d) => serde_json::to_string(d),
+    }
+}
+
+async fn render(state: &AppState, ev: &Sequenced) -> Event {
+    let data = data(state, &ev.event).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, id = ev.id, "cannot render an event");
+        String::from("{}")
+    });
+    Event::default()
+        .id(ev.id.to_string())
+        .event(ev.event.name())
+        .data(data)
+}
+
+struct Feed {
+    app: AppState,
+    events: EventFeed,
+    /// Id of the last event sent.
+    last: u64,
+    ended: bool,
+    request_id: String,
+    _open: Open,
+}
+
+/// The SSE response of a run's events.
+pub(crate) fn run_stream(app: AppState, events: EventFeed, request_id: String) -> Response {
+    let keepalive = Duration::from_secs(app.settings.sse_keepalive_seconds.max(1));
+    let init = Feed {
         app,
-        rx,
-        queued,
-        next_id: 1,
-        terminal_sent: false,
+        events,
+        last: 0,
+        ended: false,
         request_id,
+        _open: Open::new(),
     };
-    stream::unfold(init, |mut s| async move {
-        if s.terminal_sent {
+    let stream = stream::unfold(init, |mut f| async move {
+        if f.ended {
             return None;
         }
-        let ev = match s.queued.pop() {
-            Some(ev) => Some(ev),
-            None => match s.rx.as_mut() {
-                Some(rx) => rx.recv().await,
-                None => None,
-            },
-        };
-        let ev = ev.unwrap_or_else(|| {
-            tracing::error!(request_id = %s.request_id, "the turn ended without a terminal event");
-            TurnEvent::Failed {
-                code: "internal",
-                message: "The turn ended unexpectedly; retry.".into(),
-                retryable: true,
+        let ev = match f.events.next().await {
+            Some(ev) => ev,
+            None => {
+                tracing::error!(request_id = %f.request_id, "the run's events ended without a terminal event");
+                let failure = Failure::new(Code::Internal, "The turn ended unexpectedly; retry.");
+                Sequenced {
+                    id: f.last + 1,
+                    event: TurnEvent::Failed((&failure).into()),
+                }
             }
-        });
-        s.terminal_sent = ev.is_terminal();
-        let (name, data) = render(&s.app, &ev).await;
-        let event = Event::default().id(s.next_id.to_string()).event(name).data(data);
-        s.next_id += 1;
-        Some((Ok(event), s))
-    })
-}
-
-/// The SSE response of a started turn.
-pub(crate) fn turn_stream(
-    app: AppState,
-    started: Started,
-    request_id: String,
-    keepalive: Duration,
-) -> Response {
-    let keep_alive = KeepAlive::new().interval(keepalive).text("keep-alive");
-    let mut res = Sse::new(events(app, started, request_id).boxed())
-        .keep_alive(keep_alive)
+        };
+        f.ended = ev.event.is_terminal();
+        f.last = ev.id;
+        let event = render(&f.app, &ev).await;
+        Some((Ok::<_, Infallible>(event), f))
+    });
+    let mut res = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"))
         .into_response();
     res.headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-cache"));
     res.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     res
+}
+
+/// A replayed result (idempotency) as a stream: `run.started`, then `run.completed`.
+pub(crate) fn replay_feed(r: Box<agentd_core::TurnResult>) -> EventFeed {
+    let started = TurnEvent::Started(agentd_core::RunStarted {
+        conversation_id: r.conversation_id,
+        run_id: "replay".into(),
+        agent: String::new(),
+        model: r.model.clone(),
+    });
+    let events = vec![
+        Sequenced {
+            id: 1,
+            event: started,
+        },
+        Sequenced {
+            id: 2,
+            event: TurnEvent::Completed(r),
+        },
+    ];
+    Box::pin(stream::iter(events))
 }

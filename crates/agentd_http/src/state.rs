@@ -1,5 +1,7 @@
-//! Application state shared by every handler: built once by the binary (and by the tests) and cloned cheaply.
+//! Application state shared by every handler: built once by the application builder (the binary and the test
+//! kit use the same one) and cloned cheaply.
 
+use crate::views::Urls;
 use agentd_agents::AgentRegistry;
 use agentd_auth::Authenticator;
 use agentd_core::Turns;
@@ -22,6 +24,11 @@ pub struct HttpSettings {
     /// `TENANT_CACHE_SECONDS`: how long a tenant's status is trusted without asking the database (0 = always ask);
     /// a suspension takes effect within this time.
     pub tenant_cache_seconds: u64,
+    /// `HTTP_HEADER_TIMEOUT_SECONDS`: longest wait for a request's headers (also the idle time of a kept-alive
+    /// connection).
+    pub header_timeout_seconds: u64,
+    /// `HTTP_BODY_TIMEOUT_SECONDS`: longest time to receive a request body, however it trickles in.
+    pub body_timeout_seconds: u64,
 }
 
 impl Default for HttpSettings {
@@ -31,6 +38,8 @@ impl Default for HttpSettings {
             max_body_bytes: 1024 * 1024,
             sse_keepalive_seconds: 15,
             tenant_cache_seconds: 5,
+            header_timeout_seconds: 10,
+            body_timeout_seconds: 60,
         }
     }
 }
@@ -42,11 +51,15 @@ pub struct App {
     pub auth: Authenticator,
     pub turns: Turns,
     pub store: Arc<dyn BlobStore>,
-    /// `STORAGE_SIGNED_URL_TTL_SECONDS`.
-    pub url_ttl: std::time::Duration,
+    /// Download URLs for attachments.
+    pub urls: Urls,
     pub settings: HttpSettings,
+    /// `RUN_LEASE_SECONDS`: a conversation's run is shown active while its lease is younger.
+    pub lease: chrono::Duration,
     /// Tenant statuses recently read, so most requests make no database round trip before their work.
     pub tenants: crate::tenants::TenantCache,
+    /// The playground page's state: the dev token it may prefill (only on the zero-config dev secret).
+    pub playground: crate::Playground,
 }
 
 /// The axum state: one `Arc` clone per request.

@@ -1,7 +1,7 @@
 //! A short-lived, in-process cache of tenant statuses: the auth extractor would otherwise read the tenants
 //! table on every request. Entries live `TENANT_CACHE_SECONDS`; a suspension reaches every replica within that.
 
-use agentd_db::{Db, DbError, TenantStatus};
+use agentd_db::{Db, DbError, TenantId, TenantStatus};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -14,11 +14,16 @@ pub struct TenantCache {
 
 impl TenantCache {
     /// The tenant's status (provisioning it on first sight), from the cache when fresher than `ttl_seconds`.
-    pub async fn status(&self, db: &Db, tenant: &str, ttl_seconds: u64) -> Result<TenantStatus, DbError> {
+    pub async fn status(
+        &self,
+        db: &Db,
+        tenant: &TenantId,
+        ttl_seconds: u64,
+    ) -> Result<TenantStatus, DbError> {
         let ttl = Duration::from_secs(ttl_seconds);
         if ttl_seconds > 0
             && let Ok(map) = self.entries.lock()
-            && let Some((status, at)) = map.get(tenant)
+            && let Some((status, at)) = map.get(tenant.as_str())
             && at.elapsed() < ttl
         {
             return Ok(*status);
@@ -30,7 +35,7 @@ impl TenantCache {
             if map.len() > 100_000 {
                 map.retain(|_, (_, at)| at.elapsed() < ttl);
             }
-            map.insert(tenant.to_owned(), (status, Instant::now()));
+            map.insert(tenant.as_str().to_owned(), (status, Instant::now()));
         }
         Ok(status)
     }

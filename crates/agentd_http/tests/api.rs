@@ -126,12 +126,19 @@ async fn tenants_are_provisioned_on_first_use_and_suspension_is_403() {
     let tok = app.token("newco", "u1", None);
     assert_eq!(app.get("/v1/agents", &tok).await.status(), StatusCode::OK);
     assert_eq!(
-        app.db.db.provision_tenant("newco").await.unwrap(),
+        app.db
+            .db
+            .provision_tenant(&agentd_db::TenantId::parse("newco").unwrap())
+            .await
+            .unwrap(),
         TenantStatus::Active
     );
     app.db
         .db
-        .set_tenant_status("newco", TenantStatus::Suspended)
+        .set_tenant_status(
+            &agentd_db::TenantId::parse("newco").unwrap(),
+            TenantStatus::Suspended,
+        )
         .await
         .unwrap();
     let (status, _, e) = body(app.get("/v1/agents", &tok).await).await;
@@ -147,7 +154,10 @@ async fn tenants_are_provisioned_on_first_use_and_suspension_is_403() {
     );
     app.db
         .db
-        .set_tenant_status("newco", TenantStatus::Active)
+        .set_tenant_status(
+            &agentd_db::TenantId::parse("newco").unwrap(),
+            TenantStatus::Active,
+        )
         .await
         .unwrap();
     assert_eq!(app.get("/v1/agents", &tok).await.status(), StatusCode::OK);

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use crate::b64::B64;
 use crate::response::{OutputItem, ResponseObject};
 
 /// A parsed Responses stream event.
@@ -84,7 +85,7 @@ pub struct PartialImageEvent {
     /// 0-based.
     #[serde(default)]
     pub partial_image_index: u32,
-    pub partial_image_b64: String,
+    pub partial_image_b64: B64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -254,6 +255,11 @@ struct Envelope<'a> {
 }
 
 impl StreamEvent {
+    /// Parses one SSE `data` payload held in `data`; image base64 in it becomes slices of `data` (no copies).
+    pub fn parse_bytes(data: &bytestring::ByteString) -> Result<Self, serde_json::Error> {
+        crate::b64::with_source(data, Self::parse)
+    }
+
     /// Parses one SSE `data` payload. Unknown types become [`StreamEvent::Other`]; a known type whose body
     /// does not match its shape is a decode error.
     pub fn parse(data: &str) -> Result<Self, serde_json::Error> {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::b64::B64;
 use crate::request::Tool;
 
 /// The response object (`object: "response"`), streamed in snapshots and returned by non-streaming calls.
@@ -155,8 +156,8 @@ pub struct TokenSplit {
 
 /// One item of `output[]`.
 ///
-/// Deserialize it with `serde_json` directly (it peeks the raw text); it cannot be read from a
-/// `serde_json::Value`.
+/// Deserialize it with `serde_json::from_str`/`from_slice` (it borrows the raw text); it cannot be read from a
+/// `serde_json::Value` or a reader.
 #[derive(Debug, Clone)]
 pub enum OutputItem {
     Message(MessageItem),
@@ -219,8 +220,9 @@ struct KindPeek<'a> {
 
 impl<'de> Deserialize<'de> for OutputItem {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Box::<RawValue>::deserialize(d)?;
-        let text = raw.get();
+        // Borrowed: an image item is megabytes of base64, and a copy of it here would be pure waste.
+        let raw = <&'de RawValue>::deserialize(d)?;
+        let text: &'de str = raw.get();
         let peek: KindPeek<'_> = serde_json::from_str(text).map_err(D::Error::custom)?;
         let kind = peek.kind.map(|k| k.into_owned()).unwrap_or_default();
         let item = match kind.as_str() {
@@ -229,7 +231,10 @@ impl<'de> Deserialize<'de> for OutputItem {
                 Self::ImageGenerationCall(serde_json::from_str(text).map_err(D::Error::custom)?)
             }
             "reasoning" => Self::Reasoning(serde_json::from_str(text).map_err(D::Error::custom)?),
-            _ => Self::Other { kind, raw },
+            _ => Self::Other {
+                kind,
+                raw: raw.to_owned(),
+            },
         };
         Ok(item)
     }
@@ -307,8 +312,9 @@ pub struct ImageGenerationCall {
     /// Moderation and other failures: `{type, code, message, param, moderation_details}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
+    /// The image; a slice of the event it arrived in (see [`B64`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<String>,
+    pub result: Option<B64>,
 }
 
 impl ImageGenerationCall {

@@ -31,6 +31,12 @@ impl StorageError {
 /// Result alias of this crate.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+impl From<agentd_ids::InvalidId> for StorageError {
+    fn from(e: agentd_ids::InvalidId) -> Self {
+        Self::InvalidKey(e.0)
+    }
+}
+
 impl From<std::io::Error> for StorageError {
     fn from(e: std::io::Error) -> Self {
         match e.kind() {

@@ -15,8 +15,8 @@ use google_cloud_storage::client::{Storage, StorageControl};
 
 use crate::error::{Result, StorageError};
 use crate::gcs_admin::{GcsAdmin, map_gax_err};
-use crate::key::{KeyPrefix, ObjectKey};
 use crate::{Blob, BlobStore, Provider, SignedUrl, UrlOptions};
+use agentd_ids::{KeyPrefix, ObjectKey};
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);

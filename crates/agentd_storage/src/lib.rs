@@ -20,7 +20,6 @@ pub mod config;
 pub mod error;
 mod gcs;
 mod gcs_admin;
-pub mod key;
 mod local;
 mod memory;
 mod s3;
@@ -29,10 +28,10 @@ pub mod url_signer;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use agentd_ids::{KeyPrefix, ObjectKey, TenantId};
 pub use config::{Provider, Secret, StorageConfig, build};
 pub use error::{Result, StorageError};
 pub use gcs::{GcsSettings, GcsStore};
-pub use key::{KeyPrefix, ObjectKey, TenantId};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use s3::{S3Settings, S3Store};

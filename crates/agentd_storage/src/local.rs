@@ -12,8 +12,8 @@ use chrono::Utc;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Result, StorageError};
-use crate::key::{KeyPrefix, ObjectKey};
 use crate::{Blob, BlobStore, Provider, SignedUrl, UrlOptions, UrlSigner};
+use agentd_ids::{KeyPrefix, ObjectKey};
 
 const META_SUFFIX: &str = ".meta";
 const TMP_DIR: &str = ".tmp";
@@ -195,7 +195,7 @@ impl BlobStore for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::TenantId;
+    use agentd_ids::TenantId;
 
     #[tokio::test]
     async fn writes_atomically_and_keeps_sidecars_out_of_listings() {
@@ -203,7 +203,7 @@ mod tests {
         let signer = UrlSigner::random("http://127.0.0.1:1", "/v1/files").unwrap();
         let store = LocalStore::new(dir.path().join("objects"), signer);
         store.ensure_ready().await.unwrap();
-        let t = TenantId::new("t").unwrap();
+        let t = TenantId::parse("t").unwrap();
         let key = ObjectKey::in_conversation(&t, "c", "o", "png").unwrap();
         store
             .put(&key, Bytes::from_static(b"png"), "image/png")

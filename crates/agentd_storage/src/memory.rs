@@ -8,8 +8,8 @@ use bytes::Bytes;
 use chrono::Utc;
 
 use crate::error::{Result, StorageError};
-use crate::key::{KeyPrefix, ObjectKey};
 use crate::{Blob, BlobStore, Provider, SignedUrl, UrlOptions, UrlSigner};
+use agentd_ids::{KeyPrefix, ObjectKey};
 
 /// Objects in a map; lost when the process ends.
 #[derive(Debug)]

@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Secret;
 use crate::error::{Result, StorageError};
-use crate::key::{KeyPrefix, ObjectKey};
 use crate::{Blob, BlobStore, Provider, SignedUrl, UrlOptions};
+use agentd_ids::{KeyPrefix, ObjectKey};
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::SignedUrl;
 use crate::error::{Result, StorageError};
-use crate::key::ObjectKey;
+use agentd_ids::ObjectKey;
 
 /// Shortest accepted secret, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -110,7 +110,7 @@ impl UrlSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::TenantId;
+    use agentd_ids::TenantId;
 
     fn parts(url: &str) -> (String, i64, String) {
         let (path, query) = url.split_once('?').unwrap();
@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn signs_and_verifies() {
         let s = UrlSigner::new(&[7u8; 32], "http://localhost:8080/", "v1/files/").unwrap();
-        let key = ObjectKey::upload(&TenantId::new("t1").unwrap(), "o1", "png").unwrap();
+        let key = ObjectKey::upload(&TenantId::parse("t1").unwrap(), "o1", "png").unwrap();
         let now = Utc::now();
         let signed = s.sign(&key, Duration::from_secs(60), now);
         assert!(

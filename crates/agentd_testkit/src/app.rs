@@ -1,14 +1,15 @@
-//! The application on a loopback port, built from the same parts as `agentd serve`, with a real database.
+//! The application on a loopback port, built by the same [`agentd::AppBuilder`] as `agentd serve`, with a real
+//! database and a fake Responses API of its own.
 
 use crate::TestDb;
-use agentd_agents::{AgentRegistry, ImageDefaults, ModelSettings};
-use agentd_auth::{AuthSettings, Authenticator, ScopeSet, TenantId};
-use agentd_core::{TurnSettings, Turns};
+use agentd_agents::ImageDefaults;
+use agentd_auth::{AuthSettings, ScopeSet, TenantId};
+use agentd_config::Settings;
+use agentd_core::TurnSettings;
 use agentd_fake_upstream::{FakeConfig, FakeUpstream};
-use agentd_http::{App, AppState, HttpSettings};
+use agentd_http::{AppState, HttpSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// The HS256 secret of test apps.
 pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret!";
@@ -16,46 +17,41 @@ pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret!";
 /// Options for [`TestApp`].
 pub struct TestAppBuilder {
     db: TestDb,
-    auth: AuthSettings,
-    http: HttpSettings,
-    agents_dir: PathBuf,
-    turns: TurnSettings,
+    settings: Settings,
     fake: FakeConfig,
-    storage: agentd_storage::StorageConfig,
-    images: ImageDefaults,
 }
 
 impl TestAppBuilder {
     pub fn audience(mut self, aud: &str) -> Self {
-        self.auth.jwt_audience = Some(aud.into());
+        self.settings.auth.jwt_audience = Some(aud.into());
         self
     }
 
     pub fn keepalive_seconds(mut self, n: u64) -> Self {
-        self.http.sse_keepalive_seconds = n;
+        self.settings.http.sse_keepalive_seconds = n;
         self
     }
 
     pub fn max_body_bytes(mut self, n: usize) -> Self {
-        self.http.max_body_bytes = n;
+        self.settings.http.max_body_bytes = n;
         self
     }
 
     /// Adjusts the turn settings (limits, timeouts).
     pub fn turns(mut self, f: impl FnOnce(&mut TurnSettings)) -> Self {
-        f(&mut self.turns);
+        f(&mut self.settings.turns);
         self
     }
 
     /// Uses this object store (memory by default).
     pub fn storage(mut self, config: agentd_storage::StorageConfig) -> Self {
-        self.storage = config;
+        self.settings.storage = config;
         self
     }
 
     /// Adjusts the `IMAGE_*` defaults.
     pub fn images(mut self, f: impl FnOnce(&mut ImageDefaults)) -> Self {
-        f(&mut self.images);
+        f(&mut self.settings.image);
         self
     }
 
@@ -66,60 +62,36 @@ impl TestAppBuilder {
     }
 
     pub async fn start(self) -> TestApp {
-        let agents = AgentRegistry::load(
-            &self.agents_dir,
-            &ImageDefaults::default(),
-            &ModelSettings {
-                default_model: "gpt-5.5".into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let auth = Authenticator::new(&self.auth, &dir.path().join("unused")).unwrap();
+        let var = tempfile::tempdir().unwrap();
+        let mut settings = self.settings;
+        settings.var_dir = var.path().to_owned();
+        settings.database = self.db.settings.clone();
         let fake = FakeUpstream::start(self.fake).await.unwrap();
-        let mut cfg = agentd_core::client_config(&self.turns, fake.base_url(), Some("sk-test".into()));
-        cfg.retry_base = std::time::Duration::from_millis(5);
-        let client = agentd_responses::ResponsesClient::new(cfg).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut storage = self.storage;
-        storage.public_base_url = format!("http://{addr}");
-        if storage.url_signing_secret.is_none() {
-            storage.url_signing_secret = Some(agentd_storage::Secret::new(
+        if settings.storage.url_signing_secret.is_none() {
+            settings.storage.url_signing_secret = Some(agentd_storage::Secret::new(
                 "test-url-signing-secret-0123456789abcdef",
             ));
         }
-        let url_ttl = storage.signed_url_ttl();
-        let store = agentd_storage::build(&storage).await.unwrap();
-        store.ensure_ready().await.unwrap();
-        let parts = agentd_core::TurnParts {
-            db: self.db.db.clone(),
-            agents: agents.clone(),
-            store: store.clone(),
-            images: self.images,
-            settings: self.turns,
-        };
-        let turns = Turns::new(parts, client);
-        let app = App {
-            db: self.db.db.clone(),
-            agents,
-            auth,
-            turns,
-            store,
-            url_ttl,
-            settings: self.http,
-            tenants: Default::default(),
-        };
-        let state = AppState(Arc::new(app));
-        let router = agentd_http::router(state.clone());
-        tokio::spawn(async move { axum_serve(listener, router).await });
+        let app = agentd::AppBuilder::new(settings)
+            .database(self.db.db.clone())
+            .upstream(fake.base_url(), Some("sk-test".into()))
+            .retry_base(std::time::Duration::from_millis(5))
+            .build(addr)
+            .await
+            .unwrap();
+        let state = app.state.clone();
+        let header_timeout = std::time::Duration::from_secs(state.settings.header_timeout_seconds);
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(agentd::server::serve(listener, app.router, header_timeout, stop));
         TestApp {
             addr,
             state,
             db: self.db,
             http: reqwest::Client::new(),
             fake,
+            _var: var,
         }
     }
 }
@@ -188,13 +160,6 @@ pub fn parse_sse(raw: &str) -> Vec<SseEvent> {
         .collect()
 }
 
-async fn axum_serve(listener: tokio::net::TcpListener, router: axum::Router) {
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let _ = axum::serve(listener, router).await;
-}
-
 /// A running app and a client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -203,17 +168,17 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The fake Responses API this app talks to: its recorded requests show what was sent upstream.
     pub fake: FakeUpstream,
+    _var: tempfile::TempDir,
 }
 
 impl TestApp {
     /// An app on a fresh PostgreSQL database with the shipped agents.
     pub async fn postgres() -> TestApp {
-        Self::builder(crate::fresh_postgres().await).start().await
+        Box::pin(Self::builder(crate::fresh_postgres().await).start()).await
     }
 
     pub fn builder(db: TestDb) -> TestAppBuilder {
-        TestAppBuilder {
-            db,
+        let settings = Settings {
             auth: AuthSettings {
                 jwt_secret: Some(TEST_SECRET.into()),
                 ..Default::default()
@@ -224,17 +189,22 @@ impl TestApp {
                 ..HttpSettings::default()
             },
             agents_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/agents"),
+            agent_model_default: "gpt-5.5".into(),
             turns: TurnSettings {
                 rate_limit_per_minute: 0,
                 concurrent_limit: 0,
                 ..TurnSettings::default()
             },
-            fake: FakeConfig::default(),
             storage: agentd_storage::StorageConfig {
                 provider: agentd_storage::Provider::Memory,
                 ..Default::default()
             },
-            images: ImageDefaults::default(),
+            ..Settings::default()
+        };
+        TestAppBuilder {
+            db,
+            settings,
+            fake: FakeConfig::default(),
         }
     }
 

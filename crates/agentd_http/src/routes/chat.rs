@@ -1,17 +1,18 @@
 //! `POST /v1/chat` (one JSON answer) and `POST /v1/chat/stream` (Server-Sent Events). Both start the same turn;
 //! the turn runs in a task of its own, so a client that disconnects does not cancel it.
 
+use crate::error::{RetryDetails, status_of};
 use crate::extract::{Caller, Json};
-use crate::sse::turn_stream;
-use crate::views::result_json;
+use crate::sse::{replay_feed, run_stream};
 use crate::{ApiError, AppState};
 use agentd_auth::Scope;
-use agentd_core::{Mode, Started, TurnError, TurnEvent, TurnRequest};
+use agentd_core::{Mode, Started, TurnEvent, TurnRequest};
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use uuid::Uuid;
@@ -39,22 +40,6 @@ pub(crate) struct ChatBody {
 #[serde(deny_unknown_fields)]
 struct AttachmentRef {
     object_id: Uuid,
-}
-
-impl From<TurnError> for ApiError {
-    fn from(e: TurnError) -> Self {
-        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut api = match e.internal {
-            Some(cause) if status.is_server_error() => {
-                ApiError::internal_with(status, e.code, e.message, cause)
-            }
-            _ => ApiError::new(status, e.code, e.message),
-        };
-        if let Some(s) = e.retry_after {
-            api = api.with_retry_after(s);
-        }
-        api
-    }
 }
 
 fn turn_request(headers: &HeaderMap, path: &str, body: ChatBody) -> Result<TurnRequest, ApiError> {
@@ -90,38 +75,27 @@ async fn chat(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Chat)?;
     let req = turn_request(&headers, "/v1/chat", body)?;
-    let mut rx = match state.turns.start(&caller.0, req, Mode::Blocking).await? {
+    let mut events = match state.turns.start(&caller.0, req, Mode::Blocking).await? {
         Started::Replay(result) => {
-            return Ok((
-                [("idempotent-replayed", "true")],
-                axum::Json(result_json(&state, &result).await),
-            )
-                .into_response());
+            let view = state.urls.result(&result).await;
+            return Ok(([("idempotent-replayed", "true")], axum::Json(view)).into_response());
         }
-        Started::Live(rx) => rx,
+        Started::Live { events, .. } => events,
     };
-    while let Some(ev) = rx.recv().await {
-        match ev {
+    while let Some(ev) = events.next().await {
+        match ev.event {
             TurnEvent::Completed(result) => {
-                return Ok(axum::Json(result_json(&state, &result).await).into_response());
+                return Ok(axum::Json(state.urls.result(&result).await).into_response());
             }
-            TurnEvent::Failed {
-                code,
-                message,
-                retryable,
-            } => {
-                let status = match code {
-                    "upstream_timeout" => StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_unavailable" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-                    "internal" => StatusCode::INTERNAL_SERVER_ERROR,
-                    _ => StatusCode::BAD_GATEWAY,
-                };
-                let mut e = ApiError::new(status, code, message)
-                    .with_details(serde_json::json!({ "retryable": retryable }));
-                if retryable {
-                    e = e.with_retry_after(2);
+            TurnEvent::Failed(e) => {
+                let mut err =
+                    ApiError::new(status_of(e.code), e.code.as_str(), e.message).with_details(RetryDetails {
+                        retryable: e.retryable,
+                    });
+                if e.retryable {
+                    err = err.with_retry_after(2);
                 }
-                return Err(e);
+                return Err(err);
             }
             _ => {}
         }
@@ -137,12 +111,13 @@ async fn chat_stream(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Chat)?;
     let req = turn_request(&headers, "/v1/chat/stream", body)?;
-    let started = state.turns.start(&caller.0, req, Mode::Stream).await?;
-    let keepalive = std::time::Duration::from_secs(state.settings.sse_keepalive_seconds.max(1));
-    Ok(turn_stream(
+    let events = match state.turns.start(&caller.0, req, Mode::Stream).await? {
+        Started::Live { events, .. } => events,
+        Started::Replay(result) => replay_feed(result),
+    };
+    Ok(run_stream(
         state.clone(),
-        started,
+        events,
         crate::request_id().unwrap_or_default(),
-        keepalive,
     ))
 }

@@ -1,18 +1,18 @@
 //! `GET /v1/conversations` (newest first, cursor pagination), `GET /v1/conversations/{id}` (with messages)
 //! and `DELETE /v1/conversations/{id}`. Another tenant's conversation answers exactly like a missing one.
 
-use crate::extract::Caller;
-use crate::views::{conversation_json, message_json};
+use crate::extract::{Caller, Path, Query};
+use crate::views::{ActiveRunView, ConversationDetailView, ConversationPageView, ConversationView};
 use crate::{ApiError, AppState};
 use agentd_auth::Scope;
-use agentd_db::ConversationCursor;
-use axum::extract::{Path, Query, State};
+use agentd_db::{ConversationCursor, DeleteOutcome};
+use agentd_storage::KeyPrefix;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Value, json};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -39,7 +39,7 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConversationPageView>, ApiError> {
     caller.require(Scope::ConversationsRead)?;
     if let Some(k) = q.keys().find(|k| !matches!(k.as_str(), "limit" | "cursor")) {
         return Err(ApiError::invalid_request(format!(
@@ -68,13 +68,13 @@ async fn list(
     };
     let page = state
         .db
-        .scoped(caller.0.tenant_id.as_str())
+        .scoped(&caller.0.tenant_id)
         .list_conversations(limit, cursor)
         .await?;
-    Ok(Json(json!({
-        "data": page.items.iter().map(conversation_json).collect::<Vec<_>>(),
-        "next_cursor": page.next.as_ref().map(encode_cursor),
-    })))
+    Ok(Json(ConversationPageView {
+        data: page.items.iter().map(ConversationView::from).collect(),
+        next_cursor: page.next.as_ref().map(encode_cursor),
+    }))
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {
@@ -90,21 +90,26 @@ async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConversationDetailView>, ApiError> {
     caller.require(Scope::ConversationsRead)?;
     let id = parse_id(&id)?;
-    let scoped = state.db.scoped(caller.0.tenant_id.as_str());
+    let scoped = state.db.scoped(&caller.0.tenant_id);
     let conv = scoped.conversation(id).await?.ok_or_else(|| not_found(id))?;
     let messages = scoped.messages(id).await?;
-    let mut v = conversation_json(&conv);
     let mut rendered = Vec::with_capacity(messages.len());
     for m in &messages {
-        rendered.push(message_json(&state, m).await);
+        rendered.push(state.urls.message(m).await);
     }
-    v["messages"] = Value::Array(rendered);
-    Ok(Json(v))
+    Ok(Json(ConversationDetailView {
+        conversation: ConversationView::from(&conv),
+        active_run: conv.active_run(state.lease).map(ActiveRunView::from),
+        messages: rendered,
+    }))
 }
 
+/// Deletes the conversation with its stored images, the uploads only it used, its idempotency results and
+/// its run log. A running turn holds it: 409 `conversation_busy`. The bytes go first (under a lease, so no turn
+/// can start meanwhile): if the store is down, the conversation stays and a retry finishes the job.
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -112,24 +117,41 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::ConversationsWrite)?;
     let id = parse_id(&id)?;
-    let tenant = caller.0.tenant_id.as_str();
+    let tenant = &caller.0.tenant_id;
     let scoped = state.db.scoped(tenant);
-    if scoped.conversation(id).await?.is_none() {
-        return Err(not_found(id));
+    let lease = format!("delete_{}", Uuid::now_v7().simple());
+    match scoped.lease_for_delete(id, &lease, state.lease).await? {
+        DeleteOutcome::Deleted => {}
+        DeleteOutcome::NotFound => return Err(not_found(id)),
+        DeleteOutcome::Busy => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conversation_busy",
+                "A turn is running on this conversation; delete it when the turn has finished.",
+            )
+            .with_retry_after(2));
+        }
     }
-    // The bytes first: if the store is down the conversation stays, and a retry finishes the job.
-    let store_tenant = agentd_storage::TenantId::new(tenant).map_err(ApiError::internal)?;
-    let prefix = agentd_storage::KeyPrefix::conversation(&store_tenant, &id.simple().to_string())
-        .map_err(ApiError::internal)?;
-    state
-        .store
-        .delete_prefix(&prefix)
-        .await
-        .map_err(|e| ApiError::unavailable("object store", e))?;
-    scoped.delete_conversation_objects(id).await?;
-    if scoped.delete_conversation(id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_found(id))
+    if let Err(e) = delete_bytes(&state, tenant, id).await {
+        let _ = scoped.release_lease(id, &lease).await;
+        return Err(e);
     }
+    match scoped.delete_conversation_leased(id, &lease).await? {
+        DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
+        _ => Err(not_found(id)),
+    }
+}
+
+async fn delete_bytes(state: &AppState, tenant: &agentd_db::TenantId, id: Uuid) -> Result<(), ApiError> {
+    let unavailable = |e: agentd_storage::StorageError| ApiError::unavailable("object store", e);
+    let prefix = KeyPrefix::conversation(tenant, &id.simple().to_string()).map_err(ApiError::internal)?;
+    state.store.delete_prefix(&prefix).await.map_err(unavailable)?;
+    for upload in state.db.scoped(tenant).exclusive_uploads(id).await? {
+        state
+            .store
+            .delete(&upload.object_key)
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
 }

@@ -2,26 +2,30 @@
 //! fresh URL), `GET /v1/usage` (the tenant's totals by day), and `GET /v1/files/{key}` — the signed,
 //! expiring download URL for stores that cannot presign (memory, local disk); it needs no bearer token.
 
-use crate::extract::Caller;
-use crate::views::attachment_json;
+use crate::extract::{Caller, Multipart, Path, Query, multipart_error};
+use crate::views::{AttachmentView, UsageView};
 use crate::{ApiError, AppState};
 use agentd_auth::Scope;
-use agentd_db::AttachmentMeta;
 use agentd_storage::ObjectKey;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
 
-pub(super) fn router() -> Router<AppState> {
+/// Room for the multipart framing around the file (boundaries, part headers).
+const MULTIPART_ALLOWANCE: usize = 64 * 1024;
+
+pub(super) fn router(upload_max_bytes: u64) -> Router<AppState> {
+    let body_limit = usize::try_from(upload_max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MULTIPART_ALLOWANCE);
     Router::new()
         .route(
             "/v1/uploads",
-            post(upload).layer(axum::extract::DefaultBodyLimit::disable()),
+            post(upload).layer(axum::extract::DefaultBodyLimit::max(body_limit)),
         )
         .route("/v1/attachments/{id}", get(attachment))
         .route("/v1/usage", get(usage))
@@ -31,9 +35,24 @@ pub(super) fn router() -> Router<AppState> {
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
-    mut form: Multipart,
+    headers: axum::http::HeaderMap,
+    Multipart(mut form): Multipart,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Chat)?;
+    let limit = state.turns.upload_max_bytes();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit + MULTIPART_ALLOWANCE as u64) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The upload is over UPLOAD_MAX_MB; send a smaller image, alone, in the field `file`.",
+        ));
+    }
+    // The cheap refusals (rate limit, uploads at once) before a byte of the body is read.
+    let _permit = state.turns.admit_upload(&caller.0.tenant_id).await?;
     let too_big = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -41,32 +60,41 @@ async fn upload(
             "The upload is over UPLOAD_MAX_MB; send a smaller image.",
         )
     };
-    let limit = state.turns.upload_max_bytes();
-    while let Some(mut field) = form
-        .next_field()
-        .await
-        .map_err(|e| ApiError::invalid_request(format!("Malformed multipart body: {e}")))?
-    {
+    if let Some(mut field) = form.next_field().await.map_err(|e| multipart_error(&e))? {
         if field.name() != Some("file") {
-            continue;
+            let name = field
+                .name()
+                .unwrap_or("(unnamed)")
+                .chars()
+                .take(64)
+                .collect::<String>();
+            return Err(ApiError::invalid_request(format!(
+                "Unknown multipart field {name:?}; send only the image, in a field named `file`."
+            )));
         }
         // Read in chunks so an oversize upload is refused without buffering it whole.
         let mut buf = Vec::new();
-        while let Some(chunk) = field
-            .chunk()
-            .await
-            .map_err(|e| ApiError::invalid_request(format!("Malformed multipart body: {e}")))?
-        {
+        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
             if (buf.len() + chunk.len()) as u64 > limit {
                 return Err(too_big());
             }
             buf.extend_from_slice(&chunk);
         }
-        let meta = state
-            .turns
-            .upload(caller.0.tenant_id.as_str(), buf.into())
-            .await?;
-        return Ok((StatusCode::CREATED, Json(attachment_json(&state, &meta).await)).into_response());
+        // Nothing may follow the file: reading on also bounds the whole body by the limit.
+        drop(field);
+        if let Some(extra) = form.next_field().await.map_err(|e| multipart_error(&e))? {
+            let name = extra
+                .name()
+                .unwrap_or("(unnamed)")
+                .chars()
+                .take(64)
+                .collect::<String>();
+            return Err(ApiError::invalid_request(format!(
+                "Unknown multipart field {name:?}; send only the image, in a field named `file`."
+            )));
+        }
+        let meta = state.turns.upload(&caller.0.tenant_id, buf.into()).await?;
+        return Ok((StatusCode::CREATED, Json(state.urls.attachment(&meta).await)).into_response());
     }
     Err(ApiError::invalid_request(
         "Send the image as multipart/form-data in a field named `file`.",
@@ -77,66 +105,51 @@ async fn attachment(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AttachmentView>, ApiError> {
     caller.require(Scope::ConversationsRead)?;
     let missing = || ApiError::not_found("attachment_not_found", format!("No attachment {id:?}."));
     let uuid: Uuid = id.parse().map_err(|_| missing())?;
     let obj = state
         .db
-        .scoped(caller.0.tenant_id.as_str())
+        .scoped(&caller.0.tenant_id)
         .object(uuid)
         .await?
         .ok_or_else(missing)?;
-    let meta = AttachmentMeta {
-        object_id: obj.id,
-        object_key: obj.object_key,
-        filename: obj.filename,
-        mime_type: obj.mime_type,
-        size_bytes: obj.size_bytes,
-        tool_call_id: obj.tool_call_id,
-    };
-    Ok(Json(attachment_json(&state, &meta).await))
+    Ok(Json(state.urls.attachment(&obj.meta()).await))
+}
+
+/// `GET /v1/usage?days=N`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    days: Option<String>,
 }
 
 async fn usage(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<std::collections::HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+    Query(q): Query<UsageQuery>,
+) -> Result<Json<UsageView>, ApiError> {
     caller.require(Scope::ConversationsRead)?;
-    let days = match q.get("days") {
+    let days = match q.days {
         None => 30,
         Some(d) => d
             .parse::<i64>()
             .ok()
             .filter(|n| (1..=366).contains(n))
-            .ok_or_else(|| ApiError::invalid_request("days must be 1 to 366."))?,
+            .ok_or_else(|| ApiError::invalid_request(format!("days={d} is not allowed: use 1 to 366.")))?,
     };
     let since = (chrono::Utc::now() - chrono::Duration::days(days - 1)).date_naive();
-    let rows = state
-        .db
-        .scoped(caller.0.tenant_id.as_str())
-        .usage_by_day(since)
-        .await?;
-    let data: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({ "day": r.day, "turns": r.turns, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
-                    "image": { "images": r.images, "output_tokens": r.image_output_tokens, "estimated_cost_usd": r.image_cost_usd } })
-        })
-        .collect();
-    let total = |f: fn(&agentd_db::DailyUsage) -> f64| rows.iter().map(f).sum::<f64>();
-    Ok(Json(json!({
-        "data": data,
-        "total": { "turns": total(|r| r.turns as f64), "images": total(|r| r.images as f64),
-                   "image_output_tokens": total(|r| r.image_output_tokens as f64), "estimated_cost_usd": total(|r| r.image_cost_usd) },
-    })))
+    let rows = state.db.scoped(&caller.0.tenant_id).usage_by_day(since).await?;
+    Ok(Json(UsageView::of(&rows)))
 }
 
+/// The credential of a download link. Both are read as text so that a missing or garbled one is refused like
+/// an altered link (403), not as a malformed request; other keys are ignored (they do not alter the link).
 #[derive(Deserialize)]
 struct Signed {
-    expires: i64,
-    sig: String,
+    expires: Option<String>,
+    sig: Option<String>,
 }
 
 async fn file(
@@ -155,7 +168,10 @@ async fn file(
         .store
         .url_signer()
         .ok_or_else(|| ApiError::not_found("not_found", "This store serves its own download URLs."))?;
-    if !signer.verify_signed(&key, q.expires, &q.sig, chrono::Utc::now()) {
+    let (Some(expires), Some(sig)) = (q.expires.and_then(|e| e.parse::<i64>().ok()), q.sig) else {
+        return Err(denied());
+    };
+    if !signer.verify_signed(&key, expires, &sig, chrono::Utc::now()) {
         return Err(denied());
     }
     let parsed = ObjectKey::parse(&key).map_err(|_| denied())?;

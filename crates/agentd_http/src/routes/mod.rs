@@ -5,18 +5,22 @@ mod chat;
 mod conversations;
 mod files;
 mod health;
+pub(crate) mod playground;
+mod runs;
 
 use crate::{ApiError, AppState};
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router(upload_max_bytes: u64) -> Router<AppState> {
     Router::new()
         .merge(health::router())
         .merge(agents::router())
         .merge(chat::router())
         .merge(conversations::router())
-        .merge(files::router())
+        .merge(files::router(upload_max_bytes))
+        .merge(runs::router())
+        .merge(playground::router())
 }
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {

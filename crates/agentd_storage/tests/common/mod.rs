@@ -41,7 +41,7 @@ pub fn random_hex(n: usize) -> String {
 
 /// A tenant id no other test uses.
 pub fn tenant() -> TenantId {
-    TenantId::new(format!("t-{}", random_hex(6))).unwrap()
+    TenantId::parse(&format!("t-{}", random_hex(6))).unwrap()
 }
 
 /// The endpoint from `var`, `None` when external tests are skipped, and a failing test otherwise.

@@ -10,45 +10,13 @@
 
 use std::fmt;
 
-use crate::error::{Result, StorageError};
+use crate::{InvalidId, TenantId};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+type Result<T> = std::result::Result<T, InvalidId>;
 
 const MAX_COMPONENT: usize = 64;
 const MAX_EXT: usize = 10;
-
-/// A validated tenant id: 1–64 characters of `[A-Za-z0-9._-]`, and not `.` or `..`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TenantId(String);
-
-impl TenantId {
-    /// Checks `id` and wraps it.
-    pub fn new(id: impl Into<String>) -> Result<Self> {
-        let id = id.into();
-        let ok = (1..=MAX_COMPONENT).contains(&id.len())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-            && id != "."
-            && id != "..";
-        if ok {
-            Ok(Self(id))
-        } else {
-            Err(StorageError::InvalidKey(format!(
-                "tenant id must be 1-{MAX_COMPONENT} characters of [A-Za-z0-9._-] and not '.' or '..'"
-            )))
-        }
-    }
-
-    /// The id as given.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// Object and conversation ids: 1–64 characters of `[A-Za-z0-9_-]` (UUIDs fit; no dots, so a file name
 /// `{object_id}.{ext}` has exactly one dot).
@@ -60,7 +28,7 @@ fn check_id(what: &str, id: &str) -> Result<()> {
     {
         Ok(())
     } else {
-        Err(StorageError::InvalidKey(format!(
+        Err(InvalidId(format!(
             "{what} must be 1-{MAX_COMPONENT} characters of [A-Za-z0-9_-]"
         )))
     }
@@ -72,7 +40,7 @@ fn check_ext(ext: &str) -> Result<()> {
     {
         Ok(())
     } else {
-        Err(StorageError::InvalidKey(format!(
+        Err(InvalidId(format!(
             "extension must be 1-{MAX_EXT} characters of [a-z0-9]"
         )))
     }
@@ -120,14 +88,14 @@ impl ObjectKey {
     /// Parses a key produced by [`ObjectKey::as_str`] (for example from a download URL path), accepting only the
     /// two layouts above.
     pub fn parse(key: &str) -> Result<Self> {
-        let invalid = || StorageError::InvalidKey("not an agentd object key".to_owned());
+        let invalid = || InvalidId("not an agentd object key".to_owned());
         let parts: Vec<&str> = key.split('/').collect();
         let (tenant, file, conversation) = match parts.as_slice() {
             ["tenants", tenant, "uploads", file] => (*tenant, *file, None),
             ["tenants", tenant, "conversations", conversation, file] => (*tenant, *file, Some(*conversation)),
             _ => return Err(invalid()),
         };
-        let tenant = TenantId::new(tenant)?;
+        let tenant = TenantId::parse(tenant)?;
         let (object_id, ext) = file.split_once('.').ok_or_else(invalid)?;
         match conversation {
             None => Self::upload(&tenant, object_id, ext),
@@ -154,6 +122,19 @@ impl ObjectKey {
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.key)
+    }
+}
+
+impl Serialize for ObjectKey {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.key)
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -199,7 +180,7 @@ mod tests {
 
     #[test]
     fn builds_and_parses_both_layouts() {
-        let t = TenantId::new("acme.co_1-x").unwrap();
+        let t = TenantId::parse("acme.co_1-x").unwrap();
         let up = ObjectKey::upload(&t, "0190-abc", "png").unwrap();
         assert_eq!(up.as_str(), "tenants/acme.co_1-x/uploads/0190-abc.png");
         assert_eq!(up.tenant(), "acme.co_1-x");
@@ -216,9 +197,9 @@ mod tests {
     #[test]
     fn rejects_traversal_and_odd_characters() {
         for bad in ["", ".", "..", "a/b", "a\\b", "a b", "ä", "a%2e", &"x".repeat(65)] {
-            assert!(TenantId::new(bad).is_err(), "{bad:?}");
+            assert!(TenantId::parse(bad).is_err(), "{bad:?}");
         }
-        let t = TenantId::new("t").unwrap();
+        let t = TenantId::parse("t").unwrap();
         assert!(ObjectKey::upload(&t, "..", "png").is_err());
         assert!(ObjectKey::upload(&t, "a.b", "png").is_err());
         assert!(ObjectKey::upload(&t, "a", "PNG").is_err());
@@ -241,8 +222,8 @@ mod tests {
     #[test]
     fn tenants_never_collide() {
         // A tenant id may contain dots, but never a slash: no key of one tenant lies under another's prefix.
-        let a = TenantId::new("a").unwrap();
-        let ab = TenantId::new("a.b").unwrap();
+        let a = TenantId::parse("a").unwrap();
+        let ab = TenantId::parse("a.b").unwrap();
         let k = ObjectKey::upload(&ab, "x", "png").unwrap();
         assert!(!KeyPrefix::tenant(&a).contains(&k));
         assert_ne!(ObjectKey::upload(&a, "x", "png").unwrap(), k);

@@ -1,0 +1,7 @@
+//! The agentd application as a library: [`app::AppBuilder`] wires it from settings — the one wiring that both
+//! the `agentd` binary and the test kit use.
+
+pub mod app;
+pub mod server;
+
+pub use app::{AppBuilder, Application, OFFLINE_LABEL};

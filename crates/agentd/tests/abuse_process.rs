@@ -1,0 +1,311 @@
+//! Hostile input and careless operators against the real binary (a child process, `ServerProcess`): the
+//! offline model's `#fake:` directives cannot take the process down or grow it without bound, secrets lie
+//! around with mode 0600 and never reach `agentd config` or the logs, and weak JWT secrets are refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use agentd_testkit::{ServerOptions, ServerProcess};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn opts() -> ServerOptions {
+    ServerOptions::new(env!("CARGO_BIN_EXE_agentd"))
+}
+
+/// `POST /v1/chat`; the status and the JSON body.
+async fn chat(server: &ServerProcess, tok: &str, body: Value) -> (u16, Value) {
+    let res = server
+        .http()
+        .post(server.url("/v1/chat"))
+        .bearer_auth(tok)
+        .timeout(Duration::from_secs(120))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{body}: no answer ({e})\n{}", server.logs().join("\n")));
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or_default())
+}
+
+async fn assert_healthy(server: &ServerProcess, after: &str) {
+    let res = server.http().get(server.url("/healthz")).send().await;
+    assert!(
+        res.is_ok_and(|r| r.status() == 200),
+        "/healthz does not answer after {after}\n{}",
+        server.logs().join("\n")
+    );
+}
+
+/// Peak RSS allowed while serving the hostile directives below (measured ~MB; see the report).
+const PEAK_RSS_BOUND_KB: u64 = 600 * 1024;
+
+#[tokio::test]
+async fn offline_directives_cannot_take_the_zero_config_server_down() {
+    let server = ServerProcess::start(opts()).await;
+    let tok = server.token("acme", "u1");
+    let cases = [
+        ("assistant", "hi #fake:text big-other=5000000"),
+        (
+            "designer",
+            "draw #fake:image big=5000000 images=4000000 partials=200",
+        ),
+        ("assistant", "hi #fake:text deltas=4000000000 chunk=1 big-other=6"),
+        ("designer", "draw #fake:image big=6 chunk=1"),
+        ("assistant", "hi #fake:text delay=600000 stall=600000 gap=600000"),
+    ];
+    for (agent, message) in cases {
+        let (status, body) = chat(&server, &tok, json!({"agent": agent, "message": message})).await;
+        assert_eq!(status, 200, "{message}: {body}");
+        assert!(body["message"]["content"].is_string(), "{message}: {body}");
+        let images = body["message"]["attachments"].as_array().map_or(0, Vec::len);
+        assert!(images <= 4, "{message}: {images} images");
+        assert_healthy(&server, message).await;
+        eprintln!(
+            "{message}: rss {} KiB, peak {} KiB",
+            server.rss_kb(),
+            server.peak_rss_kb()
+        );
+    }
+    let peak = server.peak_rss_kb();
+    assert!(peak < PEAK_RSS_BOUND_KB, "peak RSS {peak} KiB");
+}
+
+/// Growth allowed between the 10th and the 25th image turn on one conversation (each image is 4 MB of
+/// base64; an unbounded image memo grows by 60 MB over those turns).
+const GROWTH_BOUND_KB: u64 = 40 * 1024;
+
+#[tokio::test]
+async fn image_turns_do_not_grow_the_offline_model_without_bound() {
+    let server = ServerProcess::start(opts()).await;
+    let tok = server.token("acme", "u1");
+    let mut conversation = Value::Null;
+    let mut after_warmup = 0;
+    for turn in 1..=25 {
+        // Every turn continues the conversation: a new previous_response_id, so a new image variant.
+        let body = json!({"agent": "designer", "conversation_id": conversation,
+                          "message": format!("draw it again, turn {turn} #fake:image big=3")});
+        let (status, v) = chat(&server, &tok, body).await;
+        assert_eq!(status, 200, "turn {turn}: {v}");
+        assert_eq!(
+            v["message"]["attachments"].as_array().map(Vec::len),
+            Some(1),
+            "{v}"
+        );
+        conversation = v["conversation_id"].clone();
+        if turn == 10 {
+            after_warmup = server.rss_kb();
+        }
+    }
+    let end = server.rss_kb();
+    eprintln!("rss after 10 image turns {after_warmup} KiB, after 25 {end} KiB");
+    assert!(
+        end < after_warmup + GROWTH_BOUND_KB,
+        "RSS grew from {after_warmup} KiB to {end} KiB over 15 image turns"
+    );
+    assert_healthy(&server, "25 image turns").await;
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_zero_config_server_makes_its_secret_files_private() {
+    let server = ServerProcess::start(opts()).await;
+    for name in ["dev-jwt-secret", "url-signing-secret"] {
+        let path = server.dir().join("var").join(name);
+        assert_eq!(mode(&path), 0o600, "{name}");
+        assert!(std::fs::read_to_string(&path).unwrap().trim().len() >= 32);
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(server.dir().join("var"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".secret-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_healthy(&server, "start").await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn loose_secret_files_are_tightened_with_a_warning_and_kept() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = agentd_testkit::agent_workdir();
+    let var = dir.path().join("var");
+    std::fs::create_dir_all(&var).unwrap();
+    let kept = "kept-url-signing-secret-0123456789abcdef";
+    for (name, value) in [
+        ("url-signing-secret", kept),
+        ("dev-jwt-secret", "kept-dev-jwt-secret-0123456789abcdefgh"),
+    ] {
+        std::fs::write(var.join(name), value).unwrap();
+        std::fs::set_permissions(var.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let server = ServerProcess::start(opts().dir(dir.path())).await;
+    for name in ["url-signing-secret", "dev-jwt-secret"] {
+        assert_eq!(mode(&var.join(name)), 0o600, "{name}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(var.join("url-signing-secret")).unwrap(),
+        kept
+    );
+    let warnings = server
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("its mode is now 600"))
+        .count();
+    assert_eq!(warnings, 2, "{}", server.logs().join("\n"));
+    // The kept dev secret still signs what the server accepts.
+    let res = server
+        .http()
+        .get(server.url("/v1/agents"))
+        .bearer_auth(server.token("acme", "u1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+const DB_PASSWORD: &str = "s3cret-p@ss";
+const QUERY_PASSWORD: &str = "qu3ry-pw";
+const SSL_PASSWORD: &str = "ssl-pw-9";
+const GATEWAY_USER: &str = "gw-user";
+const GATEWAY_PASSWORD: &str = "gw-pass-77";
+const JWT_SECRET: &str = "abuse-process-secret-0123456789abcdef";
+
+fn assert_no_secret(text: &str, what: &str) {
+    for s in [
+        DB_PASSWORD,
+        "p@ss",
+        QUERY_PASSWORD,
+        SSL_PASSWORD,
+        GATEWAY_USER,
+        GATEWAY_PASSWORD,
+        JWT_SECRET,
+        "sk-never-shown-42",
+    ] {
+        assert!(!text.contains(s), "{what} shows {s:?}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn agentd_config_and_the_json_logs_never_show_a_secret() {
+    let db = agentd_testkit::fresh_postgres().await;
+    let url = db
+        .settings
+        .url
+        .replacen("postgres@", &format!("postgres:{DB_PASSWORD}@"), 1)
+        + &format!("?sslpassword={SSL_PASSWORD}&password={QUERY_PASSWORD}");
+    let base_url = format!("https://{GATEWAY_USER}:{GATEWAY_PASSWORD}@gateway.example/v1");
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        ("AUTH_JWT_SECRET", JWT_SECRET),
+        ("LOG_FORMAT", "json"),
+    ];
+
+    let config = std::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
+        .arg("config")
+        .env_clear()
+        .envs(env)
+        .env("OPENAI_API_KEY", "sk-never-shown-42")
+        .current_dir(agentd_testkit::agent_workdir().path())
+        .output()
+        .unwrap();
+    assert!(config.status.success());
+    let shown = String::from_utf8_lossy(&config.stdout);
+    assert_no_secret(&shown, "agentd config");
+    let v: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["openai"]["base_url"], "https://***@gateway.example/v1");
+    let db_url = v["database"]["url"].as_str().unwrap();
+    assert!(
+        db_url.starts_with("postgres://postgres:***@127.0.0.1:")
+            && db_url.ends_with("?sslpassword=***&password=***"),
+        "{db_url}"
+    );
+
+    // The offline server (the upstream line of a keyed server is serve.rs's to redact).
+    let mut options = opts();
+    for (k, v) in env {
+        options = options.env(k, v);
+    }
+    let server = ServerProcess::start(options).await;
+    let res = server
+        .http()
+        .get(server.url("/v1/agents"))
+        .bearer_auth(server.token("acme", "u1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    server
+        .wait_for_log("\"status\":200", Duration::from_secs(10))
+        .await;
+    let logs = server.logs().join("\n");
+    assert!(
+        logs.contains("starting agentd") && logs.contains("database ready"),
+        "{logs}"
+    );
+    assert_no_secret(&logs, "the log");
+}
+
+#[test]
+fn database_urls_are_redacted_whatever_their_shape() {
+    let cases = [
+        ("postgres://u:pw@h/db", "postgres://u:***@h/db"),
+        ("postgres://u:p@ss@h:5432/db", "postgres://u:***@h:5432/db"),
+        (
+            "postgres://u:a/b?c#d@h/db?sslmode=require",
+            "postgres://u:***@h/db?sslmode=require",
+        ),
+        (
+            "postgresql://u@h/db?password=x1&sslmode=require&SSLPASSWORD=x2",
+            "postgresql://u@h/db?password=***&sslmode=require&SSLPASSWORD=***",
+        ),
+        ("sqlite://var/agentd.sqlite", "sqlite://var/agentd.sqlite"),
+    ];
+    for (url, want) in cases {
+        let settings = agentd_db::DbSettings {
+            url: url.to_owned(),
+            ..Default::default()
+        };
+        assert_eq!(settings.redacted_url(), want, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn weak_jwt_secrets_are_refused_at_startup_whatever_app_env_says() {
+    for app_env in ["local", "production"] {
+        for (secret, why) in [
+            ("short-secret", "is too short"),
+            ("change-me-change-me-change-me-change-me", "is a placeholder"),
+            ("Please-CHANGEME-0123456789abcdefghijklmnop", "is a placeholder"),
+        ] {
+            let err = ServerProcess::try_start(opts().env("APP_ENV", app_env).env("AUTH_JWT_SECRET", secret))
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("APP_ENV={app_env}: {secret:?} was accepted"));
+            assert_eq!(err.exit.and_then(|s| s.code()), Some(2), "{err}");
+            assert!(
+                err.log.contains(&format!("AUTH_JWT_SECRET {why}")) && err.log.contains("openssl rand"),
+                "{err}"
+            );
+            assert!(!err.log.contains(secret), "the refusal echoes the secret: {err}");
+        }
+    }
+    // A strong secret starts, in production too.
+    let server = ServerProcess::start(
+        opts()
+            .env("APP_ENV", "production")
+            .env("AUTH_JWT_SECRET", JWT_SECRET),
+    )
+    .await;
+    assert_healthy(&server, "a strong secret").await;
+}

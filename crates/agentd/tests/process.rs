@@ -1,0 +1,136 @@
+//! The child-process harness itself (`agentd_testkit::ServerProcess`) against the real binary: it finds the
+//! address, signs tokens the server accepts, reads memory and logs, survives restarts and runs replicas.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use agentd_testkit::{ServerOptions, ServerProcess};
+use std::time::Duration;
+
+const SECRET: &str = "process-test-secret-0123456789abcdefgh";
+
+fn opts() -> ServerOptions {
+    ServerOptions::new(env!("CARGO_BIN_EXE_agentd"))
+}
+
+#[tokio::test]
+async fn zero_config_server_comes_up_and_accepts_its_dev_token() {
+    let server = ServerProcess::start(opts()).await;
+    let res = server
+        .http()
+        .get(server.url("/v1/agents"))
+        .bearer_auth(server.token("demo", "dev"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    assert!(server.logs().iter().any(|l| l.contains("export AGENTD_TOKEN=")));
+    let (rss, peak) = (server.rss_kb(), server.peak_rss_kb());
+    assert!(rss > 0 && peak >= rss, "rss {rss} KiB, peak {peak} KiB");
+}
+
+#[tokio::test]
+async fn sigterm_stops_it_and_restart_brings_it_back_on_the_same_state() {
+    let mut server =
+        ServerProcess::start(opts().env("AUTH_JWT_SECRET", SECRET).env("LOG_FORMAT", "json")).await;
+    let tok = server.token("acme", "u1");
+    let chat = server
+        .http()
+        .post(server.url("/v1/chat"))
+        .bearer_auth(&tok)
+        .json(&serde_json::json!({"agent": "assistant", "message": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 200);
+    let conv = chat.json::<serde_json::Value>().await.unwrap()["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    server.sigterm();
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .expect("exits on SIGTERM");
+    assert!(status.success(), "{status}");
+    assert!(server.logs().iter().any(|l| l.contains("\"stopped\"")));
+
+    let first_pid = server.pid();
+    server.restart().await;
+    assert_ne!(server.pid(), first_pid);
+    let (status, _) = get(&server, &format!("/v1/conversations/{conv}"), &tok).await;
+    assert_eq!(status, 200, "the SQLite file under var/ survived the restart");
+
+    server.kill9();
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("dies on SIGKILL");
+    assert!(!status.success());
+    server.options_mut().env.push(("LOG_LEVEL".into(), "warn".into()));
+    server.restart().await;
+    assert_eq!(get(&server, "/healthz", &tok).await.0, 200);
+    let current = server.current_logs().join("\n");
+    assert!(current.contains("\"listening\""), "{current}");
+    assert!(
+        !current.contains("\"request\""),
+        "LOG_LEVEL=warn took effect: {current}"
+    );
+    let all = server.logs().join("\n");
+    assert!(
+        all.contains("\"request\"") && all.contains("\"stopped\""),
+        "earlier lines are kept"
+    );
+}
+
+#[tokio::test]
+async fn three_replicas_share_one_postgres_database_and_one_bucket() {
+    let db = agentd_testkit::fresh_postgres().await;
+    let bucket = format!("replicas-{:016x}", rand::random::<u64>());
+    let base = opts()
+        .env("AUTH_JWT_SECRET", SECRET)
+        .database(&db.settings.url)
+        .s3_stand_in(&bucket);
+    let a = ServerProcess::start(base.clone()).await;
+    let b = ServerProcess::start(base.clone()).await;
+    let c = ServerProcess::start(base).await;
+    assert!(a.addr() != b.addr() && b.addr() != c.addr());
+    let tok = a.token("acme", "u1");
+    let res = a
+        .http()
+        .post(a.url("/v1/chat"))
+        .bearer_auth(&tok)
+        .json(&serde_json::json!({"agent": "assistant", "message": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for s in [&b, &c] {
+        let (status, body) = get(s, "/v1/conversations", &tok).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["data"].as_array().unwrap().len(), 1, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_configuration_is_reported_with_the_log() {
+    let err = ServerProcess::try_start(opts().env("IMAGE_DEFAULT_FORMAT", "gif"))
+        .await
+        .err()
+        .expect("the server refuses to start");
+    assert_eq!(err.exit.and_then(|s| s.code()), Some(2));
+    assert!(err.log.contains("IMAGE_DEFAULT_FORMAT=gif"), "{err}");
+}
+
+async fn get(server: &ServerProcess, path: &str, tok: &str) -> (reqwest::StatusCode, serde_json::Value) {
+    let res = server
+        .http()
+        .get(server.url(path))
+        .bearer_auth(tok)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.json().await.unwrap_or_default())
+}

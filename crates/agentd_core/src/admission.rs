@@ -1,0 +1,303 @@
+//! Admission: everything a turn holds before it runs — the rate-limit slot, the budget check, the idempotency
+//! claim, the conversation lease (which also enforces the concurrent-turn limit) and the user message — taken
+//! in one database transaction, as one guard. Refusals roll the transaction back whole; cheap refusals come
+//! before anything that reads storage (no object bytes are read here at all).
+//!
+//! The guard is [committed](Admission::commit) once the upstream accepted the turn: from then on the turn
+//! releases the lease and settles the idempotency key in its final transaction. Dropped uncommitted (the
+//! upstream refused, the task died), it gives everything back in one transaction of its own.
+
+use crate::context::Context;
+use crate::event::{RunStarted, Sequenced, TurnEvent, TurnResult};
+use crate::failure::{Code, Failure};
+use crate::journal::{RunRef, chunk};
+use crate::retry::retrying;
+use checks::{
+    check_attachment_list, check_budget, check_image_input, input_images, resolve_existing, resolve_new,
+};
+
+mod checks;
+use agentd_agents::Agent;
+use agentd_auth::Principal;
+use agentd_db::turns::{Abandoned, Lease, NewConversation};
+use agentd_db::{AttachmentMeta, Db, IdempotencyState, NewMessage, RateDecision, Role, TenantId};
+use chrono::Utc;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A turn as the client asked for it.
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    pub agent: Option<String>,
+    pub message: String,
+    pub conversation_id: Option<Uuid>,
+    /// `Idempotency-Key` and a hash of the request it came with.
+    pub idempotency: Option<(String, String)>,
+    /// Uploaded images (`POST /v1/uploads`) sent to the model as input images.
+    pub attachments: Vec<Uuid>,
+}
+
+/// A turn admitted to run, or the stored result of an earlier request with the same idempotency key.
+pub(crate) enum Admitted {
+    Turn(Box<Admission>),
+    Replay(Box<TurnResult>),
+}
+
+/// What an admitted turn holds. Give it back by dropping it; keep it by [`Admission::commit`].
+pub(crate) struct Admission {
+    db: Db,
+    pub tenant: TenantId,
+    pub run_id: String,
+    pub conversation_id: Uuid,
+    /// This turn created the conversation.
+    pub created: bool,
+    pub agent: Arc<Agent>,
+    /// The response this turn continues from, read when the lease was taken.
+    pub previous_response_id: Option<String>,
+    pub message: String,
+    pub user_message_id: Uuid,
+    pub inputs: Vec<AttachmentMeta>,
+    pub idempotency_key: Option<String>,
+    /// The tenant's estimated image spend this month before the turn (when a budget is set).
+    pub spent_this_month: Option<f64>,
+    /// The run's first event, already in the run log.
+    pub started: RunStarted,
+    committed: bool,
+}
+
+impl Admission {
+    /// Checks the request and takes what the turn needs, or says why not.
+    pub(crate) async fn take(
+        inner: &Context,
+        who: &Principal,
+        req: TurnRequest,
+    ) -> Result<Admitted, Failure> {
+        let s = &inner.settings;
+        let message = req.message.trim();
+        if message.is_empty() {
+            return Err(Failure::invalid("`message` is empty: send the user's text."));
+        }
+        if message.chars().count() > s.max_message_chars {
+            return Err(Failure::invalid(format!(
+                "`message` is over {} characters (CHAT_MAX_MESSAGE_CHARS); send a shorter one.",
+                s.max_message_chars
+            )));
+        }
+        check_attachment_list(&req.attachments, s.max_attachments)?;
+        // A new conversation's agent is known now; an existing one's when its lease is taken.
+        let new_agent = match req.conversation_id {
+            None => Some(resolve_new(inner, req.agent.as_deref())?),
+            Some(_) => None,
+        };
+        if let Some(agent) = &new_agent {
+            check_image_input(agent, &req.attachments)?;
+        }
+
+        let scoped = inner.db.scoped(&who.tenant_id);
+        let mut tx = scoped.begin().await?;
+        let run_id = format!("run_{}", Uuid::now_v7().simple());
+        let lease = s.lease();
+        if let Some((key, hash)) = &req.idempotency {
+            match tx.claim_idempotency(key, hash, &run_id, lease).await? {
+                IdempotencyState::Claimed => {}
+                IdempotencyState::Done(v) => {
+                    let result: TurnResult = serde_json::from_value(v).map_err(Failure::internal)?;
+                    return Ok(Admitted::Replay(Box::new(result)));
+                }
+                IdempotencyState::Running => {
+                    return Err(Failure::new(
+                        Code::RequestInProgress,
+                        "A request with this Idempotency-Key is still running; retry when it ends.",
+                    )
+                    .retry_after(2));
+                }
+                IdempotencyState::Mismatch => {
+                    return Err(Failure::new(
+                        Code::IdempotencyKeyReused,
+                        "This Idempotency-Key was used with a different request; use a new key.",
+                    ));
+                }
+            }
+        }
+        if s.rate_limit_per_minute > 0 {
+            let now_us = Utc::now().timestamp_micros();
+            if let RateDecision::Refused { retry_after } =
+                tx.take_rate(s.rate_limit_per_minute, now_us).await?
+            {
+                return Err(Failure::new(
+                    Code::RateLimited,
+                    format!(
+                        "This tenant started {} turns in the last minute (CHAT_RATE_LIMIT_PER_MINUTE); retry later.",
+                        s.rate_limit_per_minute
+                    ),
+                )
+                .retry_after(retry_after));
+            }
+        }
+        let spent_this_month = match s.monthly_budget_usd {
+            Some(budget) => Some(check_budget(&mut tx, budget).await?),
+            None => None,
+        };
+        let too_many = || {
+            Failure::new(
+                Code::RateLimited,
+                format!(
+                    "This tenant already runs {} turns at once (CHAT_STREAM_CONCURRENT_LIMIT); retry when one finishes.",
+                    s.concurrent_limit
+                ),
+            )
+            .retry_after(2)
+        };
+        let title: String = message
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(80)
+            .collect();
+        let (conversation_id, agent, previous_response_id, created) = match (req.conversation_id, new_agent) {
+            (Some(id), _) => match tx
+                .lease_conversation(id, &run_id, lease, s.concurrent_limit)
+                .await?
+            {
+                Lease::Taken {
+                    agent,
+                    last_response_id,
+                } => {
+                    let agent = resolve_existing(inner, req.agent.as_deref(), &agent)?;
+                    check_image_input(&agent, &req.attachments)?;
+                    (id, agent, last_response_id, false)
+                }
+                Lease::NotFound => {
+                    return Err(Failure::new(
+                        Code::ConversationNotFound,
+                        format!("No conversation {id}; omit conversation_id to start one."),
+                    ));
+                }
+                Lease::Busy => {
+                    return Err(Failure::new(
+                        Code::ConversationBusy,
+                        "A turn is already running on this conversation; wait for it to finish.",
+                    ));
+                }
+                Lease::TooMany => return Err(too_many()),
+            },
+            (None, Some(agent)) => {
+                let id = Uuid::now_v7();
+                tx.ensure_user(&who.user_id).await?;
+                let conv = NewConversation {
+                    id,
+                    user: &who.user_id,
+                    agent: &agent.key,
+                    title: &title,
+                };
+                if !tx
+                    .create_leased_conversation(&conv, &run_id, lease, s.concurrent_limit)
+                    .await?
+                {
+                    return Err(too_many());
+                }
+                (id, agent, None, true)
+            }
+            (None, None) => return Err(Failure::internal("no agent for a new conversation")),
+        };
+        let inputs = input_images(&mut tx, &req.attachments, s.max_input_image_mb).await?;
+        tx.reference_objects(conversation_id, &req.attachments).await?;
+        let user = NewMessage::new(Role::User, message.to_owned(), inputs.clone(), None);
+        if !tx.append_message(conversation_id, &user).await? {
+            return Err(Failure::internal("the leased conversation vanished"));
+        }
+        // The run's first event is in the log before anyone can see the run id: every run a client knows of
+        // can be resumed, or ended by whoever finds its holder dead.
+        let started = RunStarted {
+            conversation_id,
+            run_id: run_id.clone(),
+            agent: agent.key.clone(),
+            model: inner.model_label.clone().unwrap_or_else(|| agent.model.clone()),
+        };
+        let first = Sequenced {
+            id: 1,
+            event: TurnEvent::Started(started.clone()),
+        };
+        let json = serde_json::to_string(&first).map_err(Failure::internal)?;
+        let run = RunRef {
+            run_id: run_id.as_str().into(),
+            tenant: who.tenant_id.clone(),
+            conversation_id,
+        };
+        tx.append_chunk(&chunk(&run, 1, 1, &[&json], false)).await?;
+        tx.commit().await?;
+        Ok(Admitted::Turn(Box::new(Admission {
+            db: inner.db.clone(),
+            tenant: who.tenant_id.clone(),
+            run_id,
+            conversation_id,
+            created,
+            agent,
+            previous_response_id,
+            message: message.to_owned(),
+            user_message_id: user.id,
+            inputs,
+            idempotency_key: req.idempotency.map(|(k, _)| k),
+            spent_this_month,
+            started,
+            committed: false,
+        })))
+    }
+
+    /// The upstream accepted the turn: the turn now owns what was taken, and settles it when it ends.
+    pub(crate) fn commit(&mut self) {
+        self.committed = true;
+    }
+}
+
+impl Admission {
+    /// Gives everything back now (the turn will not run), so a retry right after finds it free.
+    pub(crate) async fn release(mut self) {
+        if let Some(undo) = self.undo() {
+            undo.await;
+        }
+    }
+
+    /// The work of giving back, once.
+    fn undo(&mut self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        if std::mem::replace(&mut self.committed, true) {
+            return None;
+        }
+        let (db, tenant, run, conversation) = (
+            self.db.clone(),
+            self.tenant.clone(),
+            self.run_id.clone(),
+            self.conversation_id,
+        );
+        let (created, user_message, key) = (self.created, self.user_message_id, self.idempotency_key.clone());
+        Some(async move {
+            let a = Abandoned {
+                conversation,
+                run_id: &run,
+                created,
+                user_message,
+                idempotency_key: key.as_deref(),
+            };
+            let scoped = db.scoped(&tenant);
+            if retrying("give back an admission", || scoped.abandon_turn(&a))
+                .await
+                .is_none()
+            {
+                tracing::error!(tenant_id = %tenant, conversation_id = %conversation, run_id = %run,
+                    "could not give back an admission: the lease expires by itself, the user message stays");
+            }
+        })
+    }
+}
+
+/// A guard dropped uncommitted (its task died) gives back in the background.
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(undo) = self.undo()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(undo);
+        }
+    }
+}

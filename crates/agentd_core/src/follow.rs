@@ -1,0 +1,193 @@
+//! Reading a run's events: live from the turn task when this process runs it and the client keeps up, else
+//! from the run event log — replayed after a given id, then followed until the terminal event. A run whose
+//! holder died (its lease expired without a terminal event) is ended here with a terminal `error`, by whichever
+//! reader notices first, so no stream hangs.
+
+use crate::context::Context;
+use crate::event::{Sequenced, TurnEvent};
+use crate::failure::{Code, Failure};
+use crate::journal::{POLL, RunRef, chunk};
+use agentd_db::TenantId;
+use futures_util::Stream;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How often a follower checks that a silent run's holder is still alive.
+const LIVENESS: Duration = Duration::from_secs(2);
+
+/// Where the next events come from.
+enum Source {
+    Live(mpsc::Receiver<Sequenced>),
+    Log,
+    Done,
+}
+
+struct Follower {
+    inner: Arc<Context>,
+    tenant: TenantId,
+    run_id: String,
+    last: u64,
+    source: Source,
+    queue: VecDeque<Sequenced>,
+    checked: Instant,
+}
+
+/// The events of a run after id `after` (0: all): replay, then live until the terminal event.
+/// `run_not_found` when this tenant has no such run.
+pub(crate) async fn follow(
+    ctx: &Arc<Context>,
+    tenant: &TenantId,
+    run_id: &str,
+    after: u64,
+) -> Result<impl Stream<Item = Sequenced> + Send + use<>, Failure> {
+    let state = ctx
+        .db
+        .scoped(tenant)
+        .run_state(run_id, ctx.settings.lease())
+        .await?;
+    if state.is_none() {
+        return Err(Failure::new(
+            Code::RunNotFound,
+            format!("No run {run_id:?}; the id comes from the run.started event of a stream."),
+        ));
+    }
+    Ok(stream(Follower {
+        inner: ctx.clone(),
+        tenant: tenant.clone(),
+        run_id: run_id.to_owned(),
+        last: after,
+        source: Source::Log,
+        queue: VecDeque::new(),
+        checked: Instant::now(),
+    }))
+}
+
+/// The events of a turn this process just started: from its task while the client keeps up, then from the log.
+pub(crate) fn live(
+    ctx: &Arc<Context>,
+    tenant: &TenantId,
+    run_id: &str,
+    rx: mpsc::Receiver<Sequenced>,
+) -> impl Stream<Item = Sequenced> + Send + use<> {
+    stream(Follower {
+        inner: ctx.clone(),
+        tenant: tenant.clone(),
+        run_id: run_id.to_owned(),
+        last: 0,
+        source: Source::Live(rx),
+        queue: VecDeque::new(),
+        checked: Instant::now(),
+    })
+}
+
+fn stream(f: Follower) -> impl Stream<Item = Sequenced> + Send {
+    futures_util::stream::unfold(f, |mut f| async move {
+        let ev = f.next().await?;
+        Some((ev, f))
+    })
+}
+
+impl Follower {
+    async fn next(&mut self) -> Option<Sequenced> {
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                return Some(self.pass(ev));
+            }
+            match &mut self.source {
+                Source::Done => return None,
+                Source::Live(rx) => match rx.recv().await {
+                    Some(ev) => return Some(self.pass(ev)),
+                    // The turn ended, or cut this client loose: the log has the rest.
+                    None => self.source = Source::Log,
+                },
+                Source::Log => self.read_log().await,
+            }
+        }
+    }
+
+    /// Hands out an event; the terminal one ends the stream.
+    fn pass(&mut self, ev: Sequenced) -> Sequenced {
+        self.last = self.last.max(ev.id);
+        if ev.event.is_terminal() {
+            self.source = Source::Done;
+            self.queue.clear();
+        }
+        ev
+    }
+
+    /// Fills the queue from the log, waiting for new events (or ending a dead run) when there are none.
+    async fn read_log(&mut self) {
+        let mut sub = self.inner.bus.subscribe(&self.run_id);
+        loop {
+            match self.fetch().await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(run_id = %self.run_id, error = %e, "cannot read the run log; retrying");
+                }
+            }
+            if self.checked.elapsed() >= LIVENESS {
+                self.checked = Instant::now();
+                if let Err(e) = self.end_if_dead().await {
+                    tracing::warn!(run_id = %self.run_id, error = %e, "cannot check the run's holder");
+                }
+                continue;
+            }
+            sub.changed(POLL).await;
+        }
+    }
+
+    /// Queues logged events after `last`; `true` when there were any.
+    async fn fetch(&mut self) -> Result<bool, Failure> {
+        let chunks = self
+            .inner
+            .db
+            .scoped(&self.tenant)
+            .run_chunks_after(&self.run_id, self.last as i64)
+            .await?;
+        for c in chunks {
+            let events: Vec<Sequenced> = serde_json::from_str(&c.events).map_err(Failure::internal)?;
+            self.queue.extend(events.into_iter().filter(|e| e.id > self.last));
+        }
+        self.queue.make_contiguous().sort_by_key(|e| e.id);
+        Ok(!self.queue.is_empty())
+    }
+
+    /// A run with no live holder and no terminal event will never end by itself: end it.
+    async fn end_if_dead(&mut self) -> Result<(), Failure> {
+        let lease = self.inner.settings.lease();
+        let scoped = self.inner.db.scoped(&self.tenant);
+        let Some(state) = scoped.run_state(&self.run_id, lease).await? else {
+            return Ok(());
+        };
+        if state.live || state.finished {
+            return Ok(());
+        }
+        let f = Failure::new(
+            Code::Unavailable,
+            "The server running this turn stopped before it finished; send the message again.",
+        )
+        .retryable(true);
+        let id = state.last_id.max(self.last as i64) + 1;
+        let ev = Sequenced {
+            id: id as u64,
+            event: TurnEvent::failed(&f),
+        };
+        let json = serde_json::to_string(&ev).map_err(Failure::internal)?;
+        let run = RunRef {
+            run_id: self.run_id.as_str().into(),
+            tenant: self.tenant.clone(),
+            conversation_id: state.conversation_id,
+        };
+        if scoped
+            .end_dead_run(&chunk(&run, id, id, &[&json], true), lease)
+            .await?
+        {
+            tracing::warn!(run_id = %self.run_id, "run ended: its holder's lease expired without a terminal event");
+            self.inner.bus.published(&self.run_id, id);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! The run event log writer. A turn hands every event but previews to [`Journal::record`] and goes on; one
+//! writer task per process drains the queue and writes whatever accumulated in one statement (one row per
+//! run per batch), then wakes the run's readers. The relay waits only when the queue is full.
+//! [`Journal::flush`] returns once everything recorded before it is written — the turn calls it before its
+//! final transaction writes the terminal event, so a resumed stream never sees the end before the middle.
+
+use crate::bus::RunBus;
+use crate::event::Sequenced;
+use agentd_db::journal::EventChunk;
+use agentd_db::{Db, TenantId};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Which run an event belongs to.
+#[derive(Debug, Clone)]
+pub(crate) struct RunRef {
+    pub run_id: Arc<str>,
+    pub tenant: TenantId,
+    pub conversation_id: Uuid,
+}
+
+enum Entry {
+    Event { run: RunRef, id: i64, json: String },
+    Flush(oneshot::Sender<()>),
+}
+
+/// Events queued at most before `record` waits for the writer.
+const QUEUE: usize = 8192;
+/// Events written at most per statement.
+const BATCH: usize = 2048;
+
+/// The process's run event log writer. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Journal {
+    tx: mpsc::Sender<Entry>,
+}
+
+impl Journal {
+    pub(crate) fn start(db: Db, bus: RunBus) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_loop(db, bus, rx));
+        Self { tx }
+    }
+
+    /// Queues one event of `run` for the log.
+    pub(crate) async fn record(&self, run: &RunRef, ev: &Sequenced) {
+        let json = match serde_json::to_string(ev) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(error = %e, run_id = %run.run_id, id = ev.id, "cannot serialize a run event");
+                return;
+            }
+        };
+        let entry = Entry::Event {
+            run: run.clone(),
+            id: ev.id as i64,
+            json,
+        };
+        let _ = self.tx.send(entry).await;
+    }
+
+    /// Returns once every event recorded before this call is written (or given up on).
+    pub(crate) async fn flush(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Entry::Flush(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+/// Serialized events as one chunk row.
+pub(crate) fn chunk(
+    run: &RunRef,
+    first_id: i64,
+    last_id: i64,
+    events: &[&str],
+    terminal: bool,
+) -> EventChunk {
+    let mut json = String::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
+    json.push('[');
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(e);
+    }
+    json.push(']');
+    EventChunk {
+        run_id: run.run_id.to_string(),
+        tenant: run.tenant.clone(),
+        conversation_id: run.conversation_id,
+        first_id,
+        last_id,
+        events: json,
+        terminal,
+    }
+}
+
+async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
+    let mut batch = Vec::with_capacity(64);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut acks = Vec::new();
+        let mut chunks: Vec<EventChunk> = Vec::new();
+        // The events of one run become one chunk.
+        let mut open: Vec<(RunRef, i64, i64, Vec<String>)> = Vec::new();
+        for entry in batch.drain(..) {
+            match entry {
+                Entry::Flush(ack) => acks.push(ack),
+                // A run's ids only grow (previews leave gaps, which chunks may span).
+                Entry::Event { run, id, json } => match open.iter_mut().rfind(|o| o.0.run_id == run.run_id) {
+                    Some(o) => {
+                        o.2 = id;
+                        o.3.push(json);
+                    }
+                    None => open.push((run, id, id, vec![json])),
+                },
+            }
+        }
+        for (run, first, last, events) in &open {
+            let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+            chunks.push(chunk(run, *first, *last, &refs, false));
+        }
+        if !chunks.is_empty() {
+            let written = crate::retry::retrying("write run events", || db.append_chunks(&chunks)).await;
+            if written.is_some() {
+                for c in &chunks {
+                    bus.published(&c.run_id, c.last_id);
+                }
+            } else {
+                for c in &chunks {
+                    tracing::error!(run_id = %c.run_id, first_id = c.first_id, last_id = c.last_id,
+                        "run events lost: a resumed stream will miss them");
+                }
+            }
+        }
+        for ack in acks {
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// How often a follower re-reads the log when no notification came.
+pub(crate) const POLL: Duration = Duration::from_millis(500);

@@ -1,0 +1,233 @@
+//! The run event log (`run_events`): every event of a run except image previews, kept so that a stream can be
+//! resumed — from the same replica or another — for `RUN_EVENTS_RETENTION_HOURS`.
+//!
+//! Rows are chunks: one row holds a run's consecutive events `first_id..=last_id` as a JSON array, so a batch
+//! writes one row per run however many deltas it carries. On PostgreSQL every write also sends
+//! `NOTIFY agentd_run_events, '<run_id> <last_id>'` (in the same statement), which [`RunListener`] relays to the
+//! readers of other replicas.
+
+use crate::tx::with_tx;
+use crate::{Db, DbError, Scoped, TenantId, TurnTx, now, with_pool};
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+/// The PostgreSQL notification channel of new run events.
+pub const CHANNEL: &str = "agentd_run_events";
+
+/// Consecutive events of one run, as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventChunk {
+    pub run_id: String,
+    pub tenant: TenantId,
+    pub conversation_id: Uuid,
+    pub first_id: i64,
+    pub last_id: i64,
+    /// A JSON array of the events (the caller's format; this crate stores it as text).
+    pub events: String,
+    /// Holds the run's terminal event (at most one chunk per run does).
+    pub terminal: bool,
+}
+
+/// A stored chunk, read back.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct StoredChunk {
+    pub first_id: i64,
+    pub last_id: i64,
+    pub events: String,
+    pub terminal: bool,
+}
+
+/// What the database knows about a run of this tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunState {
+    pub conversation_id: Uuid,
+    /// A conversation still holds a fresh lease for the run.
+    pub live: bool,
+    /// The last id written so far (0 when nothing is).
+    pub last_id: i64,
+    pub finished: bool,
+}
+
+const INSERT_COLUMNS: &str = "INSERT INTO run_events (run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, created_at) ";
+
+impl Db {
+    /// Writes chunks of any runs and tenants in one statement (a terminal chunk that would be a run's second
+    /// terminal is dropped). On PostgreSQL the same statement notifies listeners.
+    pub async fn append_chunks(&self, chunks: &[EventChunk]) -> Result<(), DbError> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let t = now();
+        // One row per chunk; the same binds for both drivers.
+        macro_rules! values {
+            ($q:expr) => {
+                $q.push_values(chunks, |mut row, c| {
+                    row.push_bind(c.run_id.as_str())
+                        .push_bind(c.first_id)
+                        .push_bind(c.last_id)
+                        .push_bind(c.tenant.as_str())
+                        .push_bind(c.conversation_id)
+                        .push_bind(c.events.as_str())
+                        .push_bind(c.terminal)
+                        .push_bind(t);
+                })
+            };
+        }
+        match self {
+            Db::Postgres(p) => {
+                let mut q = sqlx::QueryBuilder::new(format!("WITH ins AS ({INSERT_COLUMNS}"));
+                values!(q);
+                q.push(
+                    " ON CONFLICT DO NOTHING RETURNING run_id, last_id) \
+                     SELECT pg_notify('agentd_run_events', run_id || ' ' || MAX(last_id)) FROM ins GROUP BY run_id",
+                );
+                q.build().execute(p).await?;
+            }
+            Db::Sqlite(p) => {
+                let mut q = sqlx::QueryBuilder::new(INSERT_COLUMNS);
+                values!(q);
+                q.push(" ON CONFLICT DO NOTHING");
+                q.build().execute(p).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes chunks older than `before` (all tenants); returns how many.
+    pub async fn purge_run_events(&self, before: DateTime<Utc>) -> Result<u64, DbError> {
+        let sql = "DELETE FROM run_events WHERE created_at < $1";
+        Ok(with_pool!(self, |p| sqlx::query(sql)
+            .bind(before)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?)
+    }
+}
+
+impl TurnTx {
+    /// Writes one chunk in this transaction (a run's first event at admission, its terminal one at the end).
+    pub async fn append_chunk(&mut self, c: &EventChunk) -> Result<(), DbError> {
+        let postgres = self.is_postgres();
+        let sql = if postgres {
+            "WITH ins AS (INSERT INTO run_events (run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING run_id, last_id) \
+             SELECT pg_notify('agentd_run_events', run_id || ' ' || last_id) FROM ins"
+        } else {
+            "INSERT INTO run_events (run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
+        };
+        with_tx!(self, |conn| sqlx::query(sql)
+            .bind(c.run_id.as_str())
+            .bind(c.first_id)
+            .bind(c.last_id)
+            .bind(c.tenant.as_str())
+            .bind(c.conversation_id)
+            .bind(c.events.as_str())
+            .bind(c.terminal)
+            .bind(now())
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+}
+
+impl Scoped<'_> {
+    /// The run's chunks holding events after `after`, in order.
+    pub async fn run_chunks_after(&self, run: &str, after: i64) -> Result<Vec<StoredChunk>, DbError> {
+        let sql = "SELECT first_id, last_id, events, terminal FROM run_events \
+                   WHERE run_id = $1 AND tenant_id = $2 AND last_id > $3 ORDER BY first_id";
+        Ok(with_pool!(self.db, |p| sqlx::query_as(sql)
+            .bind(run)
+            .bind(self.t())
+            .bind(after)
+            .fetch_all(p)
+            .await)?)
+    }
+
+    /// The run as the database knows it; `None` when this tenant has no such run (not written, not leased).
+    pub async fn run_state(&self, run: &str, lease: Duration) -> Result<Option<RunState>, DbError> {
+        let sql = "SELECT conversation_id, MAX(last_id), MAX(CASE WHEN terminal THEN 1 ELSE 0 END) FROM run_events \
+                   WHERE run_id = $1 AND tenant_id = $2 GROUP BY conversation_id";
+        let logged: Option<(Uuid, i64, i32)> = with_pool!(self.db, |p| sqlx::query_as(sql)
+            .bind(run)
+            .bind(self.t())
+            .fetch_optional(p)
+            .await)?;
+        let sql =
+            "SELECT id, active_run_at >= $3 FROM conversations WHERE tenant_id = $1 AND active_run_id = $2";
+        let leased: Option<(Uuid, bool)> = with_pool!(self.db, |p| sqlx::query_as(sql)
+            .bind(self.t())
+            .bind(run)
+            .bind(now() - lease)
+            .fetch_optional(p)
+            .await)?;
+        Ok(match (logged, leased) {
+            (None, None) => None,
+            (Some((conversation_id, last_id, terminal)), lease) => Some(RunState {
+                conversation_id,
+                live: lease.is_some_and(|(_, fresh)| fresh),
+                last_id,
+                finished: terminal == 1,
+            }),
+            (None, Some((conversation_id, fresh))) => Some(RunState {
+                conversation_id,
+                live: fresh,
+                last_id: 0,
+                finished: false,
+            }),
+        })
+    }
+
+    /// Ends a run whose holder died: writes `chunk` (its terminal event, ids after the last written) unless the
+    /// run is live again, finished meanwhile, or someone else ended it. `true` when this call wrote it.
+    pub async fn end_dead_run(&self, chunk: &EventChunk, lease: Duration) -> Result<bool, DbError> {
+        let sql = "INSERT INTO run_events (run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, created_at) \
+                   SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM conversations \
+                   WHERE tenant_id = $4 AND active_run_id = $1 AND active_run_at >= $9) ON CONFLICT DO NOTHING";
+        let n = with_pool!(self.db, |p| sqlx::query(sql)
+            .bind(chunk.run_id.as_str())
+            .bind(chunk.first_id)
+            .bind(chunk.last_id)
+            .bind(self.t())
+            .bind(chunk.conversation_id)
+            .bind(chunk.events.as_str())
+            .bind(true)
+            .bind(now())
+            .bind(now() - lease)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+}
+
+/// New-event notifications from every replica (PostgreSQL `LISTEN agentd_run_events`).
+pub struct RunListener(sqlx::postgres::PgListener);
+
+impl Db {
+    /// Listens for run events written by any replica; `None` on SQLite (one process: nothing to hear).
+    pub async fn listen_run_events(&self) -> Result<Option<RunListener>, DbError> {
+        let Db::Postgres(pool) = self else {
+            return Ok(None);
+        };
+        let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
+        l.listen(CHANNEL).await?;
+        Ok(Some(RunListener(l)))
+    }
+}
+
+impl RunListener {
+    /// The next notification: a run and the last event id written for it. After a lost connection the
+    /// listener reconnects; notifications sent meanwhile are lost (readers poll as well).
+    pub async fn recv(&mut self) -> Result<(String, i64), DbError> {
+        loop {
+            let n = self.0.recv().await?;
+            if let Some((run, last)) = n.payload().split_once(' ')
+                && let Ok(last) = last.parse()
+            {
+                return Ok((run.to_owned(), last));
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! `CHAT_RATE_LIMIT_PER_MINUTE` in the database, so it holds across every replica sharing it: one GCRA cell
+//! (generic cell rate algorithm) per tenant. A limit of L per minute admits bursts of up to L and then one turn
+//! every 60/L seconds; the retry-after of a refusal is exact. The upsert takes the tenant's row lock, which the
+//! admission transaction keeps until it commits — so the live-lease count that follows it (the concurrency
+//! limit) is taken in order, replica against replica.
+
+use crate::tx::with_tx;
+use crate::{DbError, TurnTx};
+
+/// What the rate limit said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateDecision {
+    Admitted,
+    /// Retry after this many seconds (≥ 1).
+    Refused {
+        retry_after: u64,
+    },
+}
+
+const MINUTE_US: i64 = 60_000_000;
+
+impl TurnTx {
+    /// Counts one turn against `per_minute` (> 0) at `now_us` (microseconds since the epoch).
+    pub async fn take_rate(&mut self, per_minute: u32, now_us: i64) -> Result<RateDecision, DbError> {
+        let interval = MINUTE_US / i64::from(per_minute.max(1));
+        let tolerance = MINUTE_US - interval;
+        // SET expressions read the row as it was, so both columns see the same old `tat_us`.
+        let sql = "INSERT INTO tenant_rate (tenant_id, tat_us, admitted) VALUES ($1, $2 + $3, 1) \
+                   ON CONFLICT (tenant_id) DO UPDATE SET \
+                   admitted = CASE WHEN tenant_rate.tat_us - $2 <= $4 THEN 1 ELSE 0 END, \
+                   tat_us = CASE WHEN tenant_rate.tat_us - $2 <= $4 \
+                       THEN (CASE WHEN tenant_rate.tat_us > $2 THEN tenant_rate.tat_us ELSE $2 END) + $3 \
+                       ELSE tenant_rate.tat_us END \
+                   RETURNING tat_us, admitted";
+        let t = self.tenant.clone();
+        let (tat, admitted): (i64, i32) = with_tx!(self, |c| sqlx::query_as(sql)
+            .bind(t.as_str())
+            .bind(now_us)
+            .bind(interval)
+            .bind(tolerance)
+            .fetch_one(c)
+            .await)?;
+        if admitted == 1 {
+            return Ok(RateDecision::Admitted);
+        }
+        let wait_us = (tat - now_us - tolerance).max(1);
+        Ok(RateDecision::Refused {
+            retry_after: (wait_us as u64).div_ceil(1_000_000).max(1),
+        })
+    }
+}

@@ -1,0 +1,275 @@
+//! Requests a hostile or careless client sends, over HTTP against PostgreSQL: every rejection (query string,
+//! path, multipart, fallbacks, body limit, content type) answers the contract's JSON envelope, never axum's
+//! plain text; tokens with an array `aud` or a tenant id the store would refuse are judged at authentication.
+//! Each case also checks that the server still answers `/healthz`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use agentd_testkit::{TEST_SECRET, TestApp};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Sends a request and checks the answer is the envelope with `status` and `code`; returns the message.
+async fn expect_error(app: &TestApp, req: reqwest::RequestBuilder, status: u16, code: &str) -> String {
+    let res = req.send().await.unwrap();
+    let got = res.status().as_u16();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = res.text().await.unwrap();
+    assert!(ct.starts_with("application/json"), "{got} {ct}: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({got}): {text}"));
+    assert_eq!((got, v["error"]["code"].as_str()), (status, Some(code)), "{text}");
+    let message = v["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.len() > 10, "{text}");
+    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    message
+}
+
+fn get(app: &TestApp, path: &str, tok: &str) -> reqwest::RequestBuilder {
+    app.http.get(app.url(path)).bearer_auth(tok)
+}
+
+#[tokio::test]
+async fn query_string_rejections_speak_the_contract() {
+    let app = TestApp::postgres().await;
+    let tok = app.token("acme", "u1", None);
+    for (path, needle) in [
+        ("/v1/conversations?limit=abc", "limit=abc"),
+        ("/v1/conversations?limit=0", "limit=0"),
+        ("/v1/conversations?limit=101", "limit=101"),
+        ("/v1/conversations?colour=red", "colour"),
+        ("/v1/conversations?cursor=bm90LWEtY3Vyc29y", "cursor"),
+        ("/v1/conversations?cursor=%FF%FE", "cursor"),
+        ("/v1/usage?days=abc", "days=abc"),
+        ("/v1/usage?days=0", "days=0"),
+        ("/v1/usage?days=7&colour=red", "colour"),
+        ("/v1/usage?days=7&days=8", "days"),
+    ] {
+        let msg = expect_error(&app, get(&app, path, &tok), 400, "invalid_request").await;
+        assert!(msg.contains(needle), "{path}: {msg}");
+    }
+    let (status, _) = app.get_json("/v1/usage?days=7", &tok).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn undecodable_path_parameters_are_404_envelopes() {
+    let app = TestApp::postgres().await;
+    let tok = app.token("acme", "u1", None);
+    for path in [
+        "/v1/conversations/%FF",
+        "/v1/attachments/%FF%FE",
+        "/v1/agents/%C0",
+    ] {
+        expect_error(&app, get(&app, path, &tok), 404, "not_found").await;
+    }
+    let del = app
+        .http
+        .delete(app.url("/v1/conversations/%FF"))
+        .bearer_auth(&tok);
+    expect_error(&app, del, 404, "not_found").await;
+}
+
+/// A PNG uploaded through the API, and its attachment JSON.
+async fn upload(app: &TestApp, tok: &str) -> Value {
+    let png = agentd_fake_upstream::images::encode(agentd_fake_upstream::images::Format::Png, 16, 16, 1, 0);
+    let part = reqwest::multipart::Part::bytes(png)
+        .file_name("in.png")
+        .mime_str("image/png")
+        .unwrap();
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let res = app
+        .http
+        .post(app.url("/v1/uploads"))
+        .bearer_auth(tok)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn download_links_without_a_valid_signature_are_403_envelopes() {
+    let app = TestApp::postgres().await;
+    let tok = app.token("acme", "u1", None);
+    let url = upload(&app, &tok).await["url"].as_str().unwrap().to_owned();
+    let ok = app.http.get(&url).send().await.unwrap();
+    assert_eq!(ok.status(), 200, "{url}");
+    let (path, query) = url.split_once('?').unwrap();
+    let sig = query.split('&').find(|p| p.starts_with("sig=")).unwrap();
+    let expires = query.split('&').find(|p| p.starts_with("expires=")).unwrap();
+    for bad in [
+        path.to_owned(),
+        format!("{path}?{expires}"),
+        format!("{path}?{sig}"),
+        format!("{path}?expires=soon&{sig}"),
+        format!("{path}?expires=99999999999999999999999&{sig}"),
+        format!("{path}?{expires}&sig="),
+        format!("{path}?{expires}&sig=%FF"),
+    ] {
+        expect_error(&app, app.http.get(&bad), 403, "forbidden").await;
+    }
+    let bad_path = format!("{path}%FF?{query}");
+    expect_error(&app, app.http.get(&bad_path), 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn multipart_rejections_speak_the_contract() {
+    let app = TestApp::postgres().await;
+    let tok = app.token("acme", "u1", None);
+    let post = || app.http.post(app.url("/v1/uploads")).bearer_auth(&tok);
+    let cases = [
+        (post().body("just bytes"), "multipart/form-data"),
+        (
+            post().header("content-type", "application/json").body("{}"),
+            "boundary",
+        ),
+        (
+            post()
+                .header("content-type", "multipart/form-data")
+                .body("--x\r\n"),
+            "boundary",
+        ),
+        (
+            post()
+                .header("content-type", "multipart/form-data; boundary=xyz")
+                .body("--xyz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nPNG without an end"),
+            "Malformed multipart body",
+        ),
+        (
+            post()
+                .header("content-type", "multipart/form-data; boundary=xyz")
+                .body("this is not multipart at all"),
+            "multipart",
+        ),
+    ];
+    for (req, needle) in cases {
+        let msg = expect_error(&app, req, 400, "invalid_request").await;
+        assert!(msg.contains(needle), "{msg}");
+    }
+}
+
+#[tokio::test]
+async fn fallbacks_body_limits_and_content_types_speak_the_contract() {
+    let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
+        .max_body_bytes(2048)
+        .start()
+        .await;
+    let tok = app.token("acme", "u1", None);
+    expect_error(&app, get(&app, "/v2/nothing", &tok), 404, "not_found").await;
+    expect_error(&app, app.http.get(app.url("/nope")), 404, "not_found").await;
+    for (method, path) in [
+        (Method::DELETE, "/v1/agents"),
+        (Method::PUT, "/healthz"),
+        (Method::GET, "/v1/chat"),
+        (Method::PATCH, "/v1/conversations/x"),
+        (Method::GET, "/v1/uploads"),
+    ] {
+        let req = app.http.request(method.clone(), app.url(path)).bearer_auth(&tok);
+        let msg = expect_error(&app, req, 405, "method_not_allowed").await;
+        assert!(msg.contains(method.as_str()), "{msg}");
+    }
+    let chat = || app.http.post(app.url("/v1/chat")).bearer_auth(&tok);
+    let body = json!({"agent": "assistant", "message": "hi"}).to_string();
+    let msg = expect_error(&app, chat().body(body.clone()), 400, "invalid_request").await;
+    assert!(msg.contains("Content-Type: application/json"), "{msg}");
+    let text = chat().header("content-type", "text/plain").body(body);
+    expect_error(&app, text, 400, "invalid_request").await;
+    let big = json!({"agent": "assistant", "message": "x".repeat(4096)});
+    expect_error(&app, chat().json(&big), 413, "payload_too_large").await;
+    let chunked = chat()
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            (0..8).map(|_| Ok::<_, std::io::Error>("x".repeat(1024))),
+        )));
+    expect_error(&app, chunked, 413, "payload_too_large").await;
+}
+
+fn sign(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn exp() -> i64 {
+    chrono::Utc::now().timestamp() + 600
+}
+
+#[tokio::test]
+async fn aud_arrays_are_accepted_when_they_contain_the_audience() {
+    let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
+        .audience("agentd-api")
+        .start()
+        .await;
+    let ok = sign(json!({"sub": "u", "tenant_id": "acme", "exp": exp(), "aud": ["billing", "agentd-api"]}));
+    let (status, body) = app.get_json("/v1/agents", &ok).await;
+    assert_eq!(status, 200, "{body}");
+    for aud in [json!(["billing", "crm"]), json!("billing"), json!([])] {
+        let tok = sign(json!({"sub": "u", "tenant_id": "acme", "exp": exp(), "aud": aud}));
+        let msg = expect_error(&app, get(&app, "/v1/agents", &tok), 401, "unauthenticated").await;
+        assert!(
+            msg.contains("`aud`") && msg.contains("agentd-api"),
+            "{aud}: {msg}"
+        );
+    }
+    let none = sign(json!({"sub": "u", "tenant_id": "acme", "exp": exp()}));
+    let msg = expect_error(&app, get(&app, "/v1/agents", &none), 401, "unauthenticated").await;
+    assert!(msg.contains("`aud`"), "{msg}");
+}
+
+async fn tenant_rows(app: &TestApp) -> Vec<String> {
+    let agentd_db::Db::Postgres(pool) = &app.db.db else {
+        panic!("postgres expected")
+    };
+    sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tenant_ids_the_store_would_refuse_are_refused_at_authentication() {
+    let app = TestApp::postgres().await;
+    let long = "t".repeat(65);
+    for tenant in [
+        json!("."),
+        json!(".."),
+        json!("a/b"),
+        json!("../etc"),
+        json!("tab\there"),
+        json!("nul\u{0}"),
+        json!(""),
+        json!(long),
+        json!(42),
+    ] {
+        let tok = sign(json!({"sub": "u", "tenant_id": tenant, "exp": exp()}));
+        for path in ["/v1/agents", "/v1/conversations"] {
+            let msg = expect_error(&app, get(&app, path, &tok), 401, "unauthenticated").await;
+            assert!(
+                msg.contains("`tenant_id`") && msg.contains("not `.` or `..`"),
+                "{tenant}: {msg}"
+            );
+        }
+        let chat = app.http.post(app.url("/v1/chat")).bearer_auth(&tok);
+        let chat = chat.json(&json!({"agent": "assistant", "message": "hi"}));
+        expect_error(&app, chat, 401, "unauthenticated").await;
+    }
+    assert_eq!(
+        tenant_rows(&app).await,
+        Vec::<String>::new(),
+        "no tenant was provisioned"
+    );
+    let (status, _) = app.get_json("/v1/agents", &app.token("...", "u", None)).await;
+    assert_eq!(status, 200, "`...` is a fine tenant id");
+    assert_eq!(tenant_rows(&app).await, vec!["...".to_owned()]);
+}
