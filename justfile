@@ -52,5 +52,12 @@ bench-images *ARGS:
     cargo build --release -p agentd -p agentd_bench
     ./target/release/bench-images {{ARGS}}
 
-# Both benchmarks.
-bench: bench-relay bench-images
+# Resume benchmark (issue 9): 3 replicas on one PostgreSQL and one bucket, 200 runs in flight whose streams drop and
+# resume on another replica with Last-Event-ID; events lost / duplicated against a full replay, resumes/s, latency
+# through another replica, run_events rows and bytes per run. See crates/agentd_bench/README.md.
+bench-resume *ARGS:
+    cargo build --release -p agentd -p agentd_bench
+    ./target/release/bench-resume {{ARGS}}
+
+# All benchmarks.
+bench: bench-relay bench-images bench-resume
