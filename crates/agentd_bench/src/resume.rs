@@ -282,7 +282,14 @@ async fn compare(
     let replay = read_all(open(get(s, r, bearer, run, None)).await?)
         .await
         .map_err(|e| format!("full replay: {e}"))?;
-    let reference: HashMap<u64, &Seen> = replay.iter().map(|(e, _)| (e.id, e)).collect();
+    let replay: Vec<Seen> = replay.into_iter().map(|(e, _)| e).collect();
+    tally(check, got, &replay);
+    Ok(())
+}
+
+/// Counts what `got` lost, duplicated and got different from `replay`.
+fn tally(check: &mut RunCheck, got: &[Seen], replay: &[Seen]) {
+    let reference: HashMap<u64, &Seen> = replay.iter().map(|e| (e.id, e)).collect();
     let mut received: HashMap<u64, usize> = HashMap::new();
     for e in got {
         *received.entry(e.id).or_default() += 1;
@@ -293,7 +300,6 @@ async fn compare(
     check.replayed = replay.len();
     check.lost = reference.keys().filter(|id| !received.contains_key(id)).count();
     check.duplicated = received.values().map(|n| n - 1).sum();
-    Ok(())
 }
 
 /// One observed run: the original stream is read to the end, and two followers (on the running replica and
@@ -357,6 +363,33 @@ mod tests {
             ..att
         };
         assert_eq!(seen(&partial), Ok(None));
+    }
+
+    fn ev(id: u64, text: &str) -> Seen {
+        Seen {
+            id,
+            name: "message.delta".into(),
+            data: serde_json::json!({ "text": text }),
+        }
+    }
+
+    #[test]
+    fn lost_duplicated_and_different_events_are_counted() {
+        let replay = [ev(1, "a"), ev(2, "b"), ev(3, "c"), ev(4, "d")];
+        let mut exact = RunCheck::default();
+        tally(&mut exact, &replay, &replay);
+        assert_eq!(
+            (exact.replayed, exact.lost, exact.duplicated, exact.different),
+            (4, 0, 0, 0)
+        );
+        let got = [ev(1, "a"), ev(2, "b"), ev(2, "b"), ev(4, "D"), ev(5, "e")];
+        let mut bad = RunCheck::default();
+        tally(&mut bad, &got, &replay);
+        assert_eq!(
+            (bad.lost, bad.duplicated, bad.different),
+            (1, 1, 2),
+            "3 lost; 2 twice; 4 differs, 5 unknown"
+        );
     }
 
     #[test]
