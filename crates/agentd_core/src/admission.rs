@@ -40,7 +40,10 @@ pub struct TurnRequest {
 /// A turn admitted to run, or the stored result of an earlier request with the same idempotency key.
 pub(crate) enum Admitted {
     Turn(Box<Admission>),
-    Replay(Box<TurnResult>),
+    Replay {
+        run_id: Option<String>,
+        result: Box<TurnResult>,
+    },
 }
 
 /// What an admitted turn holds. Give it back by dropping it; keep it by [`Admission::commit`].
@@ -100,9 +103,12 @@ impl Admission {
         if let Some((key, hash)) = &req.idempotency {
             match tx.claim_idempotency(key, hash, &run_id, lease).await? {
                 IdempotencyState::Claimed => {}
-                IdempotencyState::Done(v) => {
-                    let result: TurnResult = serde_json::from_value(v).map_err(Failure::internal)?;
-                    return Ok(Admitted::Replay(Box::new(result)));
+                IdempotencyState::Done { result, run_id } => {
+                    let result: TurnResult = serde_json::from_value(result).map_err(Failure::internal)?;
+                    return Ok(Admitted::Replay {
+                        run_id,
+                        result: Box::new(result),
+                    });
                 }
                 IdempotencyState::Running => {
                     return Err(Failure::new(

@@ -125,11 +125,22 @@ pub(crate) fn run_stream(app: AppState, events: EventFeed, request_id: String) -
     res
 }
 
-/// A replayed result (idempotency) as a stream: `run.started`, then `run.completed`.
-pub(crate) fn replay_feed(r: Box<agentd_core::TurnResult>) -> EventFeed {
+/// A replayed result (idempotency) as a stream: the first request's run as it streamed, while its events are
+/// kept (`RUN_EVENTS_RETENTION_HOURS`); after that, `run.started` then `run.completed` with the stored result.
+pub(crate) async fn replay_feed(
+    state: &AppState,
+    tenant: &agentd_auth::TenantId,
+    run_id: Option<String>,
+    r: Box<agentd_core::TurnResult>,
+) -> EventFeed {
+    if let Some(id) = &run_id
+        && let Ok(feed) = state.turns.follow(tenant, id, 0).await
+    {
+        return feed;
+    }
     let started = TurnEvent::Started(agentd_core::RunStarted {
         conversation_id: r.conversation_id,
-        run_id: "replay".into(),
+        run_id: run_id.unwrap_or_else(|| "replay".into()),
         agent: String::new(),
         model: r.model.clone(),
     });

@@ -9,7 +9,7 @@ use agentd_auth::Scope;
 use agentd_core::{Mode, Started, TurnEvent, TurnRequest};
 use axum::Router;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures_util::StreamExt as _;
@@ -76,7 +76,7 @@ async fn chat(
     caller.require(Scope::Chat)?;
     let req = turn_request(&headers, "/v1/chat", body)?;
     let mut events = match state.turns.start(&caller.0, req, Mode::Blocking).await? {
-        Started::Replay(result) => {
+        Started::Replay { result, .. } => {
             let view = state.urls.result(&result).await;
             return Ok(([("idempotent-replayed", "true")], axum::Json(view)).into_response());
         }
@@ -111,13 +111,17 @@ async fn chat_stream(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Chat)?;
     let req = turn_request(&headers, "/v1/chat/stream", body)?;
-    let events = match state.turns.start(&caller.0, req, Mode::Stream).await? {
-        Started::Live { events, .. } => events,
-        Started::Replay(result) => replay_feed(result),
+    let (events, replayed) = match state.turns.start(&caller.0, req, Mode::Stream).await? {
+        Started::Live { events, .. } => (events, false),
+        Started::Replay { run_id, result } => (
+            replay_feed(&state, &caller.0.tenant_id, run_id, result).await,
+            true,
+        ),
     };
-    Ok(run_stream(
-        state.clone(),
-        events,
-        crate::request_id().unwrap_or_default(),
-    ))
+    let mut res = run_stream(state.clone(), events, crate::request_id().unwrap_or_default());
+    if replayed {
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(res)
 }
