@@ -62,15 +62,7 @@ async fn upload(
     };
     if let Some(mut field) = form.next_field().await.map_err(|e| multipart_error(&e))? {
         if field.name() != Some("file") {
-            let name = field
-                .name()
-                .unwrap_or("(unnamed)")
-                .chars()
-                .take(64)
-                .collect::<String>();
-            return Err(ApiError::invalid_request(format!(
-                "Unknown multipart field {name:?}; send only the image, in a field named `file`."
-            )));
+            return Err(unknown_field(field.name()));
         }
         // Read in chunks so an oversize upload is refused without buffering it whole.
         let mut buf = Vec::new();
@@ -83,15 +75,7 @@ async fn upload(
         // Nothing may follow the file: reading on also bounds the whole body by the limit.
         drop(field);
         if let Some(extra) = form.next_field().await.map_err(|e| multipart_error(&e))? {
-            let name = extra
-                .name()
-                .unwrap_or("(unnamed)")
-                .chars()
-                .take(64)
-                .collect::<String>();
-            return Err(ApiError::invalid_request(format!(
-                "Unknown multipart field {name:?}; send only the image, in a field named `file`."
-            )));
+            return Err(unknown_field(extra.name()));
         }
         let meta = state.turns.upload(&caller.0.tenant_id, buf.into()).await?;
         return Ok((StatusCode::CREATED, Json(state.urls.attachment(&meta).await)).into_response());
@@ -193,4 +177,12 @@ async fn file(
     res.headers_mut()
         .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     Ok(res)
+}
+
+/// A multipart field other than `file` (its name shown, cut to 64 characters).
+fn unknown_field(name: Option<&str>) -> ApiError {
+    let name: String = name.unwrap_or("(unnamed)").chars().take(64).collect();
+    ApiError::invalid_request(format!(
+        "Unknown multipart field {name:?}; send only the image, in a field named `file`."
+    ))
 }
