@@ -2,12 +2,12 @@
 //! kept events after `Last-Event-ID` (or `?after=N`; neither: from the start), then the run live until its
 //! terminal event. Previews are not kept; attachment URLs are minted fresh. Another tenant's run is a 404.
 
-use crate::extract::Caller;
+use crate::extract::{Caller, Path, Query};
 use crate::sse::run_stream;
 use crate::{ApiError, AppState};
 use agentd_auth::Scope;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
