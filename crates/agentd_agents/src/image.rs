@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// `quality` of the image tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Quality {
     Low,
@@ -16,7 +16,7 @@ pub enum Quality {
 }
 
 /// `output_format` of the image tool (`format` is accepted as an alias in agent files).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     Png,
@@ -25,7 +25,7 @@ pub enum OutputFormat {
 }
 
 /// `background` of the image tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Background {
     Transparent,
@@ -34,7 +34,7 @@ pub enum Background {
 }
 
 /// `moderation` of the image tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Moderation {
     Auto,
@@ -42,7 +42,7 @@ pub enum Moderation {
 }
 
 /// `input_fidelity` of the image tool (older image models only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InputFidelity {
     High,
@@ -185,15 +185,21 @@ pub struct Violation {
 
 /// The effective image tool configuration: exactly what is sent upstream (before per-request adjustments such
 /// as `partial_images: 0` on non-streaming turns).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ImageToolConfig {
+    /// The image model, e.g. `gpt-image-2`.
     pub model: String,
+    /// `auto` or `WxH`, e.g. `1024x1024`.
     pub size: String,
     pub quality: Quality,
     pub output_format: OutputFormat,
     pub background: Background,
+    /// 0–100, only for jpeg and webp.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 100)]
     pub output_compression: Option<u8>,
+    /// Previews streamed per image (0–3); non-streaming turns send 0.
+    #[schema(maximum = 3)]
     pub partial_images: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_fidelity: Option<InputFidelity>,
