@@ -5,6 +5,7 @@
 mod context;
 mod error;
 mod extract;
+mod openapi;
 mod routes;
 mod sse;
 mod state;
@@ -13,6 +14,7 @@ mod views;
 
 pub use context::request_id;
 pub use error::{ApiError, status_of};
+pub use openapi::{document, document_json, openapi_path};
 pub use routes::playground::Playground;
 pub use state::{App, AppState, HttpSettings};
 pub use views::Urls;
@@ -20,7 +22,8 @@ pub use views::Urls;
 /// The whole router, with request ids, logging and the body limit applied.
 pub fn router(state: AppState) -> axum::Router {
     let limit = state.settings.max_body_bytes;
-    routes::router()
+    let (routes, _) = routes::table().split_for_parts();
+    routes
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
