@@ -33,10 +33,13 @@ USER agentd
 VOLUME ["/app/var"]
 # Listen on every interface inside the container. Self-served download URLs (memory/filesystem stores) start
 # with PUBLIC_BASE_URL: the address a browser uses, for `-p 8080:8080`; set it when you publish elsewhere.
+# Prometheus metrics have a port of their own (9464), reachable by a scraper on the container network; publish it
+# only to where Prometheus runs (`-p 127.0.0.1:9464:9464`), never next to the public port. METRICS_ADDR= turns them off.
 ENV BIND_ADDR=0.0.0.0:8080 \
+    METRICS_ADDR=0.0.0.0:9464 \
     PUBLIC_BASE_URL=http://localhost:8080 \
     LOG_FORMAT=json
-EXPOSE 8080
+EXPOSE 8080 9464
 # `agentd healthcheck` asks GET /readyz on BIND_ADDR (loopback for 0.0.0.0): no curl in the image.
 HEALTHCHECK --interval=10s --timeout=6s --start-period=15s --retries=3 CMD ["agentd", "healthcheck"]
 ENTRYPOINT ["agentd"]

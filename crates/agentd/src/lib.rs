@@ -2,5 +2,6 @@
 //! the `agentd` binary and the test kit use.
 
 pub mod app;
+pub mod server;
 
 pub use app::{AppBuilder, Application, OFFLINE_LABEL};

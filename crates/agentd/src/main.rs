@@ -4,6 +4,7 @@
 mod cli;
 mod dotenv;
 mod healthcheck;
+mod metrics;
 mod serve;
 mod telemetry;
 

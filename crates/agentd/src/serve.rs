@@ -1,4 +1,4 @@
-//! `agentd serve`: binds, builds the application ([`crate::AppBuilder`]), announces itself (with a ready token
+//! `agentd serve`: binds (`BIND_ADDR`, and `METRICS_ADDR` for [`crate::metrics`]), builds the application ([`crate::AppBuilder`]), announces itself (with a ready token
 //! when running on the development secret), and shuts down in order on SIGINT/SIGTERM: readiness and new turns
 //! answer 503 at once while the listener stays open, running turns get `SHUTDOWN_GRACE_SECONDS` (those still
 //! running then are saved as they stand), and only then do the listener and the database pool close.
@@ -14,23 +14,37 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on BIND_ADDR={}: {e}", settings.http.bind_addr))?;
     let addr = listener.local_addr()?;
+    // Bound before anything else starts, so that a port in use stops startup naming METRICS_ADDR.
+    let metrics = match settings.metrics_addr.addr() {
+        Some(at) => Some((crate::metrics::bind(at).await?, crate::metrics::install()?)),
+        None => None,
+    };
     let app = AppBuilder::new(settings).build(addr).await?;
     if let Some((path, token)) = &app.dev_token {
         announce_dev_token(token, addr, path);
     }
     let turns = app.state.turns.clone();
     let db = app.state.db.clone();
-    tracing::info!(%addr, "listening");
     let stop = tokio_util::sync::CancellationToken::new();
-    // Small SSE writes go out at once: without TCP_NODELAY, Nagle plus delayed ACKs hold them ~40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let serve = axum::serve(listener, app.router).with_graceful_shutdown(stop.clone().cancelled_owned());
-    let mut server = tokio::spawn(serve.into_future());
+    match metrics {
+        Some((listener, handle)) => {
+            let metrics_addr = listener.local_addr()?;
+            crate::metrics::serve(listener, handle, app.state.clone(), stop.clone());
+            tracing::info!(%metrics_addr, "metrics: GET http://{metrics_addr}/metrics");
+        }
+        None => tracing::info!("metrics off (METRICS_ADDR is empty)"),
+    }
+    tracing::info!(%addr, "listening");
+    let header_timeout = Duration::from_secs(app.state.settings.header_timeout_seconds.max(1));
+    let mut server = tokio::spawn(agentd::server::serve(
+        listener,
+        app.router,
+        header_timeout,
+        stop.clone(),
+    ));
     tokio::select! {
         () = shutdown_signal() => {}
-        res = &mut server => return Ok(res??),
+        res = &mut server => return Ok(res?),
     }
     // The listener stays open through the grace: /readyz says 503 so balancers stop sending, new turns get 503.
     if !turns.shutdown().await {

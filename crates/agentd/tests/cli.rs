@@ -18,7 +18,9 @@ fn agentd(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     c.current_dir(dir)
         .args(args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // `serve` here must never wait on, or collide over, the default metrics port.
+        .env("METRICS_ADDR", "");
     for (k, v) in env {
         c.env(k, v);
     }

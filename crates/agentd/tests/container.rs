@@ -230,7 +230,8 @@ fn healthcheck_asks_readyz_on_bind_addr() {
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("BIND_ADDR", bind);
+            .env("BIND_ADDR", bind)
+            .env("METRICS_ADDR", "");
         c
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")

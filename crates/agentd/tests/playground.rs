@@ -45,6 +45,7 @@ impl Server {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("BIND_ADDR", "127.0.0.1:0")
+            .env("METRICS_ADDR", "")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

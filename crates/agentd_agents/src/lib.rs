@@ -7,6 +7,7 @@
 
 pub mod image;
 mod registry;
+mod size;
 mod spec;
 
 pub use image::{Background, ImageDefaults, ImageToolConfig, OutputFormat, Quality};

@@ -81,6 +81,7 @@ impl Agentd {
         cmd.env_clear()
             .current_dir(l.repo_root)
             .env("BIND_ADDR", &bind)
+            .env("METRICS_ADDR", "")
             .env("OPENAI_BASE_URL", l.upstream_base_url)
             .env("OPENAI_API_KEY", "bench-key")
             .env("AUTH_JWT_SECRET", l.jwt_secret)

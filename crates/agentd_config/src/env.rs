@@ -8,9 +8,12 @@ use figment::{Metadata, Profile, Provider};
 /// Every environment variable read, and the setting it feeds.
 pub const ENV_NAMES: &[(&str, &str)] = &[
     ("BIND_ADDR", "http.bind_addr"),
+    ("METRICS_ADDR", "metrics_addr"),
     ("HTTP_MAX_BODY_BYTES", "http.max_body_bytes"),
     ("SSE_KEEPALIVE_SECONDS", "http.sse_keepalive_seconds"),
     ("TENANT_CACHE_SECONDS", "http.tenant_cache_seconds"),
+    ("HTTP_HEADER_TIMEOUT_SECONDS", "http.header_timeout_seconds"),
+    ("HTTP_BODY_TIMEOUT_SECONDS", "http.body_timeout_seconds"),
     ("DATABASE_URL", "database.url"),
     ("AUTO_MIGRATE", "database.auto_migrate"),
     ("DATABASE_MAX_CONNECTIONS", "database.max_connections"),
@@ -64,6 +67,9 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("LOG_LEVEL", "log.level"),
     ("PUBLIC_BASE_URL", "storage.public_base_url"),
 ];
+
+/// Variables whose empty value means "off" rather than "unset" (which would give the default).
+const EMPTY_MEANS_OFF: &[&str] = &["METRICS_ADDR"];
 
 const AGENT_MODEL_PREFIX: &str = "AGENT_MODEL_";
 
@@ -135,8 +141,12 @@ impl<S: EnvSource> Provider for EnvProvider<S> {
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         let mut dict = Dict::new();
         for (name, path) in ENV_NAMES {
-            // An empty variable counts as unset, as in the cookbook's .env files.
-            if let Some(v) = self.0.get(name).filter(|v| !v.is_empty()) {
+            // An empty variable counts as unset, as in the cookbook's .env files (except where empty means off).
+            if let Some(v) = self
+                .0
+                .get(name)
+                .filter(|v| !v.is_empty() || EMPTY_MEANS_OFF.contains(name))
+            {
                 insert(&mut dict, path, Value::from(v));
             }
         }

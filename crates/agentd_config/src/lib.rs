@@ -6,10 +6,12 @@
 //! [`Settings::redacted`] is the only form that may be printed or logged.
 
 mod env;
+mod metrics;
 mod settings;
 
 pub use agentd_storage::{Provider as StorageProvider, StorageConfig};
 pub use env::ENV_NAMES;
+pub use metrics::{DEFAULT_METRICS_ADDR, MetricsAddr};
 pub use settings::{LogFormat, LogSettings, OpenAiSettings, Settings, redact_userinfo};
 
 use figment::Figment;

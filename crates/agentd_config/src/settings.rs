@@ -1,6 +1,7 @@
 //! The settings tree. Each concern's settings type lives in the crate that owns the concern; this crate only
 //! composes them, adds the few that have no crate of their own yet, and validates across them.
 
+use crate::MetricsAddr;
 use agentd_agents::{ImageDefaults, ModelSettings};
 use agentd_auth::AuthSettings;
 use agentd_core::TurnSettings;
@@ -56,6 +57,8 @@ pub struct Settings {
     /// Where zero-config state lives: the dev signing secret, local objects.
     pub var_dir: PathBuf,
     pub http: HttpSettings,
+    /// `METRICS_ADDR`: the Prometheus endpoint's own listener (empty: off).
+    pub metrics_addr: MetricsAddr,
     pub database: DbSettings,
     /// `AGENTS_DIR`.
     pub agents_dir: PathBuf,
@@ -78,6 +81,7 @@ impl Default for Settings {
             app_env: "local".into(),
             var_dir: "var".into(),
             http: HttpSettings::default(),
+            metrics_addr: MetricsAddr::default(),
             database: DbSettings::default(),
             agents_dir: "config/agents".into(),
             agent_model_default: "gpt-5.5".into(),
@@ -206,10 +210,36 @@ impl Settings {
                 24 * 90,
             ),
             ("SHUTDOWN_GRACE_SECONDS", t.shutdown_grace_seconds, 0, 3600),
+            (
+                "HTTP_HEADER_TIMEOUT_SECONDS",
+                self.http.header_timeout_seconds,
+                1,
+                600,
+            ),
+            (
+                "HTTP_BODY_TIMEOUT_SECONDS",
+                self.http.body_timeout_seconds,
+                1,
+                3600,
+            ),
         ] {
             if !(min..=max).contains(&v) {
                 p.push(format!("{var}={v} is not allowed: use {min} to {max}"));
             }
+        }
+        if let Some(m) = self.metrics_addr.addr()
+            && m.port() != 0
+            && m.port() == self.http.bind_addr.port()
+            && (m.ip() == self.http.bind_addr.ip()
+                || m.ip().is_unspecified()
+                || self.http.bind_addr.ip().is_unspecified())
+        {
+            p.push(format!(
+                "METRICS_ADDR={m} is not allowed: metrics never share the public port (BIND_ADDR={}); use another \
+                 port such as {}",
+                self.http.bind_addr,
+                crate::DEFAULT_METRICS_ADDR
+            ));
         }
         if self.http.max_body_bytes < 1024 {
             p.push(format!(

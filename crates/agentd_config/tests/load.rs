@@ -32,6 +32,76 @@ fn zero_config_defaults() {
         ("gpt-image-2", 6, 2)
     );
     assert!(s.offline());
+    assert_eq!(
+        s.metrics_addr.addr().map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:9464")
+    );
+}
+
+#[test]
+fn metrics_addr_is_an_address_or_empty_for_off_and_never_the_public_port() {
+    let root = root_with(&[]);
+    let load = |vars: &[(&str, &str)]| load_with_env(root.path(), vars);
+    assert_eq!(
+        load(&[("METRICS_ADDR", "")]).unwrap().metrics_addr.addr(),
+        None,
+        "empty: off"
+    );
+    assert_eq!(
+        load(&[("METRICS_ADDR", "0.0.0.0:0")])
+            .unwrap()
+            .metrics_addr
+            .addr(),
+        Some("0.0.0.0:0".parse().unwrap())
+    );
+    let off_in_file = root_with(&[("default.toml", "metrics_addr = ''\n")]);
+    assert_eq!(
+        load_with_env(off_in_file.path(), &[])
+            .unwrap()
+            .metrics_addr
+            .addr(),
+        None
+    );
+    let err = load(&[("METRICS_ADDR", "localhost")]).unwrap_err().to_string();
+    assert!(
+        err.contains("METRICS_ADDR=localhost is not allowed: use IP:PORT"),
+        "{err}"
+    );
+    for (bind, metrics) in [
+        ("127.0.0.1:8080", "127.0.0.1:8080"),
+        ("0.0.0.0:9000", "127.0.0.1:9000"),
+    ] {
+        let err = load(&[("BIND_ADDR", bind), ("METRICS_ADDR", metrics)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "METRICS_ADDR={metrics} is not allowed: metrics never share the public port"
+            )),
+            "{err}"
+        );
+    }
+    // Port 0 on both picks two different free ports.
+    load(&[("BIND_ADDR", "127.0.0.1:0"), ("METRICS_ADDR", "127.0.0.1:0")]).unwrap();
+}
+
+#[test]
+fn the_variable_table_and_env_example_list_the_same_names() {
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.env.example")).unwrap();
+    let in_example: std::collections::BTreeSet<&str> = example
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        // APP_ENV picks the config file; AGENT_MODEL_<KEY> is a family, shown by one example.
+        .filter(|k| *k != "APP_ENV" && !k.starts_with("AGENT_MODEL_") || *k == "AGENT_MODEL_DEFAULT")
+        .collect();
+    let in_table: std::collections::BTreeSet<&str> =
+        agentd_config::ENV_NAMES.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        in_example, in_table,
+        ".env.example and agentd_config::ENV_NAMES must list the same variables"
+    );
 }
 
 #[test]

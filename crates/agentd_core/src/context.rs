@@ -29,4 +29,6 @@ pub(crate) struct Context {
     pub accepting: AtomicBool,
     /// Fired when the shutdown grace ends: running turns save what they have and stop.
     pub cut: CancellationToken,
+    /// Uploads being received, per tenant (in this process).
+    pub uploads: std::sync::Mutex<std::collections::HashMap<agentd_db::TenantId, u32>>,
 }

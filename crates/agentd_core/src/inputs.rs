@@ -36,6 +36,70 @@ pub(crate) async fn data_urls(
     Ok(urls)
 }
 
+/// Uploads of one tenant received at once, per process.
+pub const UPLOADS_AT_ONCE: u32 = 4;
+
+/// An admitted upload; gives its slot back on drop.
+pub struct UploadPermit {
+    ctx: Arc<Context>,
+    tenant: TenantId,
+}
+
+impl Drop for UploadPermit {
+    fn drop(&mut self) {
+        let mut map = self
+            .ctx
+            .uploads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+/// See [`crate::Turns::admit_upload`].
+pub(crate) async fn admit_upload(ctx: &Arc<Context>, tenant: &TenantId) -> Result<UploadPermit, Failure> {
+    {
+        let mut map = ctx
+            .uploads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(tenant.clone()).or_default();
+        if *n >= UPLOADS_AT_ONCE {
+            return Err(Failure::new(
+                Code::RateLimited,
+                format!("This tenant is already sending {UPLOADS_AT_ONCE} uploads at once; retry when one is done."),
+            )
+            .retry_after(1));
+        }
+        *n += 1;
+    }
+    let permit = UploadPermit {
+        ctx: ctx.clone(),
+        tenant: tenant.clone(),
+    };
+    let per_minute = ctx.settings.rate_limit_per_minute;
+    if per_minute > 0 {
+        let mut tx = ctx.db.scoped(tenant).begin().await?;
+        let decision = tx
+            .take_rate(per_minute, chrono::Utc::now().timestamp_micros())
+            .await?;
+        tx.commit().await?;
+        if let agentd_db::RateDecision::Refused { retry_after } = decision {
+            return Err(Failure::new(
+                Code::RateLimited,
+                format!("This tenant made {per_minute} requests for turns and uploads in the last minute (CHAT_RATE_LIMIT_PER_MINUTE); retry later."),
+            )
+            .retry_after(retry_after));
+        }
+    }
+    Ok(permit)
+}
+
 /// Stores an uploaded input image after checking its bytes (real PNG/JPEG/WebP, under `UPLOAD_MAX_MB`).
 pub(crate) async fn upload(
     inner: &Context,

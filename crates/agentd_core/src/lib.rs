@@ -9,6 +9,7 @@
 //! | `persist` | the finished (or cut-off) turn written in one transaction, then the terminal event |
 //! | `failure` | one [`Failure`] type: the contract's code, message, `retryable` (HTTP statuses live in `agentd_http`) |
 //! | `sink`, `journal`, `bus`, `follow` | where events go: the live client, the run event log, and readers resuming a run from any replica |
+//! | [`metrics`] | the Prometheus metrics of turns and images, one helper per measurement |
 //!
 //! Knows nothing of HTTP. A turn runs in a task of its own, tracked for graceful shutdown: a client that goes
 //! away does not cancel it. One turn runs per conversation (a lease on the conversation row with a heartbeat,
@@ -24,6 +25,7 @@ mod housekeeping;
 mod ingest;
 mod inputs;
 mod journal;
+pub mod metrics;
 mod persist;
 mod relay;
 mod retry;
@@ -40,5 +42,6 @@ pub use event::{
 };
 pub use failure::{Code, Failure};
 pub use ingest::ImageFormat;
+pub use inputs::{UPLOADS_AT_ONCE, UploadPermit};
 pub use settings::TurnSettings;
 pub use turns::{EventFeed, Mode, Started, TurnParts, Turns, client_config};

@@ -59,6 +59,9 @@ pub(crate) async fn finish(
         output_tokens: done.as_ref().map_or(0, |f| f.output_tokens),
         image,
     };
+    if let Some(i) = &usage.image {
+        sink.meter.image_cost(i.estimated_cost_usd);
+    }
     let record = NewUsage {
         conversation_id: Some(adm.conversation_id),
         response_id: done.as_ref().map(|f| f.id.clone()),
@@ -148,6 +151,7 @@ pub(crate) async fn finish(
             }
         }
     };
+    sink.meter.finished(&terminal.event);
     match &terminal.event {
         TurnEvent::Completed(r) => tracing::info!(
             response_id = r.response_id.as_deref().unwrap_or("-"),

@@ -229,6 +229,7 @@ impl Relay<'_> {
             Ok(meta) => {
                 tracing::info!(tool_call_id = %call.id, object_id = %meta.object_id, size_bytes = meta.size_bytes,
                     ingest_ms = received.elapsed().as_secs_f64() * 1000.0, "image stored");
+                self.sink.meter.image_stored(meta.size_bytes, received.elapsed());
                 self.draft.stored.push(meta.clone());
                 self.sink
                     .emit(TurnEvent::Attachment(AttachmentStored { attachment: meta }))
@@ -260,6 +261,7 @@ impl Relay<'_> {
             reason = %f.reason,
             "image.ingest_failed"
         );
+        self.sink.meter.image_failed(f.code);
         let ev = ImageFailed {
             tool_call_id,
             code: f.code.to_owned(),

@@ -5,6 +5,7 @@
 
 use crate::event::{Sequenced, TurnEvent};
 use crate::journal::{Journal, RunRef};
+use crate::metrics::TurnMeter;
 use tokio::sync::mpsc;
 
 /// Events a live client may have queued; beyond it the client reads from the log instead.
@@ -17,24 +18,39 @@ pub(crate) struct Sink {
     next_id: u64,
     live: Option<mpsc::Sender<Sequenced>>,
     journal: Journal,
+    /// The turn's metrics (its first event is timed here).
+    pub meter: TurnMeter,
 }
 
 impl Sink {
-    pub(crate) fn new(run: RunRef, live: mpsc::Sender<Sequenced>, journal: Journal) -> Self {
+    pub(crate) fn new(
+        run: RunRef,
+        live: mpsc::Sender<Sequenced>,
+        journal: Journal,
+        meter: TurnMeter,
+    ) -> Self {
         Self {
             run,
             next_id: 1,
             live: Some(live),
             journal,
+            meter,
         }
     }
 
     /// Emits a non-terminal event.
     pub(crate) async fn emit(&mut self, event: TurnEvent) {
         let ev = self.sequence(event);
+        self.meter.event(&ev.event);
         if !ev.event.is_preview() {
             self.journal.record(&self.run, &ev).await;
         }
+        self.deliver(ev);
+    }
+
+    /// Delivers an event that is already in the run log (`run.started`, written by admission).
+    pub(crate) fn emit_logged(&mut self, event: TurnEvent) {
+        let ev = self.sequence(event);
         self.deliver(ev);
     }
 

@@ -12,14 +12,15 @@ use crate::admission::TurnRequest;
 use crate::admission::{Admission, Admitted};
 use crate::bus::RunBus;
 use crate::context::Context;
-use crate::event::{RunStarted, Sequenced, TurnEvent, TurnResult};
+use crate::event::{Sequenced, TurnEvent, TurnResult};
 use crate::failure::{Code, Failure};
 use crate::ingest::{Ingest, IngestPool};
+use crate::inputs::UploadPermit;
 use crate::journal::{Journal, RunRef};
 use crate::relay::{Budget, Caps, Draft, Relay};
 use crate::sink::{LIVE_QUEUE, Sink};
 use crate::upstream::{build_request, is_previous_response_missing, pre_stream_error};
-use crate::{TurnSettings, follow, inputs, persist};
+use crate::{TurnSettings, follow, inputs, metrics, persist};
 use agentd_agents::{AgentRegistry, ImageDefaults};
 use agentd_auth::Principal;
 use agentd_db::Db;
@@ -30,7 +31,7 @@ use futures_util::Stream;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
@@ -89,6 +90,7 @@ impl Turns {
             tracker: TaskTracker::new(),
             accepting: AtomicBool::new(true),
             cut: CancellationToken::new(),
+            uploads: Default::default(),
         });
         tokio::spawn(crate::housekeeping::run(
             inner.db.clone(),
@@ -107,14 +109,20 @@ impl Turns {
     /// client should see. From then on the turn runs to its end whether or not anyone reads the events.
     pub async fn start(&self, who: &Principal, req: TurnRequest, mode: Mode) -> Result<Started, Failure> {
         let inner = &self.0;
+        let since = Instant::now();
         if !inner.accepting.load(Ordering::SeqCst) {
-            return Err(Failure::new(
+            let f = Failure::new(
                 Code::Unavailable,
                 "The server is shutting down; retry on another instance.",
             )
-            .retry_after(1));
+            .retry_after(1);
+            metrics::refused(&f);
+            return Err(f);
         }
-        let admission = match Admission::take(inner, who, req).await? {
+        let admission = match Admission::take(inner, who, req)
+            .await
+            .inspect_err(metrics::refused)?
+        {
             Admitted::Replay(result) => return Ok(Started::Replay(result)),
             Admitted::Turn(a) => *a,
         };
@@ -125,13 +133,16 @@ impl Turns {
             conversation_id = %admission.conversation_id);
         inner
             .tracker
-            .spawn(run(self.clone(), admission, mode, accepted_tx, events_tx).instrument(span));
+            .spawn(run(self.clone(), admission, mode, since, accepted_tx, events_tx).instrument(span));
         match accepted_rx.await {
             Ok(Ok(())) => Ok(Started::Live {
                 events: Box::pin(follow::live(&self.0, &tenant, &run_id, events_rx)),
                 run_id,
             }),
-            Ok(Err(f)) => Err(f),
+            Ok(Err(f)) => {
+                metrics::refused(&f);
+                Err(f)
+            }
             Err(_) => Err(Failure::internal("the turn task ended before it started")),
         }
     }
@@ -193,6 +204,19 @@ impl Turns {
         u64::from(self.0.settings.upload_max_mb) * 1024 * 1024
     }
 
+    /// Admits an upload before its body is read: the tenant's rate limit (uploads count like turns) and at most
+    /// a few uploads of one tenant received at once. Hold the permit while reading the body.
+    pub async fn admit_upload(&self, tenant: &TenantId) -> Result<UploadPermit, Failure> {
+        if !self.is_accepting() {
+            return Err(Failure::new(
+                Code::Unavailable,
+                "The server is shutting down; retry on another instance.",
+            )
+            .retry_after(1));
+        }
+        inputs::admit_upload(&self.0, tenant).await
+    }
+
     /// Stores an uploaded input image after checking its bytes (real PNG/JPEG/WebP, under `UPLOAD_MAX_MB`).
     pub async fn upload(&self, tenant: &TenantId, bytes: bytes::Bytes) -> Result<AttachmentMeta, Failure> {
         inputs::upload(&self.0, tenant, bytes).await
@@ -204,6 +228,7 @@ async fn run(
     turns: Turns,
     mut admission: Admission,
     mode: Mode,
+    since: Instant,
     accepted: oneshot::Sender<Result<(), Failure>>,
     live: mpsc::Sender<Sequenced>,
 ) {
@@ -224,18 +249,13 @@ async fn run(
         tenant: admission.tenant.clone(),
         conversation_id: admission.conversation_id,
     };
-    let mut sink = Sink::new(run, live, inner.journal.clone());
+    let meter = metrics::TurnMeter::started(&admission.agent.key, since);
+    let mut sink = Sink::new(run, live, inner.journal.clone(), meter);
     let model = inner
         .model_label
         .clone()
         .unwrap_or_else(|| admission.agent.model.clone());
-    let started = RunStarted {
-        conversation_id: admission.conversation_id,
-        run_id: admission.run_id.clone(),
-        agent: admission.agent.key.clone(),
-        model: model.clone(),
-    };
-    sink.emit(TurnEvent::Started(started)).await;
+    sink.emit_logged(TurnEvent::Started(admission.started.clone()));
     let ingest = Ingest {
         store: inner.store.clone(),
         db: inner.db.clone(),

@@ -201,6 +201,11 @@ impl Db {
         Scoped { db: self, tenant }
     }
 
+    /// The pool now: connections open, and how many of them are idle (for the metrics).
+    pub fn pool_connections(&self) -> (u32, usize) {
+        with_pool!(self, |p| (p.size(), p.num_idle()))
+    }
+
     pub async fn close(&self) {
         with_pool!(self, |p| p.close().await);
     }

@@ -105,8 +105,8 @@ impl Db {
 }
 
 impl TurnTx {
-    /// Writes one chunk in this transaction (the finished turn's terminal event).
-    pub(crate) async fn append_chunk(&mut self, c: &EventChunk) -> Result<(), DbError> {
+    /// Writes one chunk in this transaction (a run's first event at admission, its terminal one at the end).
+    pub async fn append_chunk(&mut self, c: &EventChunk) -> Result<(), DbError> {
         let postgres = self.is_postgres();
         let sql = if postgres {
             "WITH ins AS (INSERT INTO run_events (run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, \

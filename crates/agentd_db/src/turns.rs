@@ -85,35 +85,42 @@ impl TurnTx {
              WHERE tenant_id = $1 AND id = $2 AND (active_run_id IS NULL OR active_run_at < $5) AND {UNDER_LIMIT} \
              RETURNING agent, last_response_id"
         );
-        let taken: Option<(String, Option<String>)> =
-            with_tx!(self, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        // The holder may give the lease back between the UPDATE and the SELECT that explains its refusal; the
+        // SELECT then finds the conversation free and the UPDATE is tried once more, rather than answering a
+        // free conversation with `TooMany` (a 429 "too many turns at once" with no limit reached).
+        for again in [true, false] {
+            let taken: Option<(String, Option<String>)> =
+                with_tx!(self, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(t.as_str())
+                    .bind(conversation)
+                    .bind(run)
+                    .bind(n)
+                    .bind(n - lease)
+                    .bind(limit(concurrent))
+                    .fetch_optional(c)
+                    .await)?;
+            if let Some((agent, last_response_id)) = taken {
+                return Ok(Lease::Taken {
+                    agent,
+                    last_response_id,
+                });
+            }
+            let sql = "SELECT active_run_id IS NOT NULL AND active_run_at >= $3 FROM conversations \
+                       WHERE tenant_id = $1 AND id = $2";
+            let busy: Option<bool> = with_tx!(self, |c| sqlx::query_scalar(sql)
                 .bind(t.as_str())
                 .bind(conversation)
-                .bind(run)
-                .bind(n)
                 .bind(n - lease)
-                .bind(limit(concurrent))
                 .fetch_optional(c)
                 .await)?;
-        if let Some((agent, last_response_id)) = taken {
-            return Ok(Lease::Taken {
-                agent,
-                last_response_id,
-            });
+            match busy {
+                None => return Ok(Lease::NotFound),
+                Some(true) => return Ok(Lease::Busy),
+                Some(false) if again => {}
+                Some(false) => return Ok(Lease::TooMany),
+            }
         }
-        let sql = "SELECT active_run_id IS NOT NULL AND active_run_at >= $3 FROM conversations \
-                   WHERE tenant_id = $1 AND id = $2";
-        let busy: Option<bool> = with_tx!(self, |c| sqlx::query_scalar(sql)
-            .bind(t.as_str())
-            .bind(conversation)
-            .bind(n - lease)
-            .fetch_optional(c)
-            .await)?;
-        Ok(match busy {
-            None => Lease::NotFound,
-            Some(true) => Lease::Busy,
-            Some(false) => Lease::TooMany,
-        })
+        Ok(Lease::TooMany)
     }
 
     /// Creates a conversation leased by `run`, unless the tenant already runs `concurrent` turns (`false`).
@@ -262,6 +269,13 @@ impl Scoped<'_> {
         if let Some(key) = a.idempotency_key {
             tx.release_idempotency(key, a.run_id).await?;
         }
+        let sql = "DELETE FROM run_events WHERE tenant_id = $1 AND run_id = $2";
+        with_tx!(tx, |c| sqlx::query(sql)
+            .bind(t.as_str())
+            .bind(a.run_id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
         tx.commit().await
     }
 

@@ -178,7 +178,13 @@ impl Builder<'_> {
                 .wrapping_add(u32::from(edit) * 977);
             let partials = u32::from(self.sc.partials.or(tool.partial_images).unwrap_or(0).min(3));
             for k in 0..partials {
-                let b64 = image_b64(format, pw / 2, ph / 2, variant.wrapping_add(k + 1), 0);
+                let b64 = image_b64(
+                    format,
+                    pw / 2,
+                    ph / 2,
+                    variant.wrapping_add(k + 1),
+                    self.sc.partial_mb as usize * 1_000_000,
+                );
                 self.ev(StreamEvent::PartialImage(PartialImageEvent {
                     sequence_number: None,
                     output_index,

@@ -48,6 +48,8 @@ impl Scenario {
         let max_mb = u32::try_from(caps.max_bytes / 1_000_000).unwrap_or(u32::MAX);
         self.big_mb = self.big_mb.min(max_mb);
         self.big_other_mb = self.big_other_mb.min(max_mb);
+        self.partial_mb = self.partial_mb.min(max_mb);
+        self.text_kb = self.text_kb.min(64);
         self.images = self.images.min(caps.max_images);
         self.partials = self.partials.map(|p| p.min(3));
         self.deltas = self.deltas.min(caps.max_deltas);

@@ -18,6 +18,8 @@
 //!        big-other=MB    an unknown event `response.fake_blob` with an MB-long single line
 //!        text=before|after|both|none   text position relative to images (default after)
 //!        deltas=N        text deltas per message (default 4)
+//!        text-kb=N       the text reply padded to N KB (1 KB = 1000 bytes)
+//!        partial-mb=MB   partial images of about MB each
 //!        eof-after=N     close the stream after N events, without a terminal event (kind eof: 4)
 //!        fail=401|403|429|quota|500|503|locked|prev   pre-stream HTTP error instead of the turn
 //!        times=K         fail only the first K requests carrying this exact directive
@@ -49,6 +51,7 @@
 
 mod builder;
 pub mod caps;
+mod directive;
 pub mod errors;
 pub mod images;
 pub mod scenario;

@@ -137,11 +137,12 @@ pub fn build(req: &CreateResponse, sc: &Scenario, prompt: &str, model: &str, res
     let mut failure_event = None;
     match sc.kind {
         Kind::Text | Kind::Eof => {
-            b.message(
-                &format!("This is the fake upstream answering: {short}"),
-                "completed",
-                true,
-            );
+            let mut text = format!("This is the fake upstream answering: {short}");
+            let pad = sc.text_kb as usize * 1000;
+            while text.len() < pad {
+                text.push_str(" lorem ipsum dolor sit amet");
+            }
+            b.message(&text, "completed", true);
         }
         Kind::Image => {
             let text = if sc.images == 1 {

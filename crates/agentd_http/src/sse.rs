@@ -1,6 +1,7 @@
 //! A run's events as Server-Sent Events: `id:` as the turn numbered them, `event:` names of the contract,
 //! one-line JSON `data:`, a `: keep-alive` comment after `SSE_KEEPALIVE_SECONDS` of silence, and exactly one
-//! terminal event — an `error` if the feed ends without one.
+//! terminal event — an `error` if the feed ends without one. Open streams are counted in the
+//! [`STREAMS_ACTIVE`] gauge.
 
 use crate::AppState;
 use crate::views::{AttachmentEventView, TurnResultView};
@@ -15,6 +16,33 @@ use futures_util::stream::{self, StreamExt as _};
 use serde::Serialize;
 use std::convert::Infallible;
 use std::time::Duration;
+
+/// Prometheus gauge: SSE responses open now (`POST /v1/chat/stream` and `GET /v1/runs/{id}/events`).
+pub const STREAMS_ACTIVE: &str = "agentd_streams_active";
+
+/// Registers this crate's metric help texts (call once, after installing the recorder).
+pub fn describe_metrics() {
+    metrics::describe_gauge!(
+        STREAMS_ACTIVE,
+        "SSE responses open now (chat streams and resumed runs), until the last event is sent or the client goes."
+    );
+}
+
+/// One open SSE response, counted in [`STREAMS_ACTIVE`] while it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Self {
+        metrics::gauge!(STREAMS_ACTIVE).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::gauge!(STREAMS_ACTIVE).decrement(1.0);
+    }
+}
 
 /// One event as a client receives it: the `event:` name and its `data:` — what the stream writes, and what the
 /// OpenAPI document describes (serialized whole, it is `{"event": name, "data": payload}`).
@@ -65,11 +93,18 @@ impl<'a> StreamEvent<'a> {
     }
 
     /// The one-line JSON `data`.
-    fn data(&self) -> Result<String, serde_json::Error> {
+    async fn data(&self) -> Result<String, serde_json::Error> {
         match self {
             Self::RunStarted(d) => serde_json::to_string(d),
             Self::MessageDelta(d) => serde_json::to_string(d),
             Self::ImageProgress(d) => serde_json::to_string(d),
+            // A preview is megabytes of base64: serialize it off the async workers.
+            Self::ImagePartial(d) if d.b64.len() > 64 * 1024 => {
+                let d = (*d).clone();
+                tokio::task::spawn_blocking(move || serde_json::to_string(&d))
+                    .await
+                    .unwrap_or_else(|e| Err(serde::ser::Error::custom(e)))
+            }
             Self::ImagePartial(d) => serde_json::to_string(d),
             Self::Attachment(d) => serde_json::to_string(d),
             Self::ImageFailed(d) => serde_json::to_string(d),
@@ -83,6 +118,7 @@ async fn render(state: &AppState, ev: &Sequenced) -> Event {
     let data = StreamEvent::of(state, &ev.event)
         .await
         .data()
+        .await
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, id = ev.id, "cannot render an event");
             String::from("{}")
@@ -100,6 +136,7 @@ struct Feed {
     last: u64,
     ended: bool,
     request_id: String,
+    _open: Open,
 }
 
 /// The SSE response of a run's events.
@@ -111,6 +148,7 @@ pub(crate) fn run_stream(app: AppState, events: EventFeed, request_id: String) -
         last: 0,
         ended: false,
         request_id,
+        _open: Open::new(),
     };
     let stream = stream::unfold(init, |mut f| async move {
         if f.ended {

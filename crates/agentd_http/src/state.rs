@@ -24,6 +24,11 @@ pub struct HttpSettings {
     /// `TENANT_CACHE_SECONDS`: how long a tenant's status is trusted without asking the database (0 = always ask);
     /// a suspension takes effect within this time.
     pub tenant_cache_seconds: u64,
+    /// `HTTP_HEADER_TIMEOUT_SECONDS`: longest wait for a request's headers (also the idle time of a kept-alive
+    /// connection).
+    pub header_timeout_seconds: u64,
+    /// `HTTP_BODY_TIMEOUT_SECONDS`: longest time to receive a request body, however it trickles in.
+    pub body_timeout_seconds: u64,
 }
 
 impl Default for HttpSettings {
@@ -33,6 +38,8 @@ impl Default for HttpSettings {
             max_body_bytes: 1024 * 1024,
             sse_keepalive_seconds: 15,
             tenant_cache_seconds: 5,
+            header_timeout_seconds: 10,
+            body_timeout_seconds: 60,
         }
     }
 }

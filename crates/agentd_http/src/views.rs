@@ -16,7 +16,7 @@ use uuid::Uuid;
 #[derive(ToSchema)]
 #[allow(dead_code, reason = "describes a multipart body the handler reads by hand")]
 pub struct UploadForm {
-    /// The image: PNG, JPEG or WebP, under UPLOAD_MAX_MB.
+    /// The image: PNG, JPEG or WebP, under UPLOAD_MAX_MB. The only field: any other is refused (400).
     #[schema(value_type = String, content_media_type = "application/octet-stream")]
     file: Vec<u8>,
 }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::config::ClientConfig;
 use crate::error::{ApiErrorBody, Error, TimeoutKind};
+use crate::metrics;
 use crate::request::CreateResponse;
 use crate::response::ResponseObject;
 use crate::stream::EventStream;
@@ -128,7 +129,10 @@ impl ResponsesClient {
     ) -> Result<reqwest::Response, Error> {
         let mut attempt: u32 = 0;
         loop {
-            let err = match self.send_once(body.clone(), stream, deadline).await {
+            let sent = std::time::Instant::now();
+            let answer = self.send_once(body.clone(), stream, deadline).await;
+            metrics::request(answer.as_ref().map(|r| r.status().as_u16()), sent.elapsed());
+            let err = match answer {
                 Ok(resp) => return Ok(resp),
                 Err(err) => err,
             };
@@ -148,6 +152,7 @@ impl ResponsesClient {
                 return Err(err);
             }
             attempt += 1;
+            metrics::retry(&err);
             tracing::warn!(
                 upstream_request_id = err.request_id().unwrap_or("-"),
                 status = err.status().unwrap_or(0),

@@ -4,6 +4,7 @@
 //!   (unknown fields ignored, unknown output items and event types kept verbatim, never an error).
 //! - [`ResponsesClient`]: reqwest + `sse-stream` (linear SSE parser), idle/total deadlines, a per-event
 //!   size cap, and bounded retries that happen only before any body has been read.
+//! - [`metrics`]: request latency by status and retries, as generic `agentd_upstream_*` metrics.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), agentd_responses::Error> {
@@ -23,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod pricing;
 pub mod request;
 pub mod response;

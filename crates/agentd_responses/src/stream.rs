@@ -163,7 +163,7 @@ async fn next_event(mut st: State) -> Option<(Result<StreamEvent, Error>, State)
                     continue;
                 }
                 let data = bytestring::ByteString::from(data);
-                match StreamEvent::parse_bytes(&data) {
+                match parse(data).await {
                     Ok(ev) => Ok(ev),
                     Err(e) => Err(Error::Decode(format!(
                         "event {:?}: {e}",
@@ -177,6 +177,20 @@ async fn next_event(mut st: State) -> Option<(Result<StreamEvent, Error>, State)
             Err(_) => true,
         };
         return Some((outcome, st));
+    }
+}
+
+/// Events at least this long are parsed on the blocking pool: a multi-MB image event parsed on an async
+/// worker would stall every other stream that worker serves.
+const PARSE_OFF_WORKERS: usize = 256 * 1024;
+
+async fn parse(data: bytestring::ByteString) -> Result<StreamEvent, serde_json::Error> {
+    if data.len() < PARSE_OFF_WORKERS {
+        return StreamEvent::parse_bytes(&data);
+    }
+    match tokio::task::spawn_blocking(move || StreamEvent::parse_bytes(&data)).await {
+        Ok(parsed) => parsed,
+        Err(e) => Err(serde::de::Error::custom(format!("parser task: {e}"))),
     }
 }
 

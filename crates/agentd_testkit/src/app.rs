@@ -82,7 +82,9 @@ impl TestAppBuilder {
             .await
             .unwrap();
         let state = app.state.clone();
-        tokio::spawn(async move { axum_serve(listener, app.router).await });
+        let header_timeout = std::time::Duration::from_secs(state.settings.header_timeout_seconds);
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(agentd::server::serve(listener, app.router, header_timeout, stop));
         TestApp {
             addr,
             state,
@@ -156,13 +158,6 @@ pub fn parse_sse(raw: &str) -> Vec<SseEvent> {
             })
         })
         .collect()
-}
-
-async fn axum_serve(listener: tokio::net::TcpListener, router: axum::Router) {
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let _ = axum::serve(listener, router).await;
 }
 
 /// A running app and a client for it.

@@ -17,6 +17,13 @@ pub async fn fresh_postgres() -> TestDb {
     t
 }
 
+/// A new, migrated database on the cluster at `admin` (e.g. a [`crate::PrivatePostgres`]).
+pub async fn fresh_postgres_at(admin: &str) -> TestDb {
+    let t = create_database(admin).await;
+    t.db.migrate().await.unwrap();
+    t
+}
+
 /// A new, empty database on the test PostgreSQL cluster.
 pub async fn fresh_postgres_unmigrated() -> TestDb {
     crate::init_tracing();
@@ -26,8 +33,12 @@ pub async fn fresh_postgres_unmigrated() -> TestDb {
              `eval \"$(scripts/test-services.sh start)\"` first"
         )
     });
+    create_database(&admin).await
+}
+
+async fn create_database(admin: &str) -> TestDb {
     let name = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin)
+    let mut conn = sqlx::PgConnection::connect(admin)
         .await
         .expect("connect to the test PostgreSQL cluster");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))

@@ -8,10 +8,12 @@
 
 mod app;
 mod db;
+mod pg;
 mod process;
 
 pub use app::{SseEvent, Streamed, TEST_SECRET, TestApp, TestAppBuilder, parse_sse};
-pub use db::{TestDb, fresh_postgres, fresh_postgres_unmigrated, fresh_sqlite};
+pub use db::{TestDb, fresh_postgres, fresh_postgres_at, fresh_postgres_unmigrated, fresh_sqlite};
+pub use pg::PrivatePostgres;
 pub use process::{ServerOptions, ServerProcess, StartFailure, agent_workdir};
 
 /// Installs a test subscriber once; silent unless `TEST_LOG` is set.

@@ -6,6 +6,8 @@
 //! `config/agents`), bound to `127.0.0.1:0` unless `BIND_ADDR` is given. The real address is read from the
 //! server's own `listening` log line (text or JSON), so no port is guessed; then `/healthz` must answer. A
 //! `LOG_LEVEL`/`RUST_LOG` given in the options gets `,agentd::serve=info` appended so that line still shows.
+//! Metrics are off (`METRICS_ADDR` empty) unless the options set it, e.g. to `127.0.0.1:0`; then
+//! [`ServerProcess::metrics_url`] points at the listener the server announced.
 //! stdout and stderr go to one log file that [`ServerProcess::logs`] reads back as lines. The process is
 //! killed (SIGKILL) when the value is dropped.
 
@@ -15,7 +17,7 @@ mod options;
 pub use options::{ServerOptions, agent_workdir};
 
 use agentd_auth::{AuthSettings, Authenticator, ScopeSet, TenantId};
-use log::{listening_addr, strip_ansi};
+use log::{listening_addr, metrics_addr, strip_ansi};
 use options::spawn;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -213,6 +215,13 @@ impl ServerProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `http://METRICS_ADDR{path}` of the current incarnation, from the line announcing its metrics listener;
+    /// `None` when metrics are off.
+    pub fn metrics_url(&self, path: &str) -> Option<String> {
+        let addr = self.current_logs().iter().find_map(|l| metrics_addr(l))?;
+        Some(format!("http://{addr}{path}"))
     }
 
     /// A client for requests to this server.

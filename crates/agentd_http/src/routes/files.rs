@@ -17,15 +17,21 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub(super) fn router() -> OpenApiRouter<AppState> {
+/// Room for the multipart framing around the file (boundaries, part headers).
+const MULTIPART_ALLOWANCE: usize = 64 * 1024;
+
+pub(super) fn router(upload_max_bytes: u64) -> OpenApiRouter<AppState> {
+    let body_limit = usize::try_from(upload_max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MULTIPART_ALLOWANCE);
     OpenApiRouter::default()
-        .routes(routes!(upload).layer(axum::extract::DefaultBodyLimit::disable()))
+        .routes(routes!(upload).layer(axum::extract::DefaultBodyLimit::max(body_limit)))
         .routes(routes!(attachment))
         .routes(routes!(usage))
         .routes(routes!(file))
 }
 
-route_errors!(UploadErrors = AUTH + ["invalid_request", "payload_too_large"]);
+route_errors!(UploadErrors = AUTH + ["invalid_request", "payload_too_large", "rate_limited"]);
 
 /// Upload an input image
 ///
@@ -34,13 +40,27 @@ route_errors!(UploadErrors = AUTH + ["invalid_request", "payload_too_large"]);
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     security(("bearer" = ["chat"])),
     responses((status = 201, description = "Stored.", body = AttachmentView), UploadErrors))]
-
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     Multipart(mut form): Multipart,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Chat)?;
+    let limit = state.turns.upload_max_bytes();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit + MULTIPART_ALLOWANCE as u64) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The upload is over UPLOAD_MAX_MB; send a smaller image, alone, in the field `file`.",
+        ));
+    }
+    // The cheap refusals (rate limit, uploads at once) before a byte of the body is read.
+    let _permit = state.turns.admit_upload(&caller.0.tenant_id).await?;
     let too_big = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -48,10 +68,17 @@ async fn upload(
             "The upload is over UPLOAD_MAX_MB; send a smaller image.",
         )
     };
-    let limit = state.turns.upload_max_bytes();
-    while let Some(mut field) = form.next_field().await.map_err(|e| multipart_error(&e))? {
+    if let Some(mut field) = form.next_field().await.map_err(|e| multipart_error(&e))? {
         if field.name() != Some("file") {
-            continue;
+            let name = field
+                .name()
+                .unwrap_or("(unnamed)")
+                .chars()
+                .take(64)
+                .collect::<String>();
+            return Err(ApiError::invalid_request(format!(
+                "Unknown multipart field {name:?}; send only the image, in a field named `file`."
+            )));
         }
         // Read in chunks so an oversize upload is refused without buffering it whole.
         let mut buf = Vec::new();
@@ -60,6 +87,19 @@ async fn upload(
                 return Err(too_big());
             }
             buf.extend_from_slice(&chunk);
+        }
+        // Nothing may follow the file: reading on also bounds the whole body by the limit.
+        drop(field);
+        if let Some(extra) = form.next_field().await.map_err(|e| multipart_error(&e))? {
+            let name = extra
+                .name()
+                .unwrap_or("(unnamed)")
+                .chars()
+                .take(64)
+                .collect::<String>();
+            return Err(ApiError::invalid_request(format!(
+                "Unknown multipart field {name:?}; send only the image, in a field named `file`."
+            )));
         }
         let meta = state.turns.upload(&caller.0.tenant_id, buf.into()).await?;
         return Ok((StatusCode::CREATED, Json(state.urls.attachment(&meta).await)).into_response());
@@ -113,7 +153,6 @@ route_errors!(UsageErrors = AUTH + ["invalid_request"]);
 #[utoipa::path(get, path = "/v1/usage", tag = "files", operation_id = "getUsage", params(UsageQuery),
     security(("bearer" = ["conversations:read"])),
     responses((status = 200, description = "Usage by day, with totals.", body = UsageView), UsageErrors))]
-
 async fn usage(
     State(state): State<AppState>,
     caller: Caller,
@@ -164,7 +203,6 @@ route_errors!(
     params(("key" = String, Path, description = "The object key (slashes included), as in the attachment `url`."), Signed),
     responses((status = 200, description = "The image's bytes.",
         content(("image/png"), ("image/jpeg"), ("image/webp"))), FileErrors))]
-
 async fn file(
     State(state): State<AppState>,
     Path(key): Path<String>,

@@ -14,15 +14,16 @@ use crate::{ApiError, AppState};
 use axum::http::{Method, StatusCode, Uri};
 use utoipa_axum::router::OpenApiRouter;
 
-/// Every route with its OpenAPI operation.
-pub(crate) fn table() -> OpenApiRouter<AppState> {
+/// Every route with its OpenAPI operation. `upload_max_bytes` sizes the upload route's body limit; it plays no
+/// part in the document.
+pub(crate) fn table(upload_max_bytes: u64) -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
         .merge(health::router())
         .merge(crate::openapi::router())
         .merge(agents::router())
         .merge(chat::router())
         .merge(conversations::router())
-        .merge(files::router())
+        .merge(files::router(upload_max_bytes))
         .merge(runs::router())
         .merge(playground::router())
 }

@@ -119,6 +119,10 @@ pub(crate) fn spawn(opts: &ServerOptions, dir: &Path, log_path: &Path) -> Child 
     if opts.get("BIND_ADDR").is_none() {
         cmd.env("BIND_ADDR", "127.0.0.1:0");
     }
+    // Metrics off unless a test asks (then `127.0.0.1:0`): servers of parallel tests never share a port.
+    if opts.get("METRICS_ADDR").is_none() {
+        cmd.env("METRICS_ADDR", "");
+    }
     cmd.spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", opts.binary.display()))
 }

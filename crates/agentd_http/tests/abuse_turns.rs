@@ -1,0 +1,385 @@
+//! A hostile client or upstream against the turn pipeline, over real HTTP, on PostgreSQL and the S3 stand-in
+//! (issue 8, points 1, 2, 4, 5 and 14's 502 bodies). Each test asserts the status and the contract's code, and
+//! that the server still answers `/healthz` afterwards.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use agentd_fake_upstream::Scenario;
+use agentd_testkit::{TestApp, TestAppBuilder};
+use futures_util::StreamExt as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn s3() -> agentd_storage::StorageConfig {
+    agentd_storage::StorageConfig {
+        provider: agentd_storage::Provider::Minio,
+        minio_endpoint: Some(
+            std::env::var("AGENTD_TEST_S3_ENDPOINT").expect("AGENTD_TEST_S3_ENDPOINT: run `just test`"),
+        ),
+        minio_access_key: Some("minioadmin".into()),
+        minio_secret_key: Some(agentd_storage::Secret::new("minioadmin")),
+        minio_bucket: Some(format!("abuse-{}", uuid::Uuid::now_v7().simple())),
+        ..Default::default()
+    }
+}
+
+async fn builder() -> TestAppBuilder {
+    TestApp::builder(agentd_testkit::fresh_postgres().await).storage(s3())
+}
+
+async fn still_healthy(app: &TestApp) {
+    let res = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+async fn error_of(res: reqwest::Response) -> (StatusCode, String, String) {
+    let status = res.status();
+    let v: Value = res.json().await.unwrap();
+    let e = &v["error"];
+    (
+        status,
+        e["code"].as_str().unwrap_or_default().to_owned(),
+        e["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// A real PNG of about `mb` MB (the fake upstream's encoder).
+fn png(mb: usize) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64 = agentd_fake_upstream::images::image_b64(
+        agentd_fake_upstream::images::Format::Png,
+        64,
+        64,
+        7,
+        mb * 1_000_000,
+    );
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.as_str())
+        .unwrap()
+}
+
+async fn upload(app: &TestApp, tok: &str, form: reqwest::multipart::Form) -> reqwest::Response {
+    app.http
+        .post(app.url("/v1/uploads"))
+        .bearer_auth(tok)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn file(bytes: Vec<u8>) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name("x.png"))
+}
+
+#[tokio::test]
+async fn attachments_are_capped_and_deduplicated_before_any_object_is_read() {
+    let app = builder()
+        .await
+        .turns(|t| {
+            t.max_attachments = 3;
+            t.max_input_image_mb = 5;
+        })
+        .start()
+        .await;
+    let tok = app.token("acme", "u1", None);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let res = upload(&app, &tok, file(png(3))).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        ids.push(
+            res.json::<Value>().await.unwrap()["object_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let chat = |refs: Vec<&String>| {
+        let attachments: Vec<Value> = refs.iter().map(|id| json!({"object_id": id})).collect();
+        app.chat(
+            &tok,
+            json!({"agent": "designer", "message": "edit", "attachments": attachments}),
+        )
+    };
+    // One upload referenced 60 times: refused as a repeat, not resolved 60 times.
+    let (status, code, msg) = error_of(chat(vec![&ids[0]; 60]).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    assert!(msg.contains("CHAT_MAX_ATTACHMENTS"), "{msg}");
+    let (status, code, msg) = error_of(chat(vec![&ids[0], &ids[0]]).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    assert!(msg.contains("more than once"), "{msg}");
+    let (status, code, msg) = error_of(chat(vec![&ids[0], &ids[1]]).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "6 MB > 5 MB"
+    );
+    assert!(msg.contains("CHAT_MAX_INPUT_IMAGE_MB"), "{msg}");
+    assert_eq!(app.fake.requests().len(), 0, "nothing went upstream");
+    let ok = chat(vec![&ids[0]]).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    still_healthy(&app).await;
+}
+
+#[tokio::test]
+async fn the_rate_limit_refuses_before_attachments_are_looked_at() {
+    let app = builder()
+        .await
+        .turns(|t| t.rate_limit_per_minute = 1)
+        .start()
+        .await;
+    let tok = app.token("acme", "u1", None);
+    assert_eq!(
+        app.chat(&tok, json!({"agent": "assistant", "message": "hi"}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // Unknown ids: a refusal that looked them up would answer 404; the rate limit answers first.
+    let refs: Vec<Value> = (0..3)
+        .map(|_| json!({"object_id": uuid::Uuid::now_v7()}))
+        .collect();
+    let res = app
+        .chat(
+            &tok,
+            json!({"agent": "designer", "message": "x", "attachments": refs}),
+        )
+        .await;
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+    let (status, code, _) = error_of(res).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    assert!(retry.is_some_and(|s| (1..=60).contains(&s)), "{retry:?}");
+    still_healthy(&app).await;
+}
+
+#[tokio::test]
+async fn uploads_are_bounded_checked_and_rate_limited() {
+    let app = builder()
+        .await
+        .turns(|t| {
+            t.upload_max_mb = 1;
+            t.rate_limit_per_minute = 5;
+        })
+        .start()
+        .await;
+    let tok = app.token("acme", "u1", None);
+    // The whole multipart body is capped: 3 MB of padding in a second field never gets through.
+    let form = file(png(0)).part("padding", reqwest::multipart::Part::bytes(vec![b'x'; 3_000_000]));
+    let (status, code, _) = error_of(upload(&app, &tok, form).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    // Also when it comes chunked, with no length to check up front: the limit stops the reading.
+    let chunks = futures_util::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 100_000])));
+    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(chunks)).file_name("x.png");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let (status, code, _) = error_of(upload(&app, &tok, form).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    // Fields other than `file` are refused, not skipped.
+    let form = reqwest::multipart::Form::new()
+        .text("note", "hello")
+        .part("file", reqwest::multipart::Part::bytes(png(0)).file_name("x.png"));
+    let (status, code, msg) = error_of(upload(&app, &tok, form).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    assert!(msg.contains("note"), "{msg}");
+    // A field after the file is refused too.
+    let form = file(png(0)).text("note", "after");
+    let (status, code, _) = error_of(upload(&app, &tok, form).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    // Uploads count against the tenant's rate limit: 5 per minute, 3 spent above (the first refusal came
+    // before the rate limit was asked).
+    for _ in 0..2 {
+        let res = upload(&app, &tok, file(png(0))).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+    }
+    let res = upload(&app, &tok, file(png(0))).await;
+    assert!(res.headers().contains_key("retry-after"));
+    let (status, code, _) = error_of(res).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    still_healthy(&app).await;
+}
+
+#[tokio::test]
+async fn a_misbehaving_upstream_is_capped() {
+    let app = builder()
+        .await
+        .turns(|t| {
+            t.max_images_per_turn = 2;
+            t.max_reply_mb = 1;
+        })
+        .images(|i| i.output_max_mb = 1)
+        .start()
+        .await;
+    let tok = app.token("acme", "u1", None);
+    // Five images: two stored, three reported, the turn completes.
+    let msg = format!("draw {}", Scenario::image().images(5).directive());
+    let s = app
+        .stream(&tok, json!({"agent": "designer", "message": msg}))
+        .await;
+    let names = s.names();
+    assert_eq!(
+        names.iter().filter(|n| **n == "attachment").count(),
+        2,
+        "{names:?}"
+    );
+    let failed: Vec<&Value> = s
+        .events
+        .iter()
+        .filter(|e| e.event == "image.failed")
+        .map(|e| &e.data)
+        .collect();
+    assert_eq!(failed.len(), 3, "{names:?}");
+    assert!(failed.iter().all(|f| f["code"] == "too_many_images"));
+    assert_eq!(s.last()["message"]["attachments"].as_array().unwrap().len(), 2);
+    // A preview over the image cap is not relayed; the final image (small) still is.
+    let msg = format!("draw {}", Scenario::image().partials(2).partial_mb(2).directive());
+    let s = app
+        .stream(&tok, json!({"agent": "designer", "message": msg}))
+        .await;
+    assert!(!s.names().contains(&"image.partial"), "{:?}", s.names());
+    assert!(s.names().contains(&"attachment"));
+    // 1.5 MB of reply text over CHAT_MAX_REPLY_MB = 1: the turn ends `incomplete` with what it had.
+    let msg = format!("talk {}", Scenario::text().text_kb(1500).deltas(300).directive());
+    let s = app
+        .stream(&tok, json!({"agent": "assistant", "message": msg}))
+        .await;
+    assert_eq!(s.events.last().unwrap().event, "run.completed", "{:?}", s.names());
+    assert_eq!(s.last()["status"], "incomplete");
+    let kept = s.last()["message"]["content"].as_str().unwrap().len();
+    assert!(kept <= 1024 * 1024 && kept > 500_000, "{kept}");
+    still_healthy(&app).await;
+}
+
+#[tokio::test]
+async fn the_budget_is_rechecked_as_images_arrive() {
+    let app = builder()
+        .await
+        .turns(|t| t.monthly_budget_usd = Some(0.25))
+        .start()
+        .await;
+    let tok = app.token("acme", "u1", None);
+    // One high-quality 1024x1024 image is estimated at about $0.17: the second of three crosses $0.25.
+    let msg = format!("draw {}", Scenario::image().images(3).no_tool_usage().directive());
+    let s = app
+        .stream(&tok, json!({"agent": "designer", "message": msg}))
+        .await;
+    let names = s.names();
+    assert_eq!(
+        names.iter().filter(|n| **n == "attachment").count(),
+        1,
+        "{names:?}"
+    );
+    let failed: Vec<&str> = s
+        .events
+        .iter()
+        .filter(|e| e.event == "image.failed")
+        .map(|e| e.data["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["budget_exhausted", "budget_exhausted"]);
+    // And the next turn is refused before it reaches the upstream.
+    let before = app.fake.requests().len();
+    let (status, code, _) = error_of(
+        app.chat(&tok, json!({"agent": "designer", "message": "again"}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "budget_exhausted")
+    );
+    assert_eq!(app.fake.requests().len(), before);
+    still_healthy(&app).await;
+}
+
+#[tokio::test]
+async fn a_reader_that_stalls_for_45_seconds_still_gets_the_true_end() {
+    let app = builder().await.start().await;
+    let tok = app.token("acme", "u1", None);
+    // 600 deltas of ~2.5 KB (1.5 MB): more events than the live queue holds and more bytes than the socket
+    // buffers, so the turn finishes while the client is not reading.
+    let msg = format!("talk {}", Scenario::text().text_kb(1500).deltas(600).directive());
+    let res = app
+        .http
+        .post(app.url("/v1/chat/stream"))
+        .bearer_auth(&tok)
+        .json(&json!({"agent": "assistant", "message": msg}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    let mut raw = String::from_utf8(first.to_vec()).unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(chunk) = body.next().await {
+            raw.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    })
+    .await;
+    assert!(rest.is_ok(), "the stream ended");
+    let events = agentd_testkit::parse_sse(&raw);
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "run.completed", "{:?}", &last.data);
+    let ids: Vec<u64> = events.iter().map(|e| e.id.unwrap()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "every event once, in order"
+    );
+    let deltas: String = events
+        .iter()
+        .filter(|e| e.event == "message.delta")
+        .map(|e| e.data["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        deltas,
+        last.data["message"]["content"].as_str().unwrap(),
+        "no delta lost"
+    );
+    still_healthy(&app).await;
+}
+
+#[tokio::test]
+async fn bad_gateway_bodies_never_echo_the_upstream() {
+    let app = builder().await.start().await;
+    let tok = app.token("acme", "u1", None);
+    for fail in ["401", "403", "locked"] {
+        let msg = format!("x #fake:text fail={fail}");
+        let res = app
+            .chat(&tok, json!({"agent": "assistant", "message": msg}))
+            .await;
+        let status = res.status();
+        let body = res.text().await.unwrap();
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{fail}: {body}");
+        for upstream_word in ["invalid_api_key", "conversation_locked", "organization", "sk-"] {
+            assert!(!body.contains(upstream_word), "{fail}: {body}");
+        }
+    }
+    still_healthy(&app).await;
+}

@@ -1,0 +1,94 @@
+//! What one turn costs the database, counted in PostgreSQL's own statement log (a private cluster with
+//! `log_statement=all`): a streaming one-image turn on a new conversation, under the default limits, is at most
+//! 10 statements besides BEGIN/COMMIT in at most 3 transactions — admission, the image's row, the finished turn.
+//! Writes to the run event log (`run_events`) count apart, as do authentication's tenant lookups.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use agentd_fake_upstream::Scenario;
+use agentd_testkit::{PrivatePostgres, TestApp};
+use serde_json::json;
+use std::collections::BTreeSet;
+
+/// The turn's statements, as `(virtual transaction id, SQL)`, from the log written since `from`.
+fn turn_statements(pg: &PrivatePostgres, from: u64) -> Vec<(String, String)> {
+    pg.log_since(from)
+        .lines()
+        .filter_map(|line| {
+            let (vxid, rest) = line.split_once('|')?;
+            let sql = rest.strip_prefix("LOG:  statement: ").or_else(|| {
+                rest.strip_prefix("LOG:  execute ")
+                    .and_then(|r| r.split_once(": ").map(|(_, s)| s))
+            })?;
+            Some((vxid.to_owned(), sql.trim().to_owned()))
+        })
+        .filter(|(_, sql)| {
+            !["run_events", "LISTEN", "FROM tenants", "SELECT 1"]
+                .iter()
+                .any(|apart| sql.contains(apart))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_streaming_image_turn_is_at_most_ten_statements_in_three_transactions() {
+    let pg = PrivatePostgres::start(&["log_statement=all", "log_line_prefix='%v|'"]);
+    let db = agentd_testkit::fresh_postgres_at(&pg.admin_url).await;
+    let app = TestApp::builder(db)
+        .turns(|t| {
+            // The defaults, so the rate limit and the concurrency guard are part of the count.
+            t.rate_limit_per_minute = 60;
+            t.concurrent_limit = 5;
+        })
+        .start()
+        .await;
+    let tok = app.token("acme", "u1", None);
+    // A first request provisions the tenant; the count starts after it.
+    assert_eq!(app.get("/v1/agents", &tok).await.status(), 200);
+    let from = pg.log_len();
+    let msg = format!("draw a cat {}", Scenario::image().partials(1).directive());
+    let s = app
+        .stream(&tok, json!({"agent": "designer", "message": msg}))
+        .await;
+    assert_eq!(s.names().last(), Some(&"run.completed"), "{:?}", s.names());
+    assert!(s.names().contains(&"attachment"));
+    // The journal writer is asynchronous; the turn's own writes are all committed before run.completed.
+    let stmts = turn_statements(&pg, from);
+    let work: Vec<&(String, String)> = stmts
+        .iter()
+        .filter(|(_, sql)| !matches!(sql.as_str(), "BEGIN" | "COMMIT"))
+        .collect();
+    let transactions: BTreeSet<&str> = work.iter().map(|(vxid, _)| vxid.as_str()).collect();
+    let listing: String = stmts.iter().map(|(v, s)| format!("  {v:>6}  {s}\n")).collect();
+    println!(
+        "one streaming one-image turn: {} statements in {} transactions\n{listing}",
+        work.len(),
+        transactions.len()
+    );
+    assert!(work.len() <= 10, "{} statements:\n{listing}", work.len());
+    assert!(
+        transactions.len() <= 3,
+        "{} transactions:\n{listing}",
+        transactions.len()
+    );
+    // Each of the three is what it should be.
+    let tables = |vxid: &str| -> String {
+        work.iter()
+            .filter(|(v, _)| v == vxid)
+            .map(|(_, s)| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ; ")
+    };
+    let groups: Vec<String> = transactions.iter().map(|v| tables(v)).collect();
+    assert!(
+        groups
+            .iter()
+            .any(|g| g.contains("INSERT INTO conversations") && g.contains("INSERT INTO messages")),
+        "admission writes the conversation and the user message together:\n{listing}"
+    );
+    assert!(
+        groups.iter().any(|g| g.contains("INSERT INTO usage_events")
+            && g.contains("UPDATE conversations SET last_response_id")),
+        "the finished turn is one transaction:\n{listing}"
+    );
+}
