@@ -1,18 +1,24 @@
 //! The served OpenAPI document as tests read it: its operations, the schema of each documented answer, and
 //! strict JSON Schema validation of real answers against them (an object may carry no field its schema does not
-//! name).
+//! name). Every check also proves it can fail (`wrong`).
 
 use agentd_testkit::{SseEvent, TestApp};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 pub const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 /// The document as served, with its component schemas made strict for validation.
 pub struct Doc {
     pub root: Value,
-    /// `components` with `unevaluatedProperties: false` on every object schema that is not a part of an allOf.
+    /// `components` with `unevaluatedProperties: false` on every object schema; where one is a part of an
+    /// allOf, the allOf names an open copy (`{name}_open`) instead, as the allOf is strict as a whole.
     strict: Value,
+    /// The components some allOf is made of.
+    parts: BTreeSet<String>,
+    /// What `wrong` has shown a wrong document would miss: `component.field`, `METHOD path status code`.
+    pub(crate) proven: Mutex<BTreeSet<String>>,
 }
 
 impl Doc {
@@ -33,15 +39,27 @@ impl Doc {
         let mut parts = BTreeSet::new();
         collect_all_of_parts(&root, &mut parts);
         let mut strict = root["components"].clone();
-        for (name, schema) in strict["schemas"].as_object_mut().unwrap() {
+        let schemas = strict["schemas"].as_object_mut().unwrap();
+        for (name, schema) in schemas.clone() {
+            if parts.contains(&format!("#/components/schemas/{name}")) {
+                schemas.insert(format!("{name}_open"), schema);
+            }
+        }
+        for (name, schema) in schemas.iter_mut() {
             let composite = ["properties", "allOf", "oneOf"]
                 .iter()
                 .any(|k| schema.get(*k).is_some());
-            if composite && !parts.contains(&format!("#/components/schemas/{name}")) {
+            if composite && !name.ends_with("_open") {
                 schema["unevaluatedProperties"] = json!(false);
             }
         }
-        Doc { root, strict }
+        open_parts(&mut strict, &parts);
+        Doc {
+            root,
+            strict,
+            parts,
+            proven: Mutex::default(),
+        }
     }
 
     /// Every `(method, path)` the document lists.
@@ -92,16 +110,38 @@ impl Doc {
     pub fn check(&self, method: &str, path: &str, status: u16, body: &Value) {
         let schema = self.schema(method, path, status, "application/json");
         self.validate(&schema, body, &format!("{method} {path} → {status}"));
+        self.prove_answer(method, path, status, body);
     }
 
     /// Checks one server-sent event against the route's documented `text/event-stream` answer.
     pub fn check_event(&self, method: &str, path: &str, ev: &SseEvent) {
+        let what = format!("{method} {path} event {}", ev.event);
+        let errors = self.event_misfits(method, path, ev);
+        let mut shown = ev.data.to_string();
+        shown.truncate(600);
+        assert!(errors.is_empty(), "{what}: {shown}\ndoes not fit: {errors:#?}");
+        self.prove_event(method, path, ev);
+    }
+
+    /// How one server-sent event misfits the route's documented `text/event-stream` answer.
+    pub(crate) fn event_misfits(&self, method: &str, path: &str, ev: &SseEvent) -> Vec<String> {
         let schema = self.schema(method, path, 200, "text/event-stream");
         let frame = json!({"id": ev.id, "event": ev.event, "data": ev.data});
-        self.validate(&schema, &frame, &format!("{method} {path} event {}", ev.event));
+        self.misfits(&schema, &frame)
     }
 
     fn validate(&self, schema: &Value, instance: &Value, what: &str) {
+        let errors = self.misfits(schema, instance);
+        let mut shown = instance.to_string();
+        shown.truncate(600);
+        assert!(errors.is_empty(), "{what}: {shown}\ndoes not fit: {errors:#?}");
+    }
+
+    /// Every way `instance` does not fit `schema` (strictly: no unnamed fields), empty when it fits.
+    pub(crate) fn misfits(&self, schema: &Value, instance: &Value) -> Vec<String> {
+        let mut schema = schema.clone();
+        open_parts(&mut schema, &self.parts);
+        let schema = &schema;
         let mut wrapped = json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "allOf": [schema],
@@ -114,14 +154,11 @@ impl Doc {
         let validator = jsonschema::options()
             .should_validate_formats(true)
             .build(&wrapped)
-            .unwrap_or_else(|e| panic!("{what}: the schema does not compile: {e}"));
-        let errors: Vec<String> = validator
+            .unwrap_or_else(|e| panic!("the schema does not compile: {e}\n{schema}"));
+        validator
             .iter_errors(instance)
             .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
-        let mut shown = instance.to_string();
-        shown.truncate(600);
-        assert!(errors.is_empty(), "{what}: {shown}\ndoes not fit: {errors:#?}");
+            .collect()
     }
 
     /// The `event` names the stream schema allows.
@@ -157,6 +194,24 @@ impl Doc {
                     .collect()
             })
             .collect()
+    }
+}
+
+/// Points every allOf part at the open copy of its component.
+fn open_parts(v: &mut Value, parts: &BTreeSet<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::Array(items)) = map.get_mut("allOf") {
+                for item in items {
+                    if let Some(r) = item["$ref"].as_str().filter(|r| parts.contains(*r)) {
+                        item["$ref"] = json!(format!("{r}_open"));
+                    }
+                }
+            }
+            map.values_mut().for_each(|c| open_parts(c, parts));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|c| open_parts(c, parts)),
+        _ => {}
     }
 }
 

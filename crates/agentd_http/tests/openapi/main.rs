@@ -1,8 +1,9 @@
 //! The OpenAPI document against the real server over HTTP (PostgreSQL, the fake model API): it lists exactly
 //! the routes the router serves, with the methods, statuses and scopes they really have (`routes`); real
 //! answers — JSON bodies, every error kind we can provoke, each event kind of both stream routes — fit their
-//! schemas, strictly: no field the schema does not name (`answers`, `events`); and the committed
-//! `docs/openapi.json` is the one the server serves.
+//! schemas, strictly: no field the schema does not name (`answers`, `events`), and each would misfit a document
+//! without any one of its fields or its error code (`wrong`); and the committed `docs/openapi.json` is the one
+//! the server serves.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -11,6 +12,7 @@ mod doc;
 mod events;
 mod http;
 mod routes;
+mod wrong;
 
 use agentd_testkit::TestApp;
 
