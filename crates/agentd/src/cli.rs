@@ -1,5 +1,6 @@
 //! The command line: `serve` (the default), `migrate`, `agents check`, `token`, `tenant suspend|resume`,
-//! `config`, `healthcheck`. Every command loads the same layered configuration first.
+//! `config`, `healthcheck`, `openapi`. Every command but `openapi` (which depends on no configuration) loads
+//! the same layered configuration first.
 
 use agentd_agents::AgentRegistry;
 use agentd_auth::{Authenticator, Scope, ScopeSet, TenantId};
@@ -57,6 +58,8 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Print the OpenAPI 3.1 document of the HTTP API (what GET /openapi.json answers).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +89,11 @@ fn out(text: impl std::fmt::Display) {
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
+    if matches!(cli.command, Some(Command::Openapi)) {
+        // Made from the server's types alone: it prints even where no configuration would load.
+        out(agentd_http::document_json().trim_end());
+        return ExitCode::SUCCESS;
+    }
     let settings = match agentd_config::load(Path::new(".")) {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -113,6 +121,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             };
         }
+        Command::Openapi => Ok(()), // printed above, before the configuration
+
         Command::Config => {
             out(serde_json::to_string_pretty(&settings.redacted()).unwrap_or_default());
             Ok(())

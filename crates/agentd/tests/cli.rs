@@ -288,3 +288,21 @@ async fn json_logs_carry_the_request_id_and_no_secret() {
         "a secret reached the log"
     );
 }
+
+#[test]
+fn openapi_prints_the_committed_document_without_any_configuration() {
+    // An empty directory and a broken configuration layer: the document depends on neither.
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["openapi"], &[("BIND_ADDR", "not an address")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    let committed = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        printed == committed,
+        "{} is stale: regenerate it with `cargo run -p agentd -- openapi > docs/openapi.json`",
+        file.display()
+    );
+    let doc: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+}

@@ -9,7 +9,7 @@ pub use crate::size::check_size;
 use crate::size::image_model_major;
 
 /// `quality` of the image tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Quality {
     Low,
@@ -19,7 +19,7 @@ pub enum Quality {
 }
 
 /// `output_format` of the image tool (`format` is accepted as an alias in agent files).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     Png,
@@ -28,7 +28,7 @@ pub enum OutputFormat {
 }
 
 /// `background` of the image tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Background {
     Transparent,
@@ -37,7 +37,7 @@ pub enum Background {
 }
 
 /// `moderation` of the image tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Moderation {
     Auto,
@@ -45,7 +45,7 @@ pub enum Moderation {
 }
 
 /// `input_fidelity` of the image tool (older image models only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InputFidelity {
     High,
@@ -188,15 +188,21 @@ pub struct Violation {
 
 /// The effective image tool configuration: exactly what is sent upstream (before per-request adjustments such
 /// as `partial_images: 0` on non-streaming turns).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ImageToolConfig {
+    /// The image model, e.g. `gpt-image-2`.
     pub model: String,
+    /// `auto` or `WxH`, e.g. `1024x1024`.
     pub size: String,
     pub quality: Quality,
     pub output_format: OutputFormat,
     pub background: Background,
+    /// 0–100, only for jpeg and webp.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 100)]
     pub output_compression: Option<u8>,
+    /// Previews streamed per image (0–3); non-streaming turns send 0.
+    #[schema(maximum = 3)]
     pub partial_images: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_fidelity: Option<InputFidelity>,

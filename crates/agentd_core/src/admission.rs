@@ -7,7 +7,7 @@
 //! releases the lease and settles the idempotency key in its final transaction. Dropped uncommitted (the
 //! upstream refused, the task died), it gives everything back in one transaction of its own.
 
-use crate::context::Context;
+use crate::context::{Context, rate_limited};
 use crate::event::{RunStarted, Sequenced, TurnEvent, TurnResult};
 use crate::failure::{Code, Failure};
 use crate::journal::{RunRef, chunk};
@@ -40,7 +40,10 @@ pub struct TurnRequest {
 /// A turn admitted to run, or the stored result of an earlier request with the same idempotency key.
 pub(crate) enum Admitted {
     Turn(Box<Admission>),
-    Replay(Box<TurnResult>),
+    Replay {
+        run_id: Option<String>,
+        result: Box<TurnResult>,
+    },
 }
 
 /// What an admitted turn holds. Give it back by dropping it; keep it by [`Admission::commit`].
@@ -93,6 +96,11 @@ impl Admission {
             check_image_input(agent, &req.attachments)?;
         }
 
+        // A tenant this process saw refused is refused again without a statement (an idempotent retry may
+        // still replay its result, so that check waits for the key's claim).
+        if req.idempotency.is_none() {
+            inner.check_refusal(&who.tenant_id)?;
+        }
         let scoped = inner.db.scoped(&who.tenant_id);
         let mut tx = scoped.begin().await?;
         let run_id = format!("run_{}", Uuid::now_v7().simple());
@@ -100,9 +108,12 @@ impl Admission {
         if let Some((key, hash)) = &req.idempotency {
             match tx.claim_idempotency(key, hash, &run_id, lease).await? {
                 IdempotencyState::Claimed => {}
-                IdempotencyState::Done(v) => {
-                    let result: TurnResult = serde_json::from_value(v).map_err(Failure::internal)?;
-                    return Ok(Admitted::Replay(Box::new(result)));
+                IdempotencyState::Done { result, run_id } => {
+                    let result: TurnResult = serde_json::from_value(result).map_err(Failure::internal)?;
+                    return Ok(Admitted::Replay {
+                        run_id,
+                        result: Box::new(result),
+                    });
                 }
                 IdempotencyState::Running => {
                     return Err(Failure::new(
@@ -119,20 +130,8 @@ impl Admission {
                 }
             }
         }
-        if s.rate_limit_per_minute > 0 {
-            let now_us = Utc::now().timestamp_micros();
-            if let RateDecision::Refused { retry_after } =
-                tx.take_rate(s.rate_limit_per_minute, now_us).await?
-            {
-                return Err(Failure::new(
-                    Code::RateLimited,
-                    format!(
-                        "This tenant started {} turns in the last minute (CHAT_RATE_LIMIT_PER_MINUTE); retry later.",
-                        s.rate_limit_per_minute
-                    ),
-                )
-                .retry_after(retry_after));
-            }
+        if req.idempotency.is_some() {
+            inner.check_refusal(&who.tenant_id)?;
         }
         let spent_this_month = match s.monthly_budget_usd {
             Some(budget) => Some(check_budget(&mut tx, budget).await?),
@@ -201,12 +200,6 @@ impl Admission {
             }
             (None, None) => return Err(Failure::internal("no agent for a new conversation")),
         };
-        let inputs = input_images(&mut tx, &req.attachments, s.max_input_image_mb).await?;
-        tx.reference_objects(conversation_id, &req.attachments).await?;
-        let user = NewMessage::new(Role::User, message.to_owned(), inputs.clone(), None);
-        if !tx.append_message(conversation_id, &user).await? {
-            return Err(Failure::internal("the leased conversation vanished"));
-        }
         // The run's first event is in the log before anyone can see the run id: every run a client knows of
         // can be resumed, or ended by whoever finds its holder dead.
         let started = RunStarted {
@@ -226,6 +219,28 @@ impl Admission {
             conversation_id,
         };
         tx.append_chunk(&chunk(&run, 1, 1, &[&json], false)).await?;
+        // The tenant's rate cell, then the authoritative count of its live runs. Taken last, the cell's row lock
+        // (which orders a tenant's admissions across replicas) is held for these statements and the commit only.
+        if s.rate_limit_per_minute > 0 {
+            let now_us = Utc::now().timestamp_micros();
+            if let RateDecision::Refused {
+                retry_after,
+                until_us,
+            } = tx.take_rate(s.rate_limit_per_minute, now_us).await?
+            {
+                inner.refusals.remember(&who.tenant_id, until_us, now_us);
+                return Err(rate_limited(s.rate_limit_per_minute, retry_after));
+            }
+            if s.concurrent_limit > 0 && tx.live_runs(lease).await? > i64::from(s.concurrent_limit) {
+                return Err(too_many());
+            }
+        }
+        let inputs = input_images(&mut tx, &req.attachments, s.max_input_image_mb).await?;
+        tx.reference_objects(conversation_id, &req.attachments).await?;
+        let user = NewMessage::new(Role::User, message.to_owned(), inputs.clone(), None);
+        if !tx.append_message(conversation_id, &user).await? {
+            return Err(Failure::internal("the leased conversation vanished"));
+        }
         tx.commit().await?;
         Ok(Admitted::Turn(Box::new(Admission {
             db: inner.db.clone(),

@@ -1,12 +1,15 @@
 //! What every room of a turn shares: the database, the agents, the object store, the upstream client, the
-//! settings, the image work pool, the run event log and its readers' bus, and the shutdown signals.
+//! settings, the image work pool, the run event log and its readers' bus, the rate limit's remembered refusals,
+//! and the shutdown signals.
 
 use crate::TurnSettings;
 use crate::bus::RunBus;
+use crate::failure::{Code, Failure};
 use crate::ingest::IngestPool;
 use crate::journal::Journal;
+use crate::rate::RefusalMemo;
 use agentd_agents::{AgentRegistry, ImageDefaults};
-use agentd_db::Db;
+use agentd_db::{Db, TenantId};
 use agentd_responses::ResponsesClient;
 use agentd_storage::BlobStore;
 use std::sync::Arc;
@@ -30,5 +33,35 @@ pub(crate) struct Context {
     /// Fired when the shutdown grace ends: running turns save what they have and stop.
     pub cut: CancellationToken,
     /// Uploads being received, per tenant (in this process).
-    pub uploads: std::sync::Mutex<std::collections::HashMap<agentd_db::TenantId, u32>>,
+    pub uploads: std::sync::Mutex<std::collections::HashMap<TenantId, u32>>,
+    /// Tenants the rate limit refused, until when.
+    pub refusals: RefusalMemo,
+}
+
+impl Context {
+    /// `429 rate_limited` when this process already knows the tenant is over `CHAT_RATE_LIMIT_PER_MINUTE`.
+    pub fn check_refusal(&self, tenant: &TenantId) -> Result<(), Failure> {
+        let per_minute = self.settings.rate_limit_per_minute;
+        if per_minute == 0 {
+            return Ok(());
+        }
+        match self
+            .refusals
+            .refused(tenant, chrono::Utc::now().timestamp_micros())
+        {
+            Some(wait) => Err(rate_limited(per_minute, wait)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The tenant started `per_minute` turns or uploads in the last minute.
+pub(crate) fn rate_limited(per_minute: u32, retry_after: u64) -> Failure {
+    Failure::new(
+        Code::RateLimited,
+        format!(
+            "This tenant started {per_minute} turns or uploads in the last minute (CHAT_RATE_LIMIT_PER_MINUTE); retry later."
+        ),
+    )
+    .retry_after(retry_after)
 }

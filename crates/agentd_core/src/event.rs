@@ -8,24 +8,31 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Token usage of a turn.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
+    /// Input tokens the model read (text, history and input images).
     pub input_tokens: u64,
+    /// Output tokens of the text reply.
     pub output_tokens: u64,
+    /// Image generation in this turn; absent when no image was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = ImageUsage, required = false)]
     pub image: Option<ImageUsage>,
 }
 
 /// Image generation cost of a turn.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImageUsage {
+    /// Images generated.
     pub images: u64,
+    /// Image output tokens, from the published per-size-and-quality table.
     pub output_tokens: u64,
+    /// Estimated cost of those tokens in US dollars.
     pub estimated_cost_usd: f64,
 }
 
 /// How a saved turn ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TurnStatus {
     Completed,
@@ -46,34 +53,46 @@ pub struct TurnResult {
 }
 
 /// `run.started`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunStarted {
+    /// The conversation this turn belongs to (new or continued).
     pub conversation_id: Uuid,
+    /// The run's id: `GET /v1/runs/{run_id}/events` resumes this stream.
     pub run_id: String,
+    /// The agent's key.
     pub agent: String,
+    /// The model that answers.
     pub model: String,
 }
 
 /// `message.delta`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageDelta {
+    /// The next piece of the assistant's text.
     pub delta: String,
 }
 
 /// `image.progress`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImageProgress {
+    /// The image call this is about (an attachment's `tool_call_id` once stored).
     pub tool_call_id: String,
     /// `in_progress` | `generating` | `completed`.
+    #[schema(pattern = "^(in_progress|generating|completed)$")]
     pub status: String,
 }
 
 /// `image.partial`: a complete low-quality preview, inline. Never stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImagePartial {
+    /// The image call this previews.
     pub tool_call_id: String,
+    /// 0, 1, 2…: a later preview replaces an earlier one.
     pub partial_image_index: u32,
+    /// The preview's type, e.g. `image/png`.
     pub mime_type: String,
+    /// The preview's bytes, base64 (standard alphabet).
+    #[schema(value_type = String, content_encoding = "base64")]
     pub b64: agentd_responses::B64,
 }
 
@@ -84,18 +103,25 @@ pub struct AttachmentStored {
 }
 
 /// `image.failed`: the image is lost, the turn goes on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImageFailed {
+    /// The image call that failed.
     pub tool_call_id: String,
+    /// `moderation_blocked`, `image_failed`, `image_too_large`, `invalid_image`, `unsupported_format`,
+    /// `too_many_images`, `budget_exhausted` or `storage_failed`.
     pub code: String,
+    /// What happened, for a person.
     pub message: String,
 }
 
 /// `error`: the terminal event of a turn that did not complete.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TurnError {
+    /// A code of the error table (`shutting_down` when a server shutdown cut the turn off).
     pub code: Code,
+    /// What went wrong and what to do about it.
     pub message: String,
+    /// Whether sending the same request again may succeed.
     pub retryable: bool,
 }
 

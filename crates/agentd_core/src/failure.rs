@@ -6,8 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 /// The contract's error codes (`api-v1.md`, "Errors").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ErrorCode)]
 pub enum Code {
     InvalidRequest,
     PayloadTooLarge,

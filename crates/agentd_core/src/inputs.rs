@@ -84,17 +84,18 @@ pub(crate) async fn admit_upload(ctx: &Arc<Context>, tenant: &TenantId) -> Resul
     };
     let per_minute = ctx.settings.rate_limit_per_minute;
     if per_minute > 0 {
+        ctx.check_refusal(tenant)?;
+        let now_us = chrono::Utc::now().timestamp_micros();
         let mut tx = ctx.db.scoped(tenant).begin().await?;
-        let decision = tx
-            .take_rate(per_minute, chrono::Utc::now().timestamp_micros())
-            .await?;
+        let decision = tx.take_rate(per_minute, now_us).await?;
         tx.commit().await?;
-        if let agentd_db::RateDecision::Refused { retry_after } = decision {
-            return Err(Failure::new(
-                Code::RateLimited,
-                format!("This tenant made {per_minute} requests for turns and uploads in the last minute (CHAT_RATE_LIMIT_PER_MINUTE); retry later."),
-            )
-            .retry_after(retry_after));
+        if let agentd_db::RateDecision::Refused {
+            retry_after,
+            until_us,
+        } = decision
+        {
+            ctx.refusals.remember(tenant, until_us, now_us);
+            return Err(crate::context::rate_limited(per_minute, retry_after));
         }
     }
     Ok(permit)

@@ -27,6 +27,7 @@ mod inputs;
 mod journal;
 pub mod metrics;
 mod persist;
+mod rate;
 mod relay;
 mod retry;
 mod settings;

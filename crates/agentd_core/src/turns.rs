@@ -47,10 +47,17 @@ pub enum Mode {
 /// A run's events, each with its stream id, ending with the terminal one.
 pub type EventFeed = Pin<Box<dyn Stream<Item = Sequenced> + Send>>;
 
-/// A started turn: its events, or the stored result of an earlier request with the same idempotency key.
+/// A started turn: its events, or the stored result of an earlier request with the same idempotency key
+/// (and that request's run, whose events a stream replays while they are kept).
 pub enum Started {
-    Live { run_id: String, events: EventFeed },
-    Replay(Box<TurnResult>),
+    Live {
+        run_id: String,
+        events: EventFeed,
+    },
+    Replay {
+        run_id: Option<String>,
+        result: Box<TurnResult>,
+    },
 }
 
 /// What turns are made of.
@@ -91,6 +98,7 @@ impl Turns {
             accepting: AtomicBool::new(true),
             cut: CancellationToken::new(),
             uploads: Default::default(),
+            refusals: Default::default(),
         });
         tokio::spawn(crate::housekeeping::run(
             inner.db.clone(),
@@ -123,7 +131,7 @@ impl Turns {
             .await
             .inspect_err(metrics::refused)?
         {
-            Admitted::Replay(result) => return Ok(Started::Replay(result)),
+            Admitted::Replay { run_id, result } => return Ok(Started::Replay { run_id, result }),
             Admitted::Turn(a) => *a,
         };
         let (run_id, tenant) = (admission.run_id.clone(), admission.tenant.clone());

@@ -16,8 +16,8 @@ pub enum IdempotencyState {
     Claimed,
     /// A request with this key is still running.
     Running,
-    /// Done: the first request's result.
-    Done(Value),
+    /// Done: the first request's result, and its run (whose events may still be kept for a stream replay).
+    Done { result: Value, run_id: Option<String> },
     /// The key was used with a different body.
     Mismatch,
 }
@@ -37,16 +37,17 @@ const CLAIM: &str = "INSERT INTO idempotency_keys (tenant_id, key, request_hash,
      AND c.active_run_id = idempotency_keys.run_id AND c.active_run_at >= $7)) \
      RETURNING run_id";
 
-const READ: &str =
-    "SELECT request_hash, status, response_json FROM idempotency_keys WHERE tenant_id = $1 AND key = $2";
+const READ: &str = "SELECT request_hash, status, response_json, run_id FROM idempotency_keys WHERE tenant_id = $1 AND key = $2";
 
-type Row = (String, String, Option<Json<Value>>);
+type Row = (String, String, Option<Json<Value>>, Option<String>);
 
 fn state(row: Option<Row>, hash: &str) -> IdempotencyState {
     match row {
         None => IdempotencyState::Running, // deleted between the two statements: the first request failed
-        Some((h, _, _)) if h != hash => IdempotencyState::Mismatch,
-        Some((_, status, Some(Json(v)))) if status == "done" => IdempotencyState::Done(v),
+        Some((h, _, _, _)) if h != hash => IdempotencyState::Mismatch,
+        Some((_, status, Some(Json(result)), run_id)) if status == "done" => {
+            IdempotencyState::Done { result, run_id }
+        }
         Some(_) => IdempotencyState::Running,
     }
 }

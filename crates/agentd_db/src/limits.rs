@@ -1,8 +1,9 @@
 //! `CHAT_RATE_LIMIT_PER_MINUTE` in the database, so it holds across every replica sharing it: one GCRA cell
 //! (generic cell rate algorithm) per tenant. A limit of L per minute admits bursts of up to L and then one turn
 //! every 60/L seconds; the retry-after of a refusal is exact. The upsert takes the tenant's row lock, which the
-//! admission transaction keeps until it commits — so the live-lease count that follows it (the concurrency
-//! limit) is taken in order, replica against replica.
+//! admission transaction keeps until it commits — so the live-lease count that follows it ([`TurnTx::live_runs`],
+//! the concurrency limit) is taken in order, replica against replica. Admission takes it last, so the lock is
+//! held for a statement or two, not for the whole admission.
 
 use crate::tx::with_tx;
 use crate::{DbError, TurnTx};
@@ -11,9 +12,11 @@ use crate::{DbError, TurnTx};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateDecision {
     Admitted,
-    /// Retry after this many seconds (≥ 1).
+    /// Retry after this many seconds (≥ 1); every request before `until_us` (microseconds since the epoch) will
+    /// be refused too — the cell's time only moves forward.
     Refused {
         retry_after: u64,
+        until_us: i64,
     },
 }
 
@@ -46,6 +49,22 @@ impl TurnTx {
         let wait_us = (tat - now_us - tolerance).max(1);
         Ok(RateDecision::Refused {
             retry_after: (wait_us as u64).div_ceil(1_000_000).max(1),
+            until_us: now_us + wait_us,
         })
+    }
+
+    /// How many of this tenant's conversations a live run holds (heartbeat younger than `lease`), this
+    /// transaction's own lease included. Read after [`TurnTx::take_rate`], it sees every admission that took the
+    /// tenant's rate cell before this one.
+    pub async fn live_runs(&mut self, lease: chrono::Duration) -> Result<i64, DbError> {
+        let sql = "SELECT COUNT(*) FROM conversations WHERE tenant_id = $1 AND active_run_id IS NOT NULL \
+                   AND active_run_at >= $2";
+        let t = self.tenant.clone();
+        let since = crate::now() - lease;
+        Ok(with_tx!(self, |c| sqlx::query_scalar(sql)
+            .bind(t.as_str())
+            .bind(since)
+            .fetch_one(c)
+            .await)?)
     }
 }

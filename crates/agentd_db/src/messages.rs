@@ -17,19 +17,10 @@ impl Scoped<'_> {
         conversation: Uuid,
         m: NewMessage,
     ) -> Result<Option<Message>, DbError> {
-        let n = with_pool!(self.db, |p| sqlx::query(INSERT)
-            .bind(m.id)
-            .bind(self.t())
-            .bind(conversation)
-            .bind(m.role.as_str())
-            .bind(&m.content)
-            .bind(Json(&m.attachments))
-            .bind(&m.response_id)
-            .bind(m.created_at)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
-        Ok((n == 1).then(|| m.saved_in(conversation)))
+        let mut tx = self.begin().await?;
+        let saved = tx.append_message(conversation, &m).await?;
+        tx.commit().await?;
+        Ok(saved.then(|| m.saved_in(conversation)))
     }
 
     /// The conversation's messages, oldest first.

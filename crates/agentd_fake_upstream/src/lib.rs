@@ -95,6 +95,9 @@ pub struct FakeConfig {
     pub caps: Option<DirectiveCaps>,
     /// Keep every request for [`FakeUpstream::requests`] (tests); off for the offline model.
     pub record_requests: bool,
+    /// Silence before each partial image, as a real image model paces them: the offline model's previews then
+    /// appear one after another instead of all at once.
+    pub image_pace: Duration,
 }
 
 impl Default for FakeConfig {
@@ -109,6 +112,7 @@ impl Default for FakeConfig {
             send_done: false,
             caps: None,
             record_requests: true,
+            image_pace: Duration::ZERO,
         }
     }
 }
@@ -122,6 +126,7 @@ impl FakeConfig {
             model_override: Some(model_label.into()),
             caps: Some(DirectiveCaps::offline(max_image_bytes)),
             record_requests: false,
+            image_pace: Duration::from_millis(150),
             ..Self::default()
         }
     }

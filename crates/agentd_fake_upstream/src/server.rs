@@ -248,6 +248,10 @@ fn sse_response(shared: &Shared, sc: &Scenario, turn: Turn) -> Response {
         if seq > 0 && !gap.is_zero() {
             queue.push_back(Piece::Sleep(gap));
         }
+        let pace = shared.cfg.image_pace;
+        if !pace.is_zero() && matches!(ev, StreamEvent::PartialImage(_)) {
+            queue.push_back(Piece::Sleep(pace));
+        }
         ev.set_sequence_number(seq);
         seq += 1;
         let json = decorate(&ev, ev.to_json().unwrap_or_default(), sc.unknown);

@@ -127,16 +127,22 @@ impl From<agentd_db::DbError> for ApiError {
 }
 
 /// The error envelope: `{"error": {"code", "message", "details"?}}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
-#[derive(Debug, Serialize)]
+/// What went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// A `snake_case` code of the error table; each route lists the codes it answers.
     pub code: &'static str,
+    /// What went wrong and what to do about it.
     pub message: String,
+    /// More about it, when there is more: `retryable` for a failed turn, `checks` from `/readyz`; every 5xx
+    /// carries `request_id`, the `x-request-id` response header and the server log's id of the request.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object, required = false)]
     pub details: Option<Value>,
 }
 

@@ -6,6 +6,7 @@ mod context;
 mod deadline;
 mod error;
 mod extract;
+mod openapi;
 mod routes;
 mod sse;
 mod state;
@@ -14,6 +15,7 @@ mod views;
 
 pub use context::request_id;
 pub use error::{ApiError, status_of};
+pub use openapi::{document, document_json, openapi_path};
 pub use routes::playground::Playground;
 pub use sse::{STREAMS_ACTIVE, describe_metrics};
 pub use state::{App, AppState, HttpSettings};
@@ -22,7 +24,8 @@ pub use views::Urls;
 /// The whole router, with request ids, logging and the body limit applied.
 pub fn router(state: AppState) -> axum::Router {
     let limit = state.settings.max_body_bytes;
-    routes::router(state.turns.upload_max_bytes())
+    let (routes, _) = routes::table(state.turns.upload_max_bytes()).split_for_parts();
+    routes
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))

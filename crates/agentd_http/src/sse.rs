@@ -4,12 +4,16 @@
 //! [`STREAMS_ACTIVE`] gauge.
 
 use crate::AppState;
-use crate::views::AttachmentEventView;
-use agentd_core::{Code, EventFeed, Failure, Sequenced, TurnEvent};
+use crate::views::{AttachmentEventView, TurnResultView};
+use agentd_core::{
+    Code, EventFeed, Failure, ImageFailed, ImagePartial, ImageProgress, MessageDelta, RunStarted, Sequenced,
+    TurnError, TurnEvent,
+};
 use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt as _};
+use serde::Serialize;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -40,34 +44,85 @@ impl Drop for Open {
     }
 }
 
-/// The one-line JSON `data` of an event, with fresh URLs for attachments.
-async fn data(state: &AppState, ev: &TurnEvent) -> Result<String, serde_json::Error> {
-    match ev {
-        TurnEvent::Started(d) => serde_json::to_string(d),
-        TurnEvent::Delta(d) => serde_json::to_string(d),
-        TurnEvent::ImageProgress(d) => serde_json::to_string(d),
-        // A preview is megabytes of base64: serialize it off the async workers.
-        TurnEvent::ImagePartial(d) if d.b64.len() > 64 * 1024 => {
-            let d = d.clone();
-            tokio::task::spawn_blocking(move || serde_json::to_string(&d))
-                .await
-                .unwrap_or_else(|e| Err(serde::ser::Error::custom(e)))
+/// One event as a client receives it: the `event:` name and its `data:` — what the stream writes, and what the
+/// OpenAPI document describes (serialized whole, it is `{"event": name, "data": payload}`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(tag = "event", content = "data")]
+pub(crate) enum StreamEvent<'a> {
+    /// Always first.
+    #[serde(rename = "run.started")]
+    RunStarted(&'a RunStarted),
+    /// Assistant text as it arrives.
+    #[serde(rename = "message.delta")]
+    MessageDelta(&'a MessageDelta),
+    /// An image call's progress.
+    #[serde(rename = "image.progress")]
+    ImageProgress(&'a ImageProgress),
+    /// A complete low-quality preview, inline; live only (never replayed).
+    #[serde(rename = "image.partial")]
+    ImagePartial(&'a ImagePartial),
+    /// The final image, as soon as it is stored, with a fresh download URL.
+    #[serde(rename = "attachment")]
+    Attachment(AttachmentEventView),
+    /// An image was refused or could not be stored; the turn goes on.
+    #[serde(rename = "image.failed")]
+    ImageFailed(&'a ImageFailed),
+    /// Terminal: the saved reply.
+    #[serde(rename = "run.completed")]
+    RunCompleted(TurnResultView),
+    /// Terminal: the turn did not complete.
+    #[serde(rename = "error")]
+    Error(&'a TurnError),
+}
+
+impl<'a> StreamEvent<'a> {
+    /// The client's view of `ev`, with fresh URLs for attachments.
+    async fn of(state: &AppState, ev: &'a TurnEvent) -> Self {
+        match ev {
+            TurnEvent::Started(d) => Self::RunStarted(d),
+            TurnEvent::Delta(d) => Self::MessageDelta(d),
+            TurnEvent::ImageProgress(d) => Self::ImageProgress(d),
+            TurnEvent::ImagePartial(d) => Self::ImagePartial(d),
+            TurnEvent::Attachment(d) => Self::Attachment(AttachmentEventView {
+                attachment: state.urls.attachment(&d.attachment).await,
+            }),
+            TurnEvent::ImageFailed(d) => Self::ImageFailed(d),
+            TurnEvent::Completed(r) => Self::RunCompleted(state.urls.result(r).await),
+            TurnEvent::Failed(d) => Self::Error(d),
         }
-        TurnEvent::ImagePartial(d) => serde_json::to_string(d),
-        TurnEvent::Attachment(d) => serde_json::to_string(&AttachmentEventView {
-            attachment: state.urls.attachment(&d.attachment).await,
-        }),
-        TurnEvent::ImageFailed(d) => serde_json::to_string(d),
-        TurnEvent::Completed(r) => serde_json::to_string(&state.urls.result(r).await),
-        TurnEvent::Failed(d) => serde_json::to_string(d),
+    }
+
+    /// The one-line JSON `data`.
+    async fn data(&self) -> Result<String, serde_json::Error> {
+        match self {
+            Self::RunStarted(d) => serde_json::to_string(d),
+            Self::MessageDelta(d) => serde_json::to_string(d),
+            Self::ImageProgress(d) => serde_json::to_string(d),
+            // A preview is megabytes of base64: serialize it off the async workers.
+            Self::ImagePartial(d) if d.b64.len() > 64 * 1024 => {
+                let d = (*d).clone();
+                tokio::task::spawn_blocking(move || serde_json::to_string(&d))
+                    .await
+                    .unwrap_or_else(|e| Err(serde::ser::Error::custom(e)))
+            }
+            Self::ImagePartial(d) => serde_json::to_string(d),
+            Self::Attachment(d) => serde_json::to_string(d),
+            Self::ImageFailed(d) => serde_json::to_string(d),
+            Self::RunCompleted(d) => serde_json::to_string(d),
+            Self::Error(d) => serde_json::to_string(d),
+        }
     }
 }
 
 async fn render(state: &AppState, ev: &Sequenced) -> Event {
-    let data = data(state, &ev.event).await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, id = ev.id, "cannot render an event");
-        String::from("{}")
-    });
+    let data = StreamEvent::of(state, &ev.event)
+        .await
+        .data()
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, id = ev.id, "cannot render an event");
+            String::from("{}")
+        });
     Event::default()
         .id(ev.id.to_string())
         .event(ev.event.name())
@@ -125,11 +180,22 @@ pub(crate) fn run_stream(app: AppState, events: EventFeed, request_id: String) -
     res
 }
 
-/// A replayed result (idempotency) as a stream: `run.started`, then `run.completed`.
-pub(crate) fn replay_feed(r: Box<agentd_core::TurnResult>) -> EventFeed {
-    let started = TurnEvent::Started(agentd_core::RunStarted {
+/// A replayed result (idempotency) as a stream: the first request's run as it streamed, while its events are
+/// kept (`RUN_EVENTS_RETENTION_HOURS`); after that, `run.started` then `run.completed` with the stored result.
+pub(crate) async fn replay_feed(
+    state: &AppState,
+    tenant: &agentd_auth::TenantId,
+    run_id: Option<String>,
+    r: Box<agentd_core::TurnResult>,
+) -> EventFeed {
+    if let Some(id) = &run_id
+        && let Ok(feed) = state.turns.follow(tenant, id, 0).await
+    {
+        return feed;
+    }
+    let started = TurnEvent::Started(RunStarted {
         conversation_id: r.conversation_id,
-        run_id: "replay".into(),
+        run_id: run_id.unwrap_or_else(|| "replay".into()),
         agent: String::new(),
         model: r.model.clone(),
     });

@@ -9,53 +9,85 @@ use agentd_storage::{BlobStore, UrlOptions};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::Arc;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// The multipart body of `POST /v1/uploads` (read field by field; declared for the OpenAPI document).
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes a multipart body the handler reads by hand")]
+pub struct UploadForm {
+    /// The image: PNG, JPEG or WebP, under UPLOAD_MAX_MB. The only field: any other is refused (400).
+    #[schema(value_type = String, content_media_type = "application/octet-stream")]
+    file: Vec<u8>,
+}
+
 /// `Attachment`: an image with a fresh time-limited URL.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Attachment)]
 pub struct AttachmentView {
+    /// The attachment's id (`attachments[].object_id` of a chat request, for an upload).
     pub object_id: Uuid,
+    /// e.g. `image-ig_123.png`.
     pub filename: String,
+    /// Read from the image bytes, not from what the model API claimed.
     pub mime_type: String,
     pub size_bytes: i64,
-    /// Null (and logged) when the store cannot sign a URL right now.
+    /// A time-limited download URL that needs no bearer token, minted on every read. Null (and logged) when
+    /// the store cannot sign a URL right now.
+    #[schema(required = true)]
     pub url: Option<String>,
+    /// When `url` stops working.
+    #[schema(required = true)]
     pub url_expires_at: Option<DateTime<Utc>>,
+    /// The image call that made it; null for an upload.
+    #[schema(required = true)]
     pub tool_call_id: Option<String>,
 }
 
 /// `Message`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Message)]
 pub struct MessageView {
     pub id: Uuid,
     pub role: Role,
+    /// The text.
     pub content: String,
     pub created_at: DateTime<Utc>,
+    /// Images: the user's inputs, or those the assistant made.
     pub attachments: Vec<AttachmentView>,
 }
 
 /// The body of `POST /v1/chat` and the data of `run.completed`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TurnResult)]
 pub struct TurnResultView {
     pub conversation_id: Uuid,
+    /// The model API's response id (null if it gave none).
+    #[schema(required = true)]
     pub response_id: Option<String>,
+    /// The model that answered (the offline model announces itself here).
     pub model: String,
     pub status: TurnStatus,
+    /// The assistant's message, as saved.
     pub message: MessageView,
     pub usage: Usage,
 }
 
 /// The data of `attachment`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AttachmentEventView {
+    /// The stored image, with a fresh URL.
     pub attachment: AttachmentView,
 }
 
 /// A conversation in a list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Conversation)]
 pub struct ConversationView {
     pub id: Uuid,
+    /// The agent's key.
     pub agent: String,
+    /// From the first message.
     pub title: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -74,15 +106,21 @@ impl From<&Conversation> for ConversationView {
 }
 
 /// `GET /v1/conversations`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ConversationPage)]
 pub struct ConversationPageView {
+    /// Most recently updated first.
     pub data: Vec<ConversationView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
 /// The turn running on a conversation, for a client that lost its stream.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ActiveRun)]
 pub struct ActiveRunView {
+    /// `GET /v1/runs/{run_id}/events` follows it.
     pub run_id: String,
     pub started_at: DateTime<Utc>,
 }
@@ -97,30 +135,42 @@ impl From<ActiveRun> for ActiveRunView {
 }
 
 /// `GET /v1/conversations/{id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ConversationDetail)]
 pub struct ConversationDetailView {
     #[serde(flatten)]
     pub conversation: ConversationView,
+    /// The turn running now, else null.
+    #[schema(required = true)]
     pub active_run: Option<ActiveRunView>,
+    /// Oldest first, with fresh attachment URLs.
     pub messages: Vec<MessageView>,
 }
 
 /// `Agent`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Agent)]
 pub struct AgentView<'a> {
+    /// The agent's key, e.g. `designer`.
     pub key: &'a str,
     pub display_name: &'a str,
     pub description: &'a str,
+    /// The model that answers.
     pub model: &'a str,
+    /// The tools it may use, e.g. `image_generation`.
     pub tool_keys: &'a [String],
     pub tools: AgentTools<'a>,
+    /// Whether a new conversation without `agent` uses this one.
     pub default: bool,
 }
 
 /// An agent's effective tool configuration.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AgentTools<'a> {
+    /// The image tool exactly as sent upstream (IMAGE_* defaults merged with the agent's overrides, before
+    /// per-request adjustments such as `partial_images: 0` on non-streaming turns); absent without it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = agentd_agents::ImageToolConfig, required = false)]
     pub image_generation: Option<&'a agentd_agents::ImageToolConfig>,
 }
 
@@ -141,14 +191,18 @@ impl<'a> From<&'a Agent> for AgentView<'a> {
 }
 
 /// `GET /v1/agents`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AgentList)]
 pub struct AgentListView<'a> {
+    /// By key.
     pub data: Vec<AgentView<'a>>,
 }
 
 /// One day of `GET /v1/usage`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = UsageDay)]
 pub struct UsageDayView {
+    /// The day (UTC).
     pub day: chrono::NaiveDate,
     pub turns: i64,
     pub input_tokens: i64,
@@ -156,10 +210,13 @@ pub struct UsageDayView {
     pub image: UsageImagesView,
 }
 
-#[derive(Debug, Serialize)]
+/// Image generation on one day.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = UsageImages)]
 pub struct UsageImagesView {
     pub images: i64,
     pub output_tokens: i64,
+    /// Estimated from the published image output token prices.
     pub estimated_cost_usd: f64,
 }
 
@@ -180,13 +237,17 @@ impl From<&DailyUsage> for UsageDayView {
 }
 
 /// `GET /v1/usage`. Totals are numbers with a fraction, as they always were (sums over days).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = UsageReport)]
 pub struct UsageView {
+    /// Days with activity, oldest first.
     pub data: Vec<UsageDayView>,
     pub total: UsageTotalView,
 }
 
-#[derive(Debug, Serialize)]
+/// Sums over the days.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = UsageTotal)]
 pub struct UsageTotalView {
     pub turns: f64,
     pub images: f64,

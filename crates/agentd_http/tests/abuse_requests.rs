@@ -49,6 +49,8 @@ async fn query_string_rejections_speak_the_contract() {
         ("/v1/usage?days=0", "days=0"),
         ("/v1/usage?days=7&colour=red", "colour"),
         ("/v1/usage?days=7&days=8", "days"),
+        ("/v1/runs/r1/events?after=abc", "after"),
+        ("/v1/runs/r1/events?colour=red", "colour"),
     ] {
         let msg = expect_error(&app, get(&app, path, &tok), 400, "invalid_request").await;
         assert!(msg.contains(needle), "{path}: {msg}");
@@ -65,6 +67,7 @@ async fn undecodable_path_parameters_are_404_envelopes() {
         "/v1/conversations/%FF",
         "/v1/attachments/%FF%FE",
         "/v1/agents/%C0",
+        "/v1/runs/%FF/events",
     ] {
         expect_error(&app, get(&app, path, &tok), 404, "not_found").await;
     }

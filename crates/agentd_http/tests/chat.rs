@@ -516,15 +516,38 @@ async fn idempotency_keys_return_the_first_result() {
         .send()
         .await
         .unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
     let replay = agentd_testkit::parse_sse(&again.text().await.unwrap());
+    // The first request's run as it streamed (kept in the run event log): same run id, same events and ids.
+    let shape = |evs: &[agentd_testkit::SseEvent]| {
+        evs.iter()
+            .map(|e| (e.id, e.event.clone(), e.data.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert!(first.len() >= 3, "{:?}", shape(&first));
+    assert_eq!(shape(&replay), shape(&first));
+    assert!(first[0].data["run_id"].as_str().unwrap().starts_with("run_"));
+    // Once the run's events are purged, the stored result: run.started (same run id), run.completed.
+    let agentd_db::Db::Postgres(pool) = &app.db.db else {
+        panic!("postgres")
+    };
+    sqlx::query("DELETE FROM run_events").execute(pool).await.unwrap();
+    let late = app
+        .http
+        .post(app.url("/v1/chat/stream"))
+        .bearer_auth(&tok)
+        .header("idempotency-key", "k2")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let late = agentd_testkit::parse_sse(&late.text().await.unwrap());
     assert_eq!(
-        replay.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+        late.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
         ["run.started", "run.completed"]
     );
-    assert_eq!(
-        replay[1].data["response_id"],
-        first.last().unwrap().data["response_id"]
-    );
+    assert_eq!(late[0].data["run_id"], first[0].data["run_id"]);
+    assert_eq!(late[1].data, first.last().unwrap().data);
     assert_eq!(app.fake.requests().len(), 2);
     // A failed first attempt frees its key.
     let res = send(

@@ -3,11 +3,12 @@
 //! the run, and then only until it expires) and the S3 stand-in stopped mid-turn (the text is saved, the image is
 //! reported `image.failed`, and once the store is back nothing is orphaned). Each uses a server of its own.
 
-use crate::support::services::{PrivatePostgres, PrivateS3, S3_KEY};
+use crate::support::services::{PrivateS3, S3_KEY};
 use crate::support::*;
 use crate::{conversation_id, roles};
 use agentd_db::{Db, DbSettings};
 use agentd_fake_upstream::{FakeConfig, FakeUpstream};
+use agentd_testkit::PrivatePostgres;
 use agentd_testkit::ServerProcess;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -46,16 +47,16 @@ async fn client(server: &ServerProcess, tok: &str, n: usize, stop: &AtomicBool) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turns_after_a_database_restart_succeed_and_none_is_half_written() {
-    let pg = PrivatePostgres::start().await;
+    let pg = PrivatePostgres::start(&[]);
     let settings = DbSettings {
-        url: pg.url(),
+        url: pg.admin_url.clone(),
         max_connections: 2,
         ..DbSettings::default()
     };
     let db = Db::connect(&settings).await.unwrap();
     db.migrate().await.unwrap();
     let fake = FakeUpstream::start(FakeConfig::default()).await.unwrap();
-    let server = ServerProcess::start(options(&pg.url(), &bucket("pgrestart"), &fake)).await;
+    let server = ServerProcess::start(options(&pg.admin_url.clone(), &bucket("pgrestart"), &fake)).await;
     let tok = token(&server, "acme");
 
     let stop = AtomicBool::new(false);
@@ -63,7 +64,7 @@ async fn turns_after_a_database_restart_succeed_and_none_is_half_written() {
     // A turn started meanwhile is refused for real; the turns in flight must wait it out.
     let restart = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        pg.stop().await;
+        tokio::task::block_in_place(|| pg.stop());
         let probe = async {
             // While it is down: not ready, and a new turn is refused in the contract's words.
             let body = json!({"agent": "assistant", "message": "while the database is down"});
@@ -72,7 +73,7 @@ async fn turns_after_a_database_restart_succeed_and_none_is_half_written() {
             turn.assert_error(503, "unavailable");
         };
         tokio::join!(tokio::time::sleep(OUTAGE), probe);
-        pg.start_again().await;
+        tokio::task::block_in_place(|| pg.start_again());
         tokio::time::sleep(Duration::from_millis(2000)).await;
         stop.store(true, Ordering::SeqCst);
     };

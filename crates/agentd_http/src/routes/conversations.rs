@@ -2,24 +2,26 @@
 //! and `DELETE /v1/conversations/{id}`. Another tenant's conversation answers exactly like a missing one.
 
 use crate::extract::{Caller, Path, Query};
+use crate::openapi::errors::{AUTH, route_errors};
 use crate::views::{ActiveRunView, ConversationDetailView, ConversationPageView, ConversationView};
 use crate::{ApiError, AppState};
 use agentd_auth::Scope;
 use agentd_db::{ConversationCursor, DeleteOutcome};
 use agentd_storage::KeyPrefix;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::collections::HashMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/conversations", get(list))
-        .route("/v1/conversations/{id}", get(show).delete(remove))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list))
+        .routes(routes!(show, remove))
 }
 
 fn encode_cursor(c: &ConversationCursor) -> String {
@@ -35,6 +37,18 @@ fn decode_cursor(s: &str) -> Option<ConversationCursor> {
     })
 }
 
+route_errors!(ListErrors = AUTH + ["invalid_request"]);
+
+/// List conversations
+///
+/// The tenant's conversations, most recently updated first.
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", operation_id = "listConversations",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page."),
+    ),
+    security(("bearer" = ["conversations:read"])),
+    responses((status = 200, description = "One page of conversations.", body = ConversationPageView), ListErrors))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -86,6 +100,15 @@ fn not_found(id: Uuid) -> ApiError {
     ApiError::not_found("conversation_not_found", format!("No conversation {id}."))
 }
 
+route_errors!(ShowErrors = AUTH + ["conversation_not_found", "not_found"]);
+
+/// Show a conversation
+///
+/// The conversation with its messages; attachment URLs are minted fresh on every read.
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", operation_id = "getConversation",
+    params(("id" = String, Path, description = "The conversation's id.")),
+    security(("bearer" = ["conversations:read"])),
+    responses((status = 200, description = "The conversation.", body = ConversationDetailView), ShowErrors))]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -107,9 +130,18 @@ async fn show(
     }))
 }
 
+route_errors!(DeleteErrors = AUTH + ["conversation_not_found", "not_found", "conversation_busy"]);
+
+/// Delete a conversation
+///
 /// Deletes the conversation with its stored images, the uploads only it used, its idempotency results and
-/// its run log. A running turn holds it: 409 `conversation_busy`. The bytes go first (under a lease, so no turn
-/// can start meanwhile): if the store is down, the conversation stays and a retry finishes the job.
+/// its run log. A running turn holds it: 409 `conversation_busy`. If the object store is down, the
+/// conversation stays (503) and a retry finishes the job.
+// The bytes go first, under a lease, so no turn can start meanwhile.
+#[utoipa::path(delete, path = "/v1/conversations/{id}", tag = "conversations", operation_id = "deleteConversation",
+    params(("id" = String, Path, description = "The conversation's id.")),
+    security(("bearer" = ["conversations:write"])),
+    responses((status = 204, description = "Deleted."), DeleteErrors))]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,

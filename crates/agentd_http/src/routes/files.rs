@@ -3,35 +3,43 @@
 //! expiring download URL for stores that cannot presign (memory, local disk); it needs no bearer token.
 
 use crate::extract::{Caller, Multipart, Path, Query, multipart_error};
-use crate::views::{AttachmentView, UsageView};
+use crate::openapi::errors::{AUTH, route_errors};
+use crate::views::{AttachmentView, UploadForm, UsageView};
 use crate::{ApiError, AppState};
 use agentd_auth::Scope;
 use agentd_storage::ObjectKey;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// Room for the multipart framing around the file (boundaries, part headers).
 const MULTIPART_ALLOWANCE: usize = 64 * 1024;
 
-pub(super) fn router(upload_max_bytes: u64) -> Router<AppState> {
+pub(super) fn router(upload_max_bytes: u64) -> OpenApiRouter<AppState> {
     let body_limit = usize::try_from(upload_max_bytes)
         .unwrap_or(usize::MAX)
         .saturating_add(MULTIPART_ALLOWANCE);
-    Router::new()
-        .route(
-            "/v1/uploads",
-            post(upload).layer(axum::extract::DefaultBodyLimit::max(body_limit)),
-        )
-        .route("/v1/attachments/{id}", get(attachment))
-        .route("/v1/usage", get(usage))
-        .route("/v1/files/{*key}", get(file))
+    OpenApiRouter::default()
+        .routes(routes!(upload).layer(axum::extract::DefaultBodyLimit::max(body_limit)))
+        .routes(routes!(attachment))
+        .routes(routes!(usage))
+        .routes(routes!(file))
 }
 
+route_errors!(UploadErrors = AUTH + ["invalid_request", "payload_too_large", "rate_limited"]);
+
+/// Upload an input image
+///
+/// A PNG, JPEG or WebP image (checked from its bytes, under UPLOAD_MAX_MB) for a later turn's `attachments`.
+#[utoipa::path(post, path = "/v1/uploads", tag = "files", operation_id = "upload",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    security(("bearer" = ["chat"])),
+    responses((status = 201, description = "Stored.", body = AttachmentView), UploadErrors))]
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -62,15 +70,7 @@ async fn upload(
     };
     if let Some(mut field) = form.next_field().await.map_err(|e| multipart_error(&e))? {
         if field.name() != Some("file") {
-            let name = field
-                .name()
-                .unwrap_or("(unnamed)")
-                .chars()
-                .take(64)
-                .collect::<String>();
-            return Err(ApiError::invalid_request(format!(
-                "Unknown multipart field {name:?}; send only the image, in a field named `file`."
-            )));
+            return Err(unknown_field(field.name()));
         }
         // Read in chunks so an oversize upload is refused without buffering it whole.
         let mut buf = Vec::new();
@@ -83,15 +83,7 @@ async fn upload(
         // Nothing may follow the file: reading on also bounds the whole body by the limit.
         drop(field);
         if let Some(extra) = form.next_field().await.map_err(|e| multipart_error(&e))? {
-            let name = extra
-                .name()
-                .unwrap_or("(unnamed)")
-                .chars()
-                .take(64)
-                .collect::<String>();
-            return Err(ApiError::invalid_request(format!(
-                "Unknown multipart field {name:?}; send only the image, in a field named `file`."
-            )));
+            return Err(unknown_field(extra.name()));
         }
         let meta = state.turns.upload(&caller.0.tenant_id, buf.into()).await?;
         return Ok((StatusCode::CREATED, Json(state.urls.attachment(&meta).await)).into_response());
@@ -101,6 +93,15 @@ async fn upload(
     ))
 }
 
+route_errors!(AttachmentErrors = AUTH + ["attachment_not_found", "not_found"]);
+
+/// Show an attachment
+///
+/// An attachment's metadata with a fresh download URL.
+#[utoipa::path(get, path = "/v1/attachments/{id}", tag = "files", operation_id = "getAttachment",
+    params(("id" = String, Path, description = "The attachment's `object_id`.")),
+    security(("bearer" = ["conversations:read"])),
+    responses((status = 200, description = "The attachment.", body = AttachmentView), AttachmentErrors))]
 async fn attachment(
     State(state): State<AppState>,
     caller: Caller,
@@ -119,12 +120,23 @@ async fn attachment(
 }
 
 /// `GET /v1/usage?days=N`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct UsageQuery {
+    /// Days back from today, 1 to 366 (default 30).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 366)]
     days: Option<String>,
 }
 
+route_errors!(UsageErrors = AUTH + ["invalid_request"]);
+
+/// Show the tenant's usage
+///
+/// Tokens, images and estimated image cost by day.
+#[utoipa::path(get, path = "/v1/usage", tag = "files", operation_id = "getUsage", params(UsageQuery),
+    security(("bearer" = ["conversations:read"])),
+    responses((status = 200, description = "Usage by day, with totals.", body = UsageView), UsageErrors))]
 async fn usage(
     State(state): State<AppState>,
     caller: Caller,
@@ -146,12 +158,35 @@ async fn usage(
 
 /// The credential of a download link. Both are read as text so that a missing or garbled one is refused like
 /// an altered link (403), not as a malformed request; other keys are ignored (they do not alter the link).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Signed {
+    /// When the link expires, in seconds since the Unix epoch.
+    #[param(value_type = i64)]
     expires: Option<String>,
+    /// The link's signature.
+    #[param(value_type = String)]
     sig: Option<String>,
 }
 
+route_errors!(
+    FileErrors = [
+        "forbidden",
+        "not_found",
+        "attachment_not_found",
+        "unavailable",
+        "internal"
+    ]
+);
+
+/// Download a file by signed link
+///
+/// The bytes behind an attachment `url`, for stores that cannot presign (memory, local disk). The signature is
+/// the credential: no bearer token. An expired or altered link is 403.
+#[utoipa::path(get, path = "/v1/files/{*key}", tag = "files", operation_id = "downloadFile",
+    params(("key" = String, Path, description = "The object key (slashes included), as in the attachment `url`."), Signed),
+    responses((status = 200, description = "The image's bytes.",
+        content(("image/png"), ("image/jpeg"), ("image/webp"))), FileErrors))]
 async fn file(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -193,4 +228,12 @@ async fn file(
     res.headers_mut()
         .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     Ok(res)
+}
+
+/// A multipart field other than `file` (its name shown, cut to 64 characters).
+fn unknown_field(name: Option<&str>) -> ApiError {
+    let name: String = name.unwrap_or("(unnamed)").chars().take(64).collect();
+    ApiError::invalid_request(format!(
+        "Unknown multipart field {name:?}; send only the image, in a field named `file`."
+    ))
 }

@@ -1,36 +1,43 @@
 //! `GET /healthz` (the process runs) and `GET /readyz` (its dependencies answer, and it is not shutting down).
 //! Neither needs a token.
 
+use crate::openapi::errors::route_errors;
 use crate::{ApiError, AppState};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
 /// `GET /healthz`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
+    /// `ok`.
     pub status: &'static str,
 }
 
 /// What `/readyz` checked.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Checks {
+    /// `ok` or `down`.
     pub database: &'static str,
+    /// `ok` or `down`.
     pub object_store: &'static str,
+    /// `false` from the moment a shutdown starts.
     pub accepting_turns: bool,
 }
 
 /// `GET /readyz` when ready.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Ready {
+    /// `ready`.
     pub status: &'static str,
     pub checks: Checks,
 }
@@ -41,10 +48,23 @@ struct NotReady {
     checks: Checks,
 }
 
+/// Liveness
+///
+/// 200 while the process runs. No token.
+#[utoipa::path(get, path = "/healthz", tag = "service", operation_id = "healthz",
+    responses((status = 200, description = "The process runs.", body = Health)))]
 async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+route_errors!(ReadyErrors = ["unavailable"]);
+
+/// Readiness
+///
+/// 200 when the database and the object store answer and the server takes turns; else 503 naming what is
+/// down (`details.checks`). No token.
+#[utoipa::path(get, path = "/readyz", tag = "service", operation_id = "readyz",
+    responses((status = 200, description = "Ready.", body = Ready), ReadyErrors))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     let limit = std::time::Duration::from_secs(3);
     let (db, store) = tokio::join!(

@@ -1,4 +1,6 @@
-//! The route table. One module per resource, each exposing its own `router()`.
+//! The route table. One module per resource, each exposing its own `router()` of handlers that carry their
+//! OpenAPI description (`#[utoipa::path]`): the server's routes and the document's paths come from this one
+//! table, so neither can list a route the other lacks.
 
 mod agents;
 mod chat;
@@ -9,12 +11,15 @@ pub(crate) mod playground;
 mod runs;
 
 use crate::{ApiError, AppState};
-use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
+use utoipa_axum::router::OpenApiRouter;
 
-pub(crate) fn router(upload_max_bytes: u64) -> Router<AppState> {
-    Router::new()
+/// Every route with its OpenAPI operation. `upload_max_bytes` sizes the upload route's body limit; it plays no
+/// part in the document.
+pub(crate) fn table(upload_max_bytes: u64) -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
         .merge(health::router())
+        .merge(crate::openapi::router())
         .merge(agents::router())
         .merge(chat::router())
         .merge(conversations::router())

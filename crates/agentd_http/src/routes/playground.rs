@@ -4,13 +4,15 @@
 //! page the development token when — and only when — the server runs on its zero-config dev secret.
 
 use crate::AppState;
+use crate::openapi::errors::route_errors;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use sha2::Digest as _;
 use std::sync::LazyLock;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What the playground needs from the running server, beyond the API it calls.
 #[derive(Default)]
@@ -45,42 +47,25 @@ struct Asset {
     body: &'static str,
 }
 
+/// One page file: its name under `assets/`, its content type, its text compiled into the binary.
+macro_rules! asset {
+    ($name:literal, $content_type:literal) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_str!(concat!("../../assets/", $name)),
+        }
+    };
+}
+
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "index.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_str!("../../assets/index.html"),
-    },
-    Asset {
-        name: "app.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("../../assets/app.css"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../assets/app.js"),
-    },
-    Asset {
-        name: "api.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../assets/api.js"),
-    },
-    Asset {
-        name: "sse.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../assets/sse.js"),
-    },
-    Asset {
-        name: "stream.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../assets/stream.js"),
-    },
-    Asset {
-        name: "view.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../assets/view.js"),
-    },
+    asset!("index.html", "text/html; charset=utf-8"),
+    asset!("app.css", "text/css; charset=utf-8"),
+    asset!("app.js", "text/javascript; charset=utf-8"),
+    asset!("api.js", "text/javascript; charset=utf-8"),
+    asset!("sse.js", "text/javascript; charset=utf-8"),
+    asset!("stream.js", "text/javascript; charset=utf-8"),
+    asset!("view.js", "text/javascript; charset=utf-8"),
 ];
 
 /// One strong ETag per asset (a content hash), so browsers revalidate cheaply and never run a stale script
@@ -97,17 +82,49 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(index))
-        .route("/playground/config.json", get(config))
-        .route("/playground/{file}", get(asset))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(index))
+        .routes(routes!(config))
+        .routes(routes!(asset))
 }
 
+/// The page's configuration.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct PlaygroundConfig<'a> {
+    /// The token `agentd serve` printed, only when the server runs on its zero-config development secret;
+    /// else null.
+    #[schema(required = true)]
+    dev_token: Option<&'a str>,
+}
+
+/// The playground page
+///
+/// A page for trying the server in a browser: chat, streaming, previews, images, history. No token.
+#[utoipa::path(get, path = "/", tag = "playground", operation_id = "playground",
+    params(("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer.")),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String,
+            headers(("etag" = String), ("content-security-policy" = String))),
+        (status = 304, description = "Unchanged since the ETag sent.")))]
 async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
     serve(&state, 0, &headers).await
 }
 
+route_errors!(AssetErrors = ["not_found"]);
+
+/// A playground file
+///
+/// The page's CSS and ES modules. No token.
+#[utoipa::path(get, path = "/playground/{file}", tag = "playground", operation_id = "playgroundFile",
+    params(("file" = String, Path, description = "e.g. `app.js`."),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer.")),
+    responses(
+        (status = 200, description = "The file.", content(
+            (String = "text/javascript"), (String = "text/css"), (String = "text/html")),
+            headers(("etag" = String))),
+        (status = 304, description = "Unchanged since the ETag sent."),
+        AssetErrors))]
 async fn asset(State(state): State<AppState>, Path(file): Path<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().position(|a| a.name == file) {
         Some(i) => serve(&state, i, &headers).await,
@@ -119,9 +136,17 @@ async fn asset(State(state): State<AppState>, Path(file): Path<String>, headers:
     }
 }
 
-/// The dev token, never cached, and only ever set when the server runs on its development secret.
+/// The playground's configuration
+///
+/// The development token, only ever set when the server runs on its development secret; never cached. No
+/// token.
+#[utoipa::path(get, path = "/playground/config.json", tag = "playground", operation_id = "playgroundConfig",
+    responses((status = 200, description = "The configuration.", body = PlaygroundConfig<'static>)))]
 async fn config(State(state): State<AppState>) -> Response {
-    let mut res = Json(serde_json::json!({ "dev_token": state.playground.dev_token })).into_response();
+    let config = PlaygroundConfig {
+        dev_token: state.playground.dev_token.as_deref(),
+    };
+    let mut res = Json(config).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res

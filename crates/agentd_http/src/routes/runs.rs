@@ -2,29 +2,46 @@
 //! kept events after `Last-Event-ID` (or `?after=N`; neither: from the start), then the run live until its
 //! terminal event. Previews are not kept; attachment URLs are minted fresh. Another tenant's run is a 404.
 
-use crate::extract::Caller;
+use crate::extract::{Caller, Path, Query};
+use crate::openapi::errors::{AUTH, route_errors};
 use crate::sse::run_stream;
 use crate::{ApiError, AppState};
 use agentd_auth::Scope;
-use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::get;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/v1/runs/{run_id}/events", get(events))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(events))
 }
 
 /// Query parameters of the resume route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct After {
-    /// Replay events with an id greater than this (the `Last-Event-ID` header wins).
+    /// Replay events with an id greater than this (the `Last-Event-ID` header wins); neither: from the start.
     pub after: Option<u64>,
 }
 
+route_errors!(EventsErrors = AUTH + ["invalid_request", "run_not_found", "not_found"]);
+
+/// Resume a run's events
+///
+/// Replays the run's kept events after `Last-Event-ID` (or `after`), then follows the run live until its
+/// terminal event. The ids are those of the original stream, so a browser `EventSource` resumes by itself.
+/// Any replica serves any run; runs are kept for RUN_EVENTS_RETENTION_HOURS (default 24).
+#[utoipa::path(get, path = "/v1/runs/{run_id}/events", tag = "chat", operation_id = "runEvents",
+    params(
+        ("run_id" = String, Path, description = "The `run_id` of the stream's `run.started` event."),
+        ("Last-Event-ID" = Option<u64>, Header, description = "The id of the last event received: replay after it."),
+        After,
+    ),
+    security(("bearer" = ["chat"]), ("bearer" = ["conversations:read"])),
+    responses((status = 200, response = crate::openapi::EventStream), EventsErrors))]
 async fn events(
     State(state): State<AppState>,
     caller: Caller,
