@@ -2,6 +2,7 @@
 //! `log_statement=all`): a streaming one-image turn on a new conversation, under the default limits, is at most
 //! 10 statements besides BEGIN/COMMIT in at most 3 transactions — admission, the image's row, the finished turn.
 //! Writes to the run event log (`run_events`) count apart, as do authentication's tenant lookups.
+//! A tenant refused by the rate limit costs no statement until the refusal lapses.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -91,4 +92,34 @@ async fn a_streaming_image_turn_is_at_most_ten_statements_in_three_transactions(
             && g.contains("UPDATE conversations SET last_response_id")),
         "the finished turn is one transaction:\n{listing}"
     );
+}
+
+#[tokio::test]
+async fn a_tenant_past_its_rate_limit_costs_no_statement() {
+    let pg = PrivatePostgres::start(&["log_statement=all", "log_line_prefix='%v|'"]);
+    let db = agentd_testkit::fresh_postgres_at(&pg.admin_url).await;
+    let app = TestApp::builder(db)
+        .turns(|t| t.rate_limit_per_minute = 2)
+        .start()
+        .await;
+    let tok = app.token("acme", "u1", None);
+    let hi = || json!({"agent": "assistant", "message": "hi"});
+    for _ in 0..2 {
+        assert_eq!(app.chat(&tok, hi()).await.status(), 200);
+    }
+    // The first refusal asks the database (one rolled-back admission)…
+    assert_eq!(app.chat(&tok, hi()).await.status(), 429);
+    // …and every one after it, until the cell's instant, is answered from memory.
+    let from = pg.log_len();
+    for _ in 0..20 {
+        let res = app.chat(&tok, hi()).await;
+        assert_eq!(res.status(), 429);
+        let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=30).contains(&retry), "retry-after {retry}");
+    }
+    let stmts = turn_statements(&pg, from);
+    assert!(stmts.is_empty(), "refused turns ran statements: {stmts:?}");
+    // Another tenant is not affected.
+    let other = app.token("other", "u1", None);
+    assert_eq!(app.chat(&other, hi()).await.status(), 200);
 }
