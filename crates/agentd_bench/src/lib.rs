@@ -7,7 +7,7 @@
 //!
 //! Layers, bottom up: processes and their cost (`agentd`, `procfs`, `pg`, `pgstats`, `db`, `s3`, `s3sfs`,
 //! `proxy`, `deframe`), turns and batches (`clients`, `turns`, `sse_scan`, `phase`, `interleave`, `load`, `stats`),
-//! the sections (`images`, `mixed`, `resume`, `resume_latency`), and the reports (`fmt`, `report`, `compare`, `sql_report`,
+//! the sections (`images`, `mixed`, `resume` with `resume_check` and `resume_latency`), and the reports (`fmt`, `report`, `compare`, `sql_report`,
 //! `images_report`, `resume_report`, `ingest_log`). `harness` is what every bench sets up the same way.
 
 pub mod agentd;
@@ -30,6 +30,7 @@ pub mod procfs;
 pub mod proxy;
 pub mod report;
 pub mod resume;
+pub mod resume_check;
 pub mod resume_latency;
 pub mod resume_report;
 pub mod s3;

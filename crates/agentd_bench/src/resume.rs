@@ -5,7 +5,6 @@
 //! observed run is never dropped; instead two followers read it from the start, one on the replica running it
 //! and one on another, and each event's arrival on the three streams is compared.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +14,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
 use sse_stream::Sse;
 
+use crate::resume_check::{Seen, is_terminal, seen, tally};
 use crate::resume_latency::{Latency, journal_times, latency};
 use crate::turns::{chain, clip};
 
@@ -49,14 +49,6 @@ impl Setup {
             base - (i - t).as_secs_f64()
         }
     }
-}
-
-/// One event as the check compares it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Seen {
-    pub(crate) id: u64,
-    name: String,
-    data: Value,
 }
 
 /// What one run showed.
@@ -140,43 +132,6 @@ async fn next(ev: &mut Events) -> Result<Option<(Sse, Instant)>, String> {
         }
     }
     Ok(None)
-}
-
-fn is_terminal(name: &str) -> bool {
-    matches!(name, "run.completed" | "error")
-}
-
-/// The event as compared: data without URLs (minted fresh on every replay); `None` for a preview.
-fn seen(sse: &Sse) -> Result<Option<Seen>, String> {
-    let name = sse.event.clone().unwrap_or_default();
-    let id = sse
-        .id
-        .as_deref()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| format!("`{name}` without a numeric id"))?;
-    if name == "image.partial" {
-        return Ok(None);
-    }
-    let data: Value = serde_json::from_str(sse.data.as_deref().unwrap_or("null"))
-        .map_err(|e| format!("`{name}` data is not JSON: {e}"))?;
-    Ok(Some(Seen {
-        id,
-        name,
-        data: without_urls(&data),
-    }))
-}
-
-fn without_urls(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, _)| *k != "url" && *k != "url_expires_at")
-                .map(|(k, v)| (k.clone(), without_urls(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(without_urls).collect()),
-        other => other.clone(),
-    }
 }
 
 /// Reads `ev` until its first event, `run.started`; returns it with the run id.
@@ -283,23 +238,10 @@ async fn compare(
         .await
         .map_err(|e| format!("full replay: {e}"))?;
     let replay: Vec<Seen> = replay.into_iter().map(|(e, _)| e).collect();
-    tally(check, got, &replay);
+    let t = tally(got, &replay);
+    (check.replayed, check.lost, check.duplicated, check.different) =
+        (t.replayed, t.lost, t.duplicated, t.different);
     Ok(())
-}
-
-/// Counts what `got` lost, duplicated and got different from `replay`.
-fn tally(check: &mut RunCheck, got: &[Seen], replay: &[Seen]) {
-    let reference: HashMap<u64, &Seen> = replay.iter().map(|e| (e.id, e)).collect();
-    let mut received: HashMap<u64, usize> = HashMap::new();
-    for e in got {
-        *received.entry(e.id).or_default() += 1;
-        if reference.get(&e.id).is_none_or(|r| *r != e) {
-            check.different += 1;
-        }
-    }
-    check.replayed = replay.len();
-    check.lost = reference.keys().filter(|id| !received.contains_key(id)).count();
-    check.duplicated = received.values().map(|n| n - 1).sum();
 }
 
 /// One observed run: the original stream is read to the end, and two followers (on the running replica and
@@ -342,55 +284,6 @@ async fn observed_run_inner(s: &Setup, bearer: &str, body: &str) -> Result<RunCh
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_are_not_compared_and_previews_not_kept() {
-        let att = Sse {
-            event: Some("attachment".into()),
-            id: Some("7".into()),
-            data: Some(r#"{"attachment":{"object_id":"o","url":"http://x?sig=1","size_bytes":3}}"#.into()),
-            retry: None,
-        };
-        let a = seen(&att).unwrap().unwrap();
-        assert_eq!(a.id, 7);
-        let mut again = att.clone();
-        again.data = Some(r#"{"attachment":{"object_id":"o","url":"http://y?sig=2","size_bytes":3}}"#.into());
-        assert_eq!(a, seen(&again).unwrap().unwrap());
-        again.data = Some(r#"{"attachment":{"object_id":"p","url":"http://y?sig=2","size_bytes":3}}"#.into());
-        assert_ne!(a, seen(&again).unwrap().unwrap());
-        let partial = Sse {
-            event: Some("image.partial".into()),
-            ..att
-        };
-        assert_eq!(seen(&partial), Ok(None));
-    }
-
-    fn ev(id: u64, text: &str) -> Seen {
-        Seen {
-            id,
-            name: "message.delta".into(),
-            data: serde_json::json!({ "text": text }),
-        }
-    }
-
-    #[test]
-    fn lost_duplicated_and_different_events_are_counted() {
-        let replay = [ev(1, "a"), ev(2, "b"), ev(3, "c"), ev(4, "d")];
-        let mut exact = RunCheck::default();
-        tally(&mut exact, &replay, &replay);
-        assert_eq!(
-            (exact.replayed, exact.lost, exact.duplicated, exact.different),
-            (4, 0, 0, 0)
-        );
-        let got = [ev(1, "a"), ev(2, "b"), ev(2, "b"), ev(4, "D"), ev(5, "e")];
-        let mut bad = RunCheck::default();
-        tally(&mut bad, &got, &replay);
-        assert_eq!(
-            (bad.lost, bad.duplicated, bad.different),
-            (1, 1, 2),
-            "3 lost; 2 twice; 4 differs, 5 unknown"
-        );
-    }
 
     #[test]
     fn another_replica_is_never_the_same() {

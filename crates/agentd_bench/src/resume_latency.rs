@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::resume::{Seen, Setup};
+use crate::resume::Setup;
+use crate::resume_check::Seen;
 
 /// Arrival delays of one observed run's events, in ms.
 #[derive(Debug, Default, Clone)]
