@@ -93,9 +93,11 @@ impl Db {
         Ok(())
     }
 
-    /// Deletes chunks older than `before` (all tenants); returns how many.
+    /// Deletes the runs whose every chunk is older than `before` (all tenants), whole — never a run's first
+    /// chunks while its later ones stay, which would make a replay start mid-run; returns how many chunks.
     pub async fn purge_run_events(&self, before: DateTime<Utc>) -> Result<u64, DbError> {
-        let sql = "DELETE FROM run_events WHERE created_at < $1";
+        let sql = "DELETE FROM run_events WHERE created_at < $1 \
+                   AND run_id NOT IN (SELECT run_id FROM run_events WHERE created_at >= $1)";
         Ok(with_pool!(self, |p| sqlx::query(sql)
             .bind(before)
             .execute(p)

@@ -218,7 +218,43 @@ mod turns {
             mod lite { $( #[tokio::test] async fn $case() { super::$case(&agentd_testkit::fresh_sqlite().await.db).await; } )* }
         };
     }
-    both!(one_run_per_conversation, idempotency_keys);
+    both!(
+        one_run_per_conversation,
+        idempotency_keys,
+        expired_runs_are_purged_whole
+    );
+
+    async fn expired_runs_are_purged_whole(db: &Db) {
+        let t = tid("t");
+        db.provision_tenant(&t).await.unwrap();
+        let chunk = |run: &str, id: i64| agentd_db::journal::EventChunk {
+            run_id: run.to_owned(),
+            tenant: t.clone(),
+            conversation_id: Uuid::now_v7(),
+            first_id: id,
+            last_id: id,
+            events: "[]".to_owned(),
+            terminal: false,
+        };
+        db.append_chunks(&[chunk("old", 1), chunk("old", 2), chunk("straddles", 1)])
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let cutoff = agentd_db::now();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        db.append_chunks(&[chunk("straddles", 2)]).await.unwrap();
+        assert_eq!(db.purge_run_events(cutoff).await.unwrap(), 2);
+        let s = db.scoped(&t);
+        assert!(s.run_chunks_after("old", 0).await.unwrap().is_empty());
+        assert_eq!(
+            s.run_chunks_after("straddles", 0).await.unwrap().len(),
+            2,
+            "a run still being written keeps its first chunks"
+        );
+        // Once its last chunk has expired too, it goes whole.
+        assert_eq!(db.purge_run_events(agentd_db::now()).await.unwrap(), 2);
+        assert!(s.run_chunks_after("straddles", 0).await.unwrap().is_empty());
+    }
 
     async fn one_run_per_conversation(db: &Db) {
         db.provision_tenant(&tid("t")).await.unwrap();
