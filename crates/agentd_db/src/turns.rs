@@ -47,6 +47,10 @@ pub struct NewConversation<'a> {
 const UNDER_LIMIT: &str = "(SELECT COUNT(*) FROM conversations WHERE tenant_id = $1 AND active_run_id IS NOT NULL \
                            AND active_run_at >= $5) < $6";
 
+/// Gives back the lease of conversation `$2` if run `$3` holds it.
+const RELEASE: &str = "UPDATE conversations SET active_run_id = NULL, active_run_at = NULL, \
+                       active_run_started_at = NULL WHERE tenant_id = $1 AND id = $2 AND active_run_id = $3";
+
 fn limit(concurrent: u32) -> i64 {
     if concurrent == 0 {
         i64::MAX
@@ -256,9 +260,7 @@ impl Scoped<'_> {
                 .execute(c)
                 .await
                 .map(|r| r.rows_affected()))?;
-            let sql = "UPDATE conversations SET active_run_id = NULL, active_run_at = NULL, active_run_started_at = NULL \
-                       WHERE tenant_id = $1 AND id = $2 AND active_run_id = $3";
-            with_tx!(tx, |c| sqlx::query(sql)
+            with_tx!(tx, |c| sqlx::query(RELEASE)
                 .bind(t.as_str())
                 .bind(a.conversation)
                 .bind(a.run_id)
@@ -317,9 +319,7 @@ impl Scoped<'_> {
 
     /// Gives back a lease `run` holds.
     pub async fn release_lease(&self, conversation: Uuid, run: &str) -> Result<(), DbError> {
-        let sql = "UPDATE conversations SET active_run_id = NULL, active_run_at = NULL, active_run_started_at = NULL \
-                   WHERE tenant_id = $1 AND id = $2 AND active_run_id = $3";
-        with_pool!(self.db, |p| sqlx::query(sql)
+        with_pool!(self.db, |p| sqlx::query(RELEASE)
             .bind(self.t())
             .bind(conversation)
             .bind(run)
