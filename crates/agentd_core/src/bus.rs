@@ -1,19 +1,31 @@
-//! Who is waiting for which run: readers of a run's events park here and are woken when new events of it are
-//! written — by this process's journal writer directly, and on PostgreSQL by every replica's writes through
-//! `LISTEN agentd_run_events` (payload: run id and last id; readers fetch the rows themselves). A missed
-//! notification costs a reader at most its poll interval.
+//! Who is waiting for which run: readers of a run's events park here and are woken when a chunk of it is
+//! written — by this process's writers directly, and on PostgreSQL by every replica's writes through
+//! `LISTEN agentd_run_events`. A note says which logged event the chunk follows and, when the chunk was small
+//! enough for a notification, carries its events: a reader that holds everything up to there takes them from
+//! here without a query. A reader that finds a gap, or a note without events, reads the rows; a missed
+//! notification costs it at most its poll interval.
 
 use agentd_db::Db;
-use std::collections::HashMap;
+use agentd_db::journal::ChunkNote;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Notes kept per followed run; a reader further behind reads the rows.
+const RECENT: usize = 64;
+
 /// The registry of runs being followed. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct RunBus(Arc<Mutex<HashMap<String, watch::Sender<i64>>>>);
+pub struct RunBus(Arc<Mutex<HashMap<String, Slot>>>);
 
-/// A reader's interest in one run; wakes on every new last id.
+/// A followed run: the highest last id heard of, and the latest notes, oldest first.
+struct Slot {
+    tip: watch::Sender<i64>,
+    recent: VecDeque<Arc<ChunkNote>>,
+}
+
+/// A reader's interest in one run; wakes on every new chunk.
 pub struct Subscription {
     bus: RunBus,
     run: String,
@@ -32,7 +44,7 @@ impl RunBus {
                 match db.listen_run_events().await {
                     Ok(Some(mut listener)) => loop {
                         match listener.recv().await {
-                            Ok((run, last)) => bus.published(&run, last),
+                            Ok(note) => bus.published(note),
                             Err(e) => {
                                 tracing::warn!(error = %e, "run event notifications interrupted; readers poll meanwhile");
                                 break;
@@ -52,31 +64,56 @@ impl RunBus {
     /// Follows `run`.
     pub fn subscribe(&self, run: &str) -> Subscription {
         let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tx = map.entry(run.to_owned()).or_insert_with(|| watch::channel(0).0);
+        let slot = map.entry(run.to_owned()).or_insert_with(|| Slot {
+            tip: watch::channel(0).0,
+            recent: VecDeque::new(),
+        });
         Subscription {
             bus: self.clone(),
             run: run.to_owned(),
-            rx: tx.subscribe(),
+            rx: slot.tip.subscribe(),
         }
     }
 
-    /// Events of `run` up to `last_id` are written.
-    pub fn published(&self, run: &str, last_id: i64) {
-        let map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(tx) = map.get(run) {
-            tx.send_if_modified(|v| {
-                let newer = last_id > *v;
-                *v = (*v).max(last_id);
-                newer
-            });
+    /// A chunk of a run was written (heard once from this process and once through PostgreSQL: the second is
+    /// dropped, as is any note not newer than the last one heard).
+    pub fn published(&self, note: ChunkNote) {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(slot) = map.get_mut(&note.run_id) else {
+            return;
+        };
+        let last = note.last_id;
+        if last <= *slot.tip.borrow() {
+            return;
         }
+        if slot.recent.len() == RECENT {
+            slot.recent.pop_front();
+        }
+        slot.recent.push_back(Arc::new(note));
+        slot.tip.send_replace(last);
     }
 }
 
 impl Subscription {
-    /// Waits until something new was published for the run, or `timeout` passed.
-    pub async fn changed(&mut self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.rx.changed()).await;
+    /// Waits until something new was published for the run (`true`), or `timeout` passed (`false`).
+    pub async fn changed(&mut self, timeout: Duration) -> bool {
+        matches!(tokio::time::timeout(timeout, self.rx.changed()).await, Ok(Ok(())))
+    }
+
+    /// The kept notes of chunks ending after id `after`, oldest first.
+    pub fn notes_after(&self, after: i64) -> Vec<Arc<ChunkNote>> {
+        let map = self
+            .bus
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&self.run).map_or_else(Vec::new, |slot| {
+            slot.recent
+                .iter()
+                .filter(|n| n.last_id > after)
+                .cloned()
+                .collect()
+        })
     }
 }
 
@@ -88,7 +125,10 @@ impl Drop for Subscription {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Our receiver still counts until this drop ends: 1 means we were the last reader.
-        if map.get(&self.run).is_some_and(|tx| tx.receiver_count() <= 1) {
+        if map
+            .get(&self.run)
+            .is_some_and(|slot| slot.tip.receiver_count() <= 1)
+        {
             map.remove(&self.run);
         }
     }

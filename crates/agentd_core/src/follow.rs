@@ -1,13 +1,16 @@
 //! Reading a run's events: live from the turn task when this process runs it and the client keeps up, else
-//! from the run event log — replayed after a given id, then followed until the terminal event. A run whose
+//! from the run event log — replayed after a given id, then followed until the terminal event: from the notes
+//! of new chunks on the [`crate::bus`] while they follow on from what the reader has, else from the rows. A run whose
 //! holder died (its lease expired without a terminal event) is ended here with a terminal `error`, by whichever
 //! reader notices first, so no stream hangs.
 
+use crate::bus::Subscription;
 use crate::context::Context;
 use crate::event::{Sequenced, TurnEvent};
 use crate::failure::{Code, Failure};
 use crate::journal::{POLL, RunRef, chunk};
 use agentd_db::TenantId;
+use agentd_db::journal::ChunkNote;
 use futures_util::Stream;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -31,6 +34,11 @@ struct Follower {
     last: u64,
     source: Source,
     queue: VecDeque<Sequenced>,
+    /// Set while reading the log (a live reader never subscribes).
+    sub: Option<Subscription>,
+    /// The rows must be read: at the start, after a gap in the notes, a poll timeout or an error.
+    rows_due: bool,
+    /// When the run was last known alive (an event, or a look at its lease).
     checked: Instant,
 }
 
@@ -60,6 +68,8 @@ pub(crate) async fn follow(
         last: after,
         source: Source::Log,
         queue: VecDeque::new(),
+        sub: None,
+        rows_due: true,
         checked: Instant::now(),
     }))
 }
@@ -78,6 +88,8 @@ pub(crate) fn live(
         last: 0,
         source: Source::Live(rx),
         queue: VecDeque::new(),
+        sub: None,
+        rows_due: true,
         checked: Instant::now(),
     })
 }
@@ -110,6 +122,7 @@ impl Follower {
     /// Hands out an event; the terminal one ends the stream.
     fn pass(&mut self, ev: Sequenced) -> Sequenced {
         self.last = self.last.max(ev.id);
+        self.checked = Instant::now();
         if ev.event.is_terminal() {
             self.source = Source::Done;
             self.queue.clear();
@@ -119,13 +132,20 @@ impl Follower {
 
     /// Fills the queue from the log, waiting for new events (or ending a dead run) when there are none.
     async fn read_log(&mut self) {
-        let mut sub = self.inner.bus.subscribe(&self.run_id);
+        let mut sub = match self.sub.take() {
+            Some(s) => s,
+            None => self.inner.bus.subscribe(&self.run_id),
+        };
         loop {
-            match self.fetch().await {
-                Ok(true) => return,
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(run_id = %self.run_id, error = %e, "cannot read the run log; retrying");
+            if self.rows_due {
+                self.rows_due = false;
+                match self.fetch().await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(run_id = %self.run_id, error = %e, "cannot read the run log; retrying");
+                        self.rows_due = true;
+                    }
                 }
             }
             if self.checked.elapsed() >= LIVENESS {
@@ -133,10 +153,38 @@ impl Follower {
                 if let Err(e) = self.end_if_dead().await {
                     tracing::warn!(run_id = %self.run_id, error = %e, "cannot check the run's holder");
                 }
+                self.rows_due = true;
                 continue;
             }
-            sub.changed(POLL).await;
+            let woken = sub.changed(POLL).await;
+            match self.take_notes(&sub) {
+                Ok(gap) => self.rows_due = gap || !woken,
+                Err(e) => {
+                    tracing::warn!(run_id = %self.run_id, error = %e, "unreadable run event note; reading the log");
+                    self.rows_due = true;
+                }
+            }
+            if !self.queue.is_empty() {
+                break;
+            }
         }
+        self.sub = Some(sub);
+    }
+
+    /// Queues the events of notes that follow on from what this reader has, in order; `true` when a note did
+    /// not (a gap, or a chunk too large for a notification): the rows must be read.
+    fn take_notes(&mut self, sub: &Subscription) -> Result<bool, Failure> {
+        let mut have = self.last as i64;
+        for note in sub.notes_after(have) {
+            let Some(events) = note.events.as_deref().filter(|_| note.prev_id <= have) else {
+                return Ok(true);
+            };
+            let events: Vec<Sequenced> = serde_json::from_str(events).map_err(Failure::internal)?;
+            self.queue
+                .extend(events.into_iter().filter(|e| e.id as i64 > have));
+            have = note.last_id;
+        }
+        Ok(false)
     }
 
     /// Queues logged events after `last`; `true` when there were any.
@@ -181,12 +229,10 @@ impl Follower {
             tenant: self.tenant.clone(),
             conversation_id: state.conversation_id,
         };
-        if scoped
-            .end_dead_run(&chunk(&run, id, id, &[&json], true), lease)
-            .await?
-        {
+        let end = chunk(&run, state.last_id, id, id, &[&json], true);
+        if scoped.end_dead_run(&end, lease).await? {
             tracing::warn!(run_id = %self.run_id, "run ended: its holder's lease expired without a terminal event");
-            self.inner.bus.published(&self.run_id, id);
+            self.inner.bus.published(ChunkNote::of(&end));
         }
         Ok(())
     }

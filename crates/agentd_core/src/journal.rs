@@ -6,7 +6,7 @@
 
 use crate::bus::RunBus;
 use crate::event::Sequenced;
-use agentd_db::journal::EventChunk;
+use agentd_db::journal::{ChunkNote, EventChunk};
 use agentd_db::{Db, TenantId};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,13 @@ pub(crate) struct RunRef {
 }
 
 enum Entry {
-    Event { run: RunRef, id: i64, json: String },
+    Event {
+        run: RunRef,
+        /// The run's logged event before this one.
+        prev: i64,
+        id: i64,
+        json: String,
+    },
     Flush(oneshot::Sender<()>),
 }
 
@@ -44,8 +50,8 @@ impl Journal {
         Self { tx }
     }
 
-    /// Queues one event of `run` for the log.
-    pub(crate) async fn record(&self, run: &RunRef, ev: &Sequenced) {
+    /// Queues one event of `run` for the log; `prev` is the id of the run's event logged before it.
+    pub(crate) async fn record(&self, run: &RunRef, prev: u64, ev: &Sequenced) {
         let json = match serde_json::to_string(ev) {
             Ok(j) => j,
             Err(e) => {
@@ -55,6 +61,7 @@ impl Journal {
         };
         let entry = Entry::Event {
             run: run.clone(),
+            prev: prev as i64,
             id: ev.id as i64,
             json,
         };
@@ -70,9 +77,10 @@ impl Journal {
     }
 }
 
-/// Serialized events as one chunk row.
+/// Serialized events as one chunk row; `prev_id` is the run's logged event before them.
 pub(crate) fn chunk(
     run: &RunRef,
+    prev_id: i64,
     first_id: i64,
     last_id: i64,
     events: &[&str],
@@ -95,7 +103,17 @@ pub(crate) fn chunk(
         last_id,
         events: json,
         terminal,
+        prev_id,
     }
+}
+
+/// A run's events in the batch being gathered.
+struct Open {
+    run: RunRef,
+    prev: i64,
+    first: i64,
+    last: i64,
+    events: Vec<String>,
 }
 
 async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
@@ -104,29 +122,37 @@ async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
         let mut acks = Vec::new();
         let mut chunks: Vec<EventChunk> = Vec::new();
         // The events of one run become one chunk.
-        let mut open: Vec<(RunRef, i64, i64, Vec<String>)> = Vec::new();
+        let mut open: Vec<Open> = Vec::new();
         for entry in batch.drain(..) {
             match entry {
                 Entry::Flush(ack) => acks.push(ack),
                 // A run's ids only grow (previews leave gaps, which chunks may span).
-                Entry::Event { run, id, json } => match open.iter_mut().rfind(|o| o.0.run_id == run.run_id) {
-                    Some(o) => {
-                        o.2 = id;
-                        o.3.push(json);
+                Entry::Event { run, prev, id, json } => {
+                    match open.iter_mut().rfind(|o| o.run.run_id == run.run_id) {
+                        Some(o) => {
+                            o.last = id;
+                            o.events.push(json);
+                        }
+                        None => open.push(Open {
+                            run,
+                            prev,
+                            first: id,
+                            last: id,
+                            events: vec![json],
+                        }),
                     }
-                    None => open.push((run, id, id, vec![json])),
-                },
+                }
             }
         }
-        for (run, first, last, events) in &open {
-            let refs: Vec<&str> = events.iter().map(String::as_str).collect();
-            chunks.push(chunk(run, *first, *last, &refs, false));
+        for o in &open {
+            let refs: Vec<&str> = o.events.iter().map(String::as_str).collect();
+            chunks.push(chunk(&o.run, o.prev, o.first, o.last, &refs, false));
         }
         if !chunks.is_empty() {
             let written = crate::retry::retrying("write run events", || db.append_chunks(&chunks)).await;
             if written.is_some() {
                 for c in &chunks {
-                    bus.published(&c.run_id, c.last_id);
+                    bus.published(ChunkNote::of(c));
                 }
             } else {
                 for c in &chunks {

@@ -15,6 +15,7 @@ use crate::journal::chunk;
 use crate::relay::{Draft, Ending};
 use crate::retry::retrying;
 use crate::sink::Sink;
+use agentd_db::journal::ChunkNote;
 use agentd_db::turns::FinishedTurn;
 use agentd_db::{NewMessage, NewUsage, Role};
 
@@ -110,6 +111,7 @@ pub(crate) async fn finish(
     sink.journal().flush().await;
     let events = chunk(
         &sink.run,
+        sink.logged() as i64,
         terminal.id as i64,
         terminal.id as i64,
         &[&terminal_json],
@@ -135,7 +137,7 @@ pub(crate) async fn finish(
             if assistant.is_some() && !w.message_saved {
                 tracing::warn!(conversation_id = %adm.conversation_id, "the conversation was deleted while the turn ran");
             }
-            inner.bus.published(&adm.run_id, terminal.id as i64);
+            inner.bus.published(ChunkNote::of(&events));
             terminal
         }
         None => {

@@ -16,6 +16,8 @@ const PREVIEW_BACKLOG: usize = 4;
 pub(crate) struct Sink {
     pub run: RunRef,
     next_id: u64,
+    /// The last id recorded in the run log (`run.started`, written by admission, is 1).
+    logged: u64,
     live: Option<mpsc::Sender<Sequenced>>,
     journal: Journal,
     /// The turn's metrics (its first event is timed here).
@@ -32,6 +34,7 @@ impl Sink {
         Self {
             run,
             next_id: 1,
+            logged: 1,
             live: Some(live),
             journal,
             meter,
@@ -43,7 +46,8 @@ impl Sink {
         let ev = self.sequence(event);
         self.meter.event(&ev.event);
         if !ev.event.is_preview() {
-            self.journal.record(&self.run, &ev).await;
+            self.journal.record(&self.run, self.logged, &ev).await;
+            self.logged = ev.id;
         }
         self.deliver(ev);
     }
@@ -73,6 +77,11 @@ impl Sink {
             }
             self.live = None;
         }
+    }
+
+    /// The last id recorded in the run log so far.
+    pub(crate) fn logged(&self) -> u64 {
+        self.logged
     }
 
     pub(crate) fn journal(&self) -> &Journal {

@@ -3,8 +3,9 @@
 //!
 //! Rows are chunks: one row holds a run's consecutive events `first_id..=last_id` as a JSON array, so a batch
 //! writes one row per run however many deltas it carries. On PostgreSQL every write also sends
-//! `NOTIFY agentd_run_events, '<run_id> <last_id>'` (in the same statement), which [`RunListener`] relays to the
-//! readers of other replicas.
+//! `NOTIFY agentd_run_events, '<run_id> <prev_id> <last_id>[ <events>]'` (in the same statement), which
+//! [`RunListener`] relays to the readers of other replicas: the chunk itself when it is small enough for a
+//! notification (most are), so that a reader on another replica needs no query to follow a run.
 
 use crate::tx::with_tx;
 use crate::{Db, DbError, Scoped, TenantId, TurnTx, now, with_pool};
@@ -26,7 +27,26 @@ pub struct EventChunk {
     pub events: String,
     /// Holds the run's terminal event (at most one chunk per run does).
     pub terminal: bool,
+    /// The id of the run's last logged event before this chunk (0: none). Not stored; it travels with the
+    /// notification so that a reader can tell whether it holds every chunk before this one. Ids between
+    /// `prev_id` and `first_id` are previews, which are never logged.
+    pub prev_id: i64,
 }
+
+/// One notification: a run's chunk was written. `events` is the chunk's JSON array when it fitted in the
+/// notification (`None`: read the rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkNote {
+    pub run_id: String,
+    pub prev_id: i64,
+    pub last_id: i64,
+    pub events: Option<String>,
+}
+
+/// The notification of each inserted chunk, from the CTE `v` (the chunks) joined with `ins` (the inserted rows).
+/// Chunks up to 7000 bytes travel inside it (PostgreSQL refuses payloads of 8000 bytes); most do.
+const NOTIFY_INSERTED: &str = "SELECT pg_notify('agentd_run_events', v.run_id || ' ' || v.prev_id || ' ' || v.last_id \
+     || CASE WHEN octet_length(v.events) <= 7000 THEN ' ' || v.events ELSE '' END) FROM ins JOIN v USING (run_id, first_id)";
 
 /// A stored chunk, read back.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -48,7 +68,7 @@ pub struct RunState {
     pub finished: bool,
 }
 
-const INSERT_COLUMNS: &str = "INSERT INTO run_events (run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, created_at) ";
+const COLUMNS: &str = "run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, created_at";
 
 impl Db {
     /// Writes chunks of any runs and tenants in one statement (a terminal chunk that would be a run's second
@@ -58,34 +78,36 @@ impl Db {
             return Ok(());
         }
         let t = now();
-        // One row per chunk; the same binds for both drivers.
-        macro_rules! values {
-            ($q:expr) => {
-                $q.push_values(chunks, |mut row, c| {
-                    row.push_bind(c.run_id.as_str())
-                        .push_bind(c.first_id)
-                        .push_bind(c.last_id)
-                        .push_bind(c.tenant.as_str())
-                        .push_bind(c.conversation_id)
-                        .push_bind(c.events.as_str())
-                        .push_bind(c.terminal)
-                        .push_bind(t);
-                })
+        // One row per chunk; the same binds for both drivers, plus `prev_id` for PostgreSQL's notification.
+        macro_rules! bind_chunk {
+            ($row:expr, $c:expr) => {
+                $row.push_bind($c.run_id.as_str())
+                    .push_bind($c.first_id)
+                    .push_bind($c.last_id)
+                    .push_bind($c.tenant.as_str())
+                    .push_bind($c.conversation_id)
+                    .push_bind($c.events.as_str())
+                    .push_bind($c.terminal)
+                    .push_bind(t)
             };
         }
         match self {
             Db::Postgres(p) => {
-                let mut q = sqlx::QueryBuilder::new(format!("WITH ins AS ({INSERT_COLUMNS}"));
-                values!(q);
-                q.push(
-                    " ON CONFLICT DO NOTHING RETURNING run_id, last_id) \
-                     SELECT pg_notify('agentd_run_events', run_id || ' ' || MAX(last_id)) FROM ins GROUP BY run_id",
-                );
+                let mut q = sqlx::QueryBuilder::new(format!("WITH v ({COLUMNS}, prev_id) AS ("));
+                q.push_values(chunks, |mut row, c| {
+                    bind_chunk!(row, c).push_bind(c.prev_id);
+                });
+                q.push(format!(
+                    "), ins AS (INSERT INTO run_events ({COLUMNS}) SELECT {COLUMNS} FROM v \
+                     ON CONFLICT DO NOTHING RETURNING run_id, first_id) {NOTIFY_INSERTED}"
+                ));
                 q.build().execute(p).await?;
             }
             Db::Sqlite(p) => {
-                let mut q = sqlx::QueryBuilder::new(INSERT_COLUMNS);
-                values!(q);
+                let mut q = sqlx::QueryBuilder::new(format!("INSERT INTO run_events ({COLUMNS}) "));
+                q.push_values(chunks, |mut row, c| {
+                    bind_chunk!(row, c);
+                });
                 q.push(" ON CONFLICT DO NOTHING");
                 q.build().execute(p).await?;
             }
@@ -111,25 +133,30 @@ impl TurnTx {
     pub async fn append_chunk(&mut self, c: &EventChunk) -> Result<(), DbError> {
         let postgres = self.is_postgres();
         let sql = if postgres {
-            "WITH ins AS (INSERT INTO run_events (run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING run_id, last_id) \
-             SELECT pg_notify('agentd_run_events', run_id || ' ' || last_id) FROM ins"
+            format!(
+                "WITH v ({COLUMNS}, prev_id) AS (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)), \
+                 ins AS (INSERT INTO run_events ({COLUMNS}) SELECT {COLUMNS} FROM v \
+                 ON CONFLICT DO NOTHING RETURNING run_id, first_id) {NOTIFY_INSERTED}"
+            )
         } else {
-            "INSERT INTO run_events (run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
+            format!(
+                "INSERT INTO run_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
+            )
         };
-        with_tx!(self, |conn| sqlx::query(sql)
-            .bind(c.run_id.as_str())
-            .bind(c.first_id)
-            .bind(c.last_id)
-            .bind(c.tenant.as_str())
-            .bind(c.conversation_id)
-            .bind(c.events.as_str())
-            .bind(c.terminal)
-            .bind(now())
-            .execute(conn)
-            .await
-            .map(|r| r.rows_affected()))?;
+        with_tx!(self, |conn| {
+            // Built from constants only.
+            let q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(c.run_id.as_str())
+                .bind(c.first_id)
+                .bind(c.last_id)
+                .bind(c.tenant.as_str())
+                .bind(c.conversation_id)
+                .bind(c.events.as_str())
+                .bind(c.terminal)
+                .bind(now());
+            let q = if postgres { q.bind(c.prev_id) } else { q };
+            q.execute(conn).await.map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 }
@@ -220,16 +247,57 @@ impl Db {
 }
 
 impl RunListener {
-    /// The next notification: a run and the last event id written for it. After a lost connection the
-    /// listener reconnects; notifications sent meanwhile are lost (readers poll as well).
-    pub async fn recv(&mut self) -> Result<(String, i64), DbError> {
+    /// The next notification. After a lost connection the listener reconnects; notifications sent meanwhile are
+    /// lost (readers poll as well).
+    pub async fn recv(&mut self) -> Result<ChunkNote, DbError> {
         loop {
             let n = self.0.recv().await?;
-            if let Some((run, last)) = n.payload().split_once(' ')
-                && let Ok(last) = last.parse()
-            {
-                return Ok((run.to_owned(), last));
+            if let Some(note) = ChunkNote::parse(n.payload()) {
+                return Ok(note);
             }
         }
+    }
+}
+
+impl ChunkNote {
+    /// Reads `<run_id> <prev_id> <last_id>[ <events>]`.
+    fn parse(payload: &str) -> Option<Self> {
+        let mut parts = payload.splitn(4, ' ');
+        let run_id = parts.next()?.to_owned();
+        let prev_id = parts.next()?.parse().ok()?;
+        let last_id = parts.next()?.parse().ok()?;
+        let events = parts.next().map(str::to_owned);
+        Some(Self {
+            run_id,
+            prev_id,
+            last_id,
+            events,
+        })
+    }
+
+    /// The note of a chunk this process wrote itself (its events whatever their size).
+    pub fn of(c: &EventChunk) -> Self {
+        Self {
+            run_id: c.run_id.clone(),
+            prev_id: c.prev_id,
+            last_id: c.last_id,
+            events: Some(c.events.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChunkNote;
+
+    #[test]
+    fn notes_are_read_with_and_without_their_events() {
+        let n = ChunkNote::parse(r#"run_1 4 7 [{"id":6,"event":"x"}, {"id":7}]"#).unwrap();
+        assert_eq!((n.run_id.as_str(), n.prev_id, n.last_id), ("run_1", 4, 7));
+        assert_eq!(n.events.as_deref(), Some(r#"[{"id":6,"event":"x"}, {"id":7}]"#));
+        let n = ChunkNote::parse("run_1 0 1").unwrap();
+        assert_eq!((n.prev_id, n.last_id, n.events), (0, 1, None));
+        assert_eq!(ChunkNote::parse("run_1 7"), None);
+        assert_eq!(ChunkNote::parse("run_1 x 7"), None);
     }
 }

@@ -235,6 +235,7 @@ mod turns {
             last_id: id,
             events: "[]".to_owned(),
             terminal: false,
+            prev_id: id - 1,
         };
         db.append_chunks(&[chunk("old", 1), chunk("old", 2), chunk("straddles", 1)])
             .await
@@ -345,4 +346,63 @@ mod turns {
             "a failed first try frees the key"
         );
     }
+}
+
+/// PostgreSQL tells every replica about each chunk written: which event it follows and, when small, its events.
+#[tokio::test]
+async fn written_chunks_are_announced_with_their_events_when_small() {
+    let t = agentd_testkit::fresh_postgres().await;
+    let db = &t.db;
+    let tenant = tid("t");
+    db.provision_tenant(&tenant).await.unwrap();
+    let mut listener = db.listen_run_events().await.unwrap().expect("PostgreSQL listens");
+    let chunk =
+        |run: &str, prev: i64, first: i64, last: i64, events: String| agentd_db::journal::EventChunk {
+            run_id: run.to_owned(),
+            tenant: tenant.clone(),
+            conversation_id: Uuid::now_v7(),
+            first_id: first,
+            last_id: last,
+            events,
+            terminal: false,
+            prev_id: prev,
+        };
+    let small = format!("[{{\"id\":3,\"text\":\"{}\"}}]", "é".repeat(100));
+    let big = format!("[{{\"id\":9,\"text\":\"{}\"}}]", "x".repeat(7000));
+    let first = chunk("a", 1, 3, 5, small.clone());
+    db.append_chunks(&[first.clone(), chunk("b", 4, 9, 9, big)])
+        .await
+        .unwrap();
+    // Written again (a retried batch): nothing new, nothing announced.
+    db.append_chunks(&[first]).await.unwrap();
+    let mut tx = db.scoped(&tenant).begin().await.unwrap();
+    tx.append_chunk(&chunk("a", 5, 7, 7, "[]".to_owned()))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut notes = Vec::new();
+    for _ in 0..3 {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+            .await
+            .expect("a notification within 5 s")
+            .unwrap();
+        notes.push((n.run_id, n.prev_id, n.last_id, n.events));
+    }
+    notes.sort();
+    assert_eq!(
+        notes,
+        vec![
+            ("a".to_owned(), 1, 5, Some(small)),
+            ("a".to_owned(), 5, 7, Some("[]".to_owned())),
+            ("b".to_owned(), 4, 9, None),
+        ],
+        "a chunk over 7000 bytes is announced without its events"
+    );
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv())
+            .await
+            .is_err(),
+        "the duplicate write announced nothing"
+    );
 }

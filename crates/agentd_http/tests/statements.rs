@@ -2,7 +2,8 @@
 //! `log_statement=all`): a streaming one-image turn on a new conversation, under the default limits, is at most
 //! 10 statements besides BEGIN/COMMIT in at most 3 transactions — admission, the image's row, the finished turn.
 //! Writes to the run event log (`run_events`) count apart, as do authentication's tenant lookups.
-//! A tenant refused by the rate limit costs no statement until the refusal lapses.
+//! A tenant refused by the rate limit costs no statement until the refusal lapses. A reader following a run
+//! reads its rows once: new events reach it in the notes of the chunks written, not by a query per chunk.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -122,4 +123,63 @@ async fn a_tenant_past_its_rate_limit_costs_no_statement() {
     // Another tenant is not affected.
     let other = app.token("other", "u1", None);
     assert_eq!(app.chat(&other, hi()).await.status(), 200);
+}
+
+#[tokio::test]
+async fn following_a_run_reads_its_rows_once() {
+    let pg = PrivatePostgres::start(&["log_statement=all", "log_line_prefix='%v|'"]);
+    let db = agentd_testkit::fresh_postgres_at(&pg.admin_url).await;
+    let app = TestApp::builder(db).start().await;
+    let tok = app.token("acme", "u1", None);
+    let msg = format!(
+        "hi {}",
+        Scenario::text()
+            .deltas(40)
+            .gap(std::time::Duration::from_millis(25))
+            .directive()
+    );
+    let mut original = app
+        .http
+        .post(app.url("/v1/chat/stream"))
+        .bearer_auth(&tok)
+        .json(&json!({"agent": "assistant", "message": msg}))
+        .send()
+        .await
+        .unwrap();
+    let first = String::from_utf8(original.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    let started = agentd_testkit::parse_sse(&first);
+    let run_id = started[0].data["run_id"].as_str().unwrap().to_owned();
+    let rest = tokio::spawn(async move { original.text().await.unwrap() });
+
+    let from = pg.log_len();
+    let res = app
+        .http
+        .get(app.url(&format!("/v1/runs/{run_id}/events")))
+        .bearer_auth(&tok)
+        .header("last-event-id", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let followed = agentd_testkit::parse_sse(&res.text().await.unwrap());
+    let live = agentd_testkit::parse_sse(&rest.await.unwrap());
+    let ids = |evs: &[agentd_testkit::SseEvent]| evs.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&followed),
+        ids(&live),
+        "the follower saw the original stream's events"
+    );
+    assert_eq!(followed.last().map(|e| e.event.as_str()), Some("run.completed"));
+    assert!(followed.len() >= 30, "{} events", followed.len());
+
+    let reads = pg
+        .log_since(from)
+        .lines()
+        .filter(|l| l.contains("FROM run_events WHERE run_id") && l.contains("last_id >"))
+        .count();
+    assert!(
+        reads <= 2,
+        "the follower read the rows {reads} times for {} events",
+        followed.len()
+    );
 }
