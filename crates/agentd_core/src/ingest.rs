@@ -230,7 +230,7 @@ pub(crate) async fn store(
     {
         let _slot = pool.uploads.acquire().await;
         store
-            .put(&key, checked.bytes, mime)
+            .put_digested(&key, checked.bytes, mime, &checked.sha256)
             .await
             .map_err(|e| IngestFailure::new("storage_failed", format!("put {key}: {e}")))?;
     }

@@ -8,11 +8,25 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::{Serialize, Serializer};
 use std::cell::RefCell;
 use std::fmt;
+use std::ops::Range;
 
 thread_local! {
     /// The event text being parsed by `parse_bytes` on this thread, so borrowed strings can become slices of it.
-    static SOURCE: RefCell<Option<ByteString>> = const { RefCell::new(None) };
+    static SOURCE: RefCell<Option<Source>> = const { RefCell::new(None) };
 }
+
+/// An event being parsed, and the byte ranges of the strings [`elide`] cut out of it (marker `N` is `spans[N]`).
+struct Source {
+    text: ByteString,
+    spans: Vec<Range<usize>>,
+}
+
+/// Strings at least this long under an image key are cut out before parsing.
+const ELIDE_MIN: usize = 64 * 1024;
+/// Keys whose string values are base64 images.
+const IMAGE_KEYS: [&[u8]; 2] = [b"\"result\"", b"\"partial_image_b64\""];
+/// A cut-out string's stand-in is the JSON string `"\u0000#N"`; the parser hands it over as `\0#N`.
+const MARKER: &str = "\"\\u0000#";
 
 /// Base64 text (standard alphabet, as sent upstream); dereferences to `&str`. Cheap to clone.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -68,6 +82,7 @@ impl<'de> Visitor<'de> for B64Visitor {
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<B64, E> {
         let sliced = SOURCE.with(|s| {
             s.borrow().as_ref().and_then(|src| {
+                let src = &src.text;
                 let (start, end) = (src.as_ptr() as usize, src.as_ptr() as usize + src.len());
                 let (v_start, v_end) = (v.as_ptr() as usize, v.as_ptr() as usize + v.len());
                 (start <= v_start && v_end <= end).then(|| src.slice_ref(v))
@@ -77,7 +92,18 @@ impl<'de> Visitor<'de> for B64Visitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<B64, E> {
-        Ok(B64(ByteString::from(v)))
+        let cut = v
+            .strip_prefix("\0#")
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| {
+                SOURCE.with(|s| {
+                    let s = s.borrow();
+                    let src = s.as_ref()?;
+                    let span = src.spans.get(n)?;
+                    Some(src.text.slice_ref(&src.text[span.clone()]))
+                })
+            });
+        Ok(B64(cut.unwrap_or_else(|| ByteString::from(v))))
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<B64, E> {
@@ -91,7 +117,8 @@ impl<'de> Deserialize<'de> for B64 {
     }
 }
 
-/// Runs `parse` with `source` registered, so `B64` fields borrowed from it become slices of it.
+/// Runs `parse` with `source` registered, so `B64` fields borrowed from it become slices of it. A source of
+/// [`ELIDE_MIN`] bytes or more is parsed with its long image strings cut out ([`elide`]).
 pub(crate) fn with_source<T>(source: &ByteString, parse: impl FnOnce(&str) -> T) -> T {
     struct Reset;
     impl Drop for Reset {
@@ -99,9 +126,122 @@ pub(crate) fn with_source<T>(source: &ByteString, parse: impl FnOnce(&str) -> T)
             SOURCE.with(|s| s.borrow_mut().take());
         }
     }
-    SOURCE.with(|s| *s.borrow_mut() = Some(source.clone()));
+    let elided = (source.len() >= ELIDE_MIN).then(|| elide(source)).flatten();
+    let (text, spans) = match elided {
+        Some((text, spans)) => (Some(text), spans),
+        None => (None, Vec::new()),
+    };
+    SOURCE.with(|s| {
+        *s.borrow_mut() = Some(Source {
+            text: source.clone(),
+            spans,
+        });
+    });
     let _reset = Reset;
-    parse(source)
+    parse(text.as_deref().unwrap_or(source))
+}
+
+/// `source` with every string of at least [`ELIDE_MIN`] bytes that is the value of an image key and holds no
+/// escape replaced by a marker, and the byte ranges cut out; `None` when there is none (or the JSON is cut
+/// short: the parser then reports it). One pass: `memchr` from quote to quote.
+fn elide(source: &str) -> Option<(String, Vec<Range<usize>>)> {
+    let b = source.as_bytes();
+    let mut spans = Vec::new();
+    let mut at = 0;
+    // Outside a string the next quote opens one (JSON has no backslash outside strings); inside, a backslash
+    // escapes the byte after it.
+    while let Some(off) = memchr::memchr(b'"', &b[at..]) {
+        let open = at + off;
+        let (mut from, mut escaped) = (open + 1, false);
+        let close = loop {
+            let k = from + memchr::memchr2(b'"', b'\\', b.get(from..)?)?;
+            if b[k] == b'"' {
+                break k;
+            }
+            escaped = true;
+            from = k + 2;
+        };
+        if close - open > ELIDE_MIN && !escaped && under_image_key(&b[..open]) {
+            spans.push(open + 1..close);
+        }
+        at = close + 1;
+    }
+    if spans.is_empty() {
+        return None;
+    }
+    let mut out =
+        String::with_capacity(b.len() - spans.iter().map(|s| s.len()).sum::<usize>() + 16 * spans.len());
+    let mut last = 0;
+    for (n, span) in spans.iter().enumerate() {
+        out.push_str(&source[last..span.start - 1]);
+        out.push_str(MARKER);
+        out.push_str(&n.to_string());
+        out.push('"');
+        last = span.end + 1;
+    }
+    out.push_str(&source[last..]);
+    Some((out, spans))
+}
+
+/// `before` ends with `"result":` or `"partial_image_b64":` (whitespace allowed around the colon).
+fn under_image_key(before: &[u8]) -> bool {
+    let trim = |s: &[u8]| -> usize {
+        s.iter()
+            .rposition(|c| !c.is_ascii_whitespace())
+            .map_or(0, |p| p + 1)
+    };
+    let before = &before[..trim(before)];
+    let Some(before) = before.strip_suffix(b":") else {
+        return false;
+    };
+    let before = &before[..trim(before)];
+    // The key's opening quote must not be an escaped one inside a longer key.
+    IMAGE_KEYS.iter().any(|k| {
+        before.ends_with(k)
+            && before
+                .len()
+                .checked_sub(k.len() + 1)
+                .is_none_or(|i| before[i] != b'\\')
+    })
+}
+
+/// `text` (part of the event being parsed) with any markers put back as the strings they stand for: for JSON
+/// kept verbatim, such as an item or event of a type this crate does not know.
+pub(crate) fn restore(text: &str) -> String {
+    if !text.contains(MARKER) {
+        return text.to_owned();
+    }
+    SOURCE.with(|s| {
+        let s = s.borrow();
+        let Some(src) = s.as_ref() else {
+            return text.to_owned();
+        };
+        let mut out = String::with_capacity(text.len() + src.spans.iter().map(|s| s.len()).sum::<usize>());
+        let mut rest = text;
+        while let Some(pos) = rest.find(MARKER) {
+            let after = &rest[pos + MARKER.len()..];
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            let span = after[..digits]
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| src.spans.get(n));
+            match (span, after.as_bytes().get(digits)) {
+                (Some(span), Some(b'"')) => {
+                    out.push_str(&rest[..pos]);
+                    out.push('"');
+                    out.push_str(&src.text[span.clone()]);
+                    out.push('"');
+                    rest = &after[digits + 1..];
+                }
+                _ => {
+                    out.push_str(&rest[..pos + MARKER.len()]);
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    })
 }
 
 #[cfg(test)]
@@ -124,5 +264,29 @@ mod tests {
         let h: Holder = serde_json::from_str(r#"{"b":"a\/b"}"#).unwrap();
         assert_eq!(h.b.as_str(), "a/b");
         assert_eq!(format!("{:?}", h.b), "B64(3 chars)");
+    }
+
+    #[test]
+    fn elide_cuts_long_image_strings_only() {
+        let img = "Q".repeat(ELIDE_MIN + 10);
+        let text = "t".repeat(ELIDE_MIN + 10);
+        let src = format!(
+            r#"{{"type":"x","a":{{"result": "{img}","note":"{text}","k":"v\"q"}},"partial_image_b64":"{img}","xresult":"{img}"}}"#
+        );
+        let (out, spans) = elide(&src).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                r#"{{"type":"x","a":{{"result": "\u0000#0","note":"{text}","k":"v\"q"}},"partial_image_b64":"\u0000#1","xresult":"{img}"}}"#
+            )
+        );
+        assert_eq!(spans.len(), 2);
+        assert!(spans.iter().all(|s| src[s.clone()] == img));
+        // Short images, escaped strings and unterminated JSON are left to the parser.
+        assert_eq!(elide(r#"{"result":"abc"}"#), None);
+        assert_eq!(elide(&format!(r#"{{"result":"{img}\n"}}"#)), None);
+        assert_eq!(elide(&format!(r#"{{"result":"{img}"#)), None);
+        assert!(under_image_key(br#"{"result" : "#));
+        assert!(!under_image_key(br#"{"a\"result":"#));
     }
 }

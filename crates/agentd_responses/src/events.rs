@@ -288,7 +288,7 @@ impl StreamEvent {
             "error" => Self::Error(StreamError::parse(data)?),
             other => Self::Other {
                 kind: other.to_owned(),
-                raw: RawValue::from_string(data.to_owned())?,
+                raw: RawValue::from_string(crate::b64::restore(data))?,
             },
         };
         Ok(ev)

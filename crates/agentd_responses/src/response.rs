@@ -233,7 +233,7 @@ impl<'de> Deserialize<'de> for OutputItem {
             "reasoning" => Self::Reasoning(serde_json::from_str(text).map_err(D::Error::custom)?),
             _ => Self::Other {
                 kind,
-                raw: raw.to_owned(),
+                raw: RawValue::from_string(crate::b64::restore(text)).map_err(D::Error::custom)?,
             },
         };
         Ok(item)

@@ -139,6 +139,19 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// Stores `bytes` under `key`, replacing any previous object.
     async fn put(&self, key: &ObjectKey, bytes: Bytes, content_type: &str) -> Result<()>;
 
+    /// [`Self::put`] of bytes whose SHA-256 (lowercase hex) the caller already has: a backend whose protocol
+    /// hashes the payload (S3's SigV4) uses it instead of reading the bytes once more.
+    async fn put_digested(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        content_type: &str,
+        sha256: &str,
+    ) -> Result<()> {
+        let _ = sha256;
+        self.put(key, bytes, content_type).await
+    }
+
     /// Reads an object; [`StorageError::NotFound`] when there is none.
     async fn get(&self, key: &ObjectKey) -> Result<Blob>;
 

@@ -4,13 +4,16 @@
 
 use std::time::{Duration, SystemTime};
 
+use aws_runtime::auth::PayloadSigningOverride;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier};
@@ -137,6 +140,57 @@ impl S3Store {
     }
 }
 
+impl S3Store {
+    async fn put_object(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        content_type: &str,
+        sha256: Option<&str>,
+    ) -> Result<()> {
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .body(ByteStream::from(bytes));
+        let sent = match sha256 {
+            Some(h) => {
+                req.customize()
+                    .interceptor(PrecomputedSha256(h.to_owned()))
+                    .send()
+                    .await
+            }
+            None => req.send().await,
+        };
+        sent.map_err(|e| map_err("put", e))?;
+        Ok(())
+    }
+}
+
+/// Gives SigV4 the payload's SHA-256 (`x-amz-content-sha256`), so that the SDK does not hash the body again.
+/// The server still checks it against the bytes it receives.
+#[derive(Debug)]
+struct PrecomputedSha256(String);
+
+impl Intercept for PrecomputedSha256 {
+    fn name(&self) -> &'static str {
+        "PrecomputedSha256"
+    }
+
+    fn modify_before_signing(
+        &self,
+        _ctx: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        cfg.interceptor_state()
+            .store_put(PayloadSigningOverride::Precomputed(self.0.clone()));
+        Ok(())
+    }
+}
+
 fn check_endpoint(e: &str) -> Result<&str> {
     if e.starts_with("http://") || e.starts_with("https://") {
         Ok(e.trim_end_matches('/'))
@@ -180,16 +234,18 @@ impl BlobStore for S3Store {
 
     #[tracing::instrument(level = "debug", name = "s3.put", skip(self, bytes), fields(key = %key, len = bytes.len()))]
     async fn put(&self, key: &ObjectKey, bytes: Bytes, content_type: &str) -> Result<()> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .content_type(content_type)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(|e| map_err("put", e))?;
-        Ok(())
+        self.put_object(key, bytes, content_type, None).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "s3.put", skip(self, bytes, sha256), fields(key = %key, len = bytes.len()))]
+    async fn put_digested(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        content_type: &str,
+        sha256: &str,
+    ) -> Result<()> {
+        self.put_object(key, bytes, content_type, Some(sha256)).await
     }
 
     #[tracing::instrument(level = "debug", name = "s3.get", skip(self), fields(key = %key))]

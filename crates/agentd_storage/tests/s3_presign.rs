@@ -150,3 +150,60 @@ async fn unreachable_server_is_unavailable() {
     let err = store.check().await.unwrap_err();
     assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
 }
+
+/// One PUT received by [`capture_put`]: its `x-amz-content-sha256` header.
+async fn capture_put(put: impl AsyncFnOnce(std::sync::Arc<dyn agentd_storage::BlobStore>)) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        let head_end = loop {
+            let n = sock.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "request cut short");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(|v| v.trim().to_owned()))
+        };
+        let len: usize = header("content-length").unwrap().parse().unwrap();
+        while buf.len() < head_end + len {
+            let n = sock.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "body cut short");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        header("x-amz-content-sha256")
+    });
+    put(build(&s3_config(&endpoint, "captured")).await.unwrap()).await;
+    server.await.unwrap()
+}
+
+#[tokio::test]
+async fn a_digested_put_is_signed_with_the_given_digest_not_a_second_hash() {
+    let bytes = Bytes::from_static(b"the real bytes");
+    let key = ObjectKey::upload(&tenant(), "digested", "png").unwrap();
+    // A digest the SDK would never compute from these bytes: seen on the wire, it was not recomputed.
+    let given = common::sha256_hex(b"other bytes");
+    let (k, b, g) = (key.clone(), bytes.clone(), given.clone());
+    let sent = capture_put(async move |store| {
+        store.put_digested(&k, b, "image/png", &g).await.unwrap();
+    })
+    .await;
+    assert_eq!(sent.as_deref(), Some(given.as_str()));
+    // A plain put is hashed by the SDK.
+    let sent = capture_put(async move |store| {
+        store.put(&key, bytes, "image/png").await.unwrap();
+    })
+    .await;
+    assert_eq!(sent, Some(common::sha256_hex(b"the real bytes")));
+}

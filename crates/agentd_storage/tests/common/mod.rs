@@ -39,6 +39,11 @@ pub fn random_hex(n: usize) -> String {
     hex::encode(buf)
 }
 
+/// Lowercase hex SHA-256, as `put_digested` takes it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+}
+
 /// A tenant id no other test uses.
 pub fn tenant() -> TenantId {
     TenantId::parse(&format!("t-{}", random_hex(6))).unwrap()
