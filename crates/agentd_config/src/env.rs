@@ -36,6 +36,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("OPENAI_TIMEOUT_SECONDS", "turns.total_timeout_seconds"),
     ("OPENAI_MAX_RETRIES", "turns.max_retries"),
     ("OPENAI_MAX_EVENT_MB", "turns.max_event_mb"),
+    ("OPENAI_LARGE_EVENTS_AT_ONCE", "turns.large_events_at_once"),
     ("CHAT_RATE_LIMIT_PER_MINUTE", "turns.rate_limit_per_minute"),
     ("CHAT_STREAM_CONCURRENT_LIMIT", "turns.concurrent_limit"),
     ("CHAT_MAX_MESSAGE_CHARS", "turns.max_message_chars"),

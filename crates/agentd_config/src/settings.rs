@@ -192,6 +192,12 @@ impl Settings {
                 300,
             ),
             ("OPENAI_MAX_EVENT_MB", u64::from(t.max_event_mb), 1, 512),
+            (
+                "OPENAI_LARGE_EVENTS_AT_ONCE",
+                u64::from(t.large_events_at_once),
+                1,
+                256,
+            ),
             ("OPENAI_MAX_RETRIES", u64::from(t.max_retries), 0, 10),
             ("CHAT_MAX_ATTACHMENTS", t.max_attachments as u64, 0, 100),
             (

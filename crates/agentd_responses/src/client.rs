@@ -30,6 +30,8 @@ pub struct ResponsesClient {
     http: reqwest::Client,
     cfg: ClientConfig,
     url: String,
+    /// Slots for streams buffering a large event ([`ClientConfig::large_events_at_once`]).
+    large_events: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Display of an error with its sources (reqwest's own text is terse).
@@ -69,7 +71,13 @@ impl ResponsesClient {
             .build()
             .map_err(|e| Error::Config(error_chain(&e)))?;
         let url = format!("{}/responses", cfg.base_url.trim_end_matches('/'));
-        Ok(Self { http, cfg, url })
+        let large_events = std::sync::Arc::new(tokio::sync::Semaphore::new(cfg.large_events_at_once.max(1)));
+        Ok(Self {
+            http,
+            cfg,
+            url,
+            large_events,
+        })
     }
 
     /// The configuration in use.
@@ -109,6 +117,7 @@ impl ResponsesClient {
             self.cfg.idle_timeout,
             deadline,
             self.cfg.max_event_bytes,
+            self.large_events.clone(),
         ))
     }
 

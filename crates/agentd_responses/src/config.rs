@@ -1,5 +1,5 @@
 //! Client configuration with the defaults recommended by the wire notes (600 s total, 300 s idle gap,
-//! 64 MiB per event, 2 retries honouring `retry-after` up to 120 s). `Debug` redacts the API key.
+//! 64 MiB per event, 4 streams buffering an event over 1 MiB at once, 2 retries honouring `retry-after` up to 120 s). `Debug` redacts the API key.
 
 use std::fmt;
 use std::time::Duration;
@@ -18,6 +18,9 @@ pub struct ClientConfig {
     pub total_timeout: Duration,
     /// Largest single SSE event (and largest non-streamed body).
     pub max_event_bytes: usize,
+    /// Streams of this client that may buffer an event over 1 MiB at once (an image); the others wait, reading
+    /// nothing, until one of them has handled its event. Bounds the memory of many concurrent image turns.
+    pub large_events_at_once: usize,
     /// Retries after the first attempt, only before a body/stream has started.
     pub max_retries: u32,
     /// A `retry-after` longer than this is not waited for: the error is returned instead.
@@ -36,6 +39,7 @@ impl Default for ClientConfig {
             idle_timeout: Duration::from_secs(300),
             total_timeout: Duration::from_secs(600),
             max_event_bytes: 64 * 1024 * 1024,
+            large_events_at_once: 4,
             max_retries: 2,
             max_retry_after: Duration::from_secs(120),
             retry_base: Duration::from_millis(500),
@@ -64,6 +68,7 @@ impl fmt::Debug for ClientConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("total_timeout", &self.total_timeout)
             .field("max_event_bytes", &self.max_event_bytes)
+            .field("large_events_at_once", &self.large_events_at_once)
             .field("max_retries", &self.max_retries)
             .field("max_retry_after", &self.max_retry_after)
             .field("retry_base", &self.retry_base)

@@ -1,6 +1,13 @@
 //! The streaming half: a byte-stream wrapper that caps the size of one SSE event (counting bytes since the
-//! last blank-line boundary, linearly, across chunk splits), and [`EventStream`], which drives `sse-stream`
-//! under idle and total deadlines and ends right after a terminal event.
+//! last blank-line boundary, linearly, across chunk splits) and lets only a few streams of the client buffer a
+//! large event at once, and [`EventStream`], which drives `sse-stream` under idle and total deadlines and ends
+//! right after a terminal event.
+//!
+//! The large-event gate: an event passing [`LARGE_EVENT`] bytes takes one of the client's slots before more of
+//! it is read (without one the stream reads nothing, and TCP holds the upstream back). The slot is given back
+//! when the reader asks for bytes after that event: the relay handles an image inline, so by then the event
+//! has been parsed, decoded and stored and its memory is free. Twenty concurrent image turns then hold at most
+//! `large_events_at_once` images in memory, instead of twenty.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -9,7 +16,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sse_stream::SseByteStream;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_util::sync::PollSemaphore;
 
 use crate::error::{Error, TimeoutKind};
 use crate::events::StreamEvent;
@@ -29,7 +39,10 @@ enum BodyError {
 #[derive(Debug, Clone)]
 pub(crate) struct BoundaryCounter {
     limit: usize,
+    /// Bytes of the current event so far.
     count: usize,
+    /// The last chunk fed ended an event.
+    ended: bool,
     line_empty: bool,
     last_cr: bool,
 }
@@ -39,6 +52,7 @@ impl BoundaryCounter {
         Self {
             limit,
             count: 0,
+            ended: false,
             line_empty: true,
             last_cr: false,
         }
@@ -80,6 +94,7 @@ impl BoundaryCounter {
             self.line_empty = false;
             self.last_cr = false;
         }
+        self.ended = boundary_end.is_some();
         self.count = match boundary_end {
             Some(end) => chunk.len() - end,
             None => self.count.saturating_add(chunk.len()),
@@ -88,10 +103,17 @@ impl BoundaryCounter {
     }
 }
 
+/// Events at least this long need a slot of the client's large-event gate.
+const LARGE_EVENT: usize = 1024 * 1024;
+
 struct LimitedBody {
     inner: ByteStream,
     counter: BoundaryCounter,
     failed: bool,
+    gate: PollSemaphore,
+    slot: Option<OwnedSemaphorePermit>,
+    /// The event that took the slot has ended: give the slot back on the next read.
+    release: bool,
 }
 
 impl Stream for LimitedBody {
@@ -101,9 +123,18 @@ impl Stream for LimitedBody {
         if self.failed {
             return Poll::Ready(None);
         }
+        if self.release {
+            self.release = false;
+            self.slot = None;
+        }
+        if self.slot.is_none() && self.counter.count >= LARGE_EVENT {
+            // `None` only if the semaphore were closed, which it never is: read on ungated.
+            self.slot = ready!(self.gate.poll_acquire(cx));
+        }
         let item = match ready!(self.inner.as_mut().poll_next(cx)) {
             Some(Ok(chunk)) => {
                 if self.counter.feed(&chunk) {
+                    self.release = self.slot.is_some() && self.counter.ended;
                     Some(Ok(chunk))
                 } else {
                     self.failed = true;
@@ -215,11 +246,15 @@ impl EventStream {
         idle: Duration,
         deadline: Instant,
         limit: usize,
+        large_events: Arc<Semaphore>,
     ) -> Self {
         let limited = LimitedBody {
             inner: body,
             counter: BoundaryCounter::new(limit),
             failed: false,
+            gate: PollSemaphore::new(large_events),
+            slot: None,
+            release: false,
         };
         let state = State {
             sse: SseByteStream::new(limited),

@@ -337,3 +337,49 @@ async fn moderation_blocked_call_inside_completed_response() {
     assert_eq!(call.error_code(), Some("moderation_blocked"));
     assert!(!c.response.output_text().is_empty());
 }
+
+#[tokio::test]
+async fn large_events_wait_for_a_slot_and_get_it_once_the_holder_has_handled_its_event() {
+    let fake = fake().await;
+    let client = ResponsesClient::new(agentd_responses::ClientConfig {
+        large_events_at_once: 1,
+        ..config(&fake)
+    })
+    .unwrap();
+    let req = request(&format!("draw {}", Scenario::image().big(3).directive()));
+    // The index of the image's output_item.done in a stream's events.
+    async fn to_image(s: &mut agentd_responses::EventStream) {
+        loop {
+            let ev = futures_util::StreamExt::next(s).await.unwrap().unwrap();
+            if let StreamEvent::OutputItemDone(d) = ev
+                && matches!(d.item, OutputItem::ImageGenerationCall(_))
+            {
+                return;
+            }
+        }
+    }
+    let mut a = client.stream(&req).await.unwrap();
+    to_image(&mut a).await;
+    // A holds the one slot until it asks for more; B stops at its image meanwhile.
+    let mut b = client.stream(&req).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), to_image(&mut b))
+            .await
+            .is_err(),
+        "B read its image while A held the slot"
+    );
+    // A reads on past its image: the slot passes to B (A's response.completed, also large, queues behind it).
+    let a_rest = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(ev) = futures_util::StreamExt::next(&mut a).await {
+            ev.unwrap();
+            n += 1;
+        }
+        n
+    });
+    tokio::time::timeout(Duration::from_secs(20), to_image(&mut b))
+        .await
+        .expect("B gets the slot once A has handled its image");
+    drop(b);
+    assert!(a_rest.await.unwrap() > 0, "A finishes once B is gone");
+}
