@@ -130,9 +130,12 @@ impl Db {
 
 impl TurnTx {
     /// Writes one chunk in this transaction (a run's first event at admission, its terminal one at the end).
-    pub async fn append_chunk(&mut self, c: &EventChunk) -> Result<(), DbError> {
-        let postgres = self.is_postgres();
-        let sql = if postgres {
+    /// `announce`: notify listeners at commit. A run's first chunk needs no notification — no reader can be
+    /// waiting for a run whose id it has not been told yet — and a notifying commit takes PostgreSQL's global
+    /// notification lock, which serializes such commits across the cluster.
+    pub async fn append_chunk(&mut self, c: &EventChunk, announce: bool) -> Result<(), DbError> {
+        let notify = self.is_postgres() && announce;
+        let sql = if notify {
             format!(
                 "WITH v ({COLUMNS}, prev_id) AS (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)), \
                  ins AS (INSERT INTO run_events ({COLUMNS}) SELECT {COLUMNS} FROM v \
@@ -154,7 +157,7 @@ impl TurnTx {
                 .bind(c.events.as_str())
                 .bind(c.terminal)
                 .bind(now());
-            let q = if postgres { q.bind(c.prev_id) } else { q };
+            let q = if notify { q.bind(c.prev_id) } else { q };
             q.execute(conn).await.map(|r| r.rows_affected())
         })?;
         Ok(())

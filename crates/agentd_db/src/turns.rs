@@ -230,7 +230,7 @@ impl Scoped<'_> {
             None => {}
         }
         if let Some(chunk) = f.events {
-            tx.append_chunk(chunk).await?;
+            tx.append_chunk(chunk, true).await?;
         }
         tx.commit().await?;
         Ok(Finished {

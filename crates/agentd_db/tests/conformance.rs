@@ -376,7 +376,11 @@ async fn written_chunks_are_announced_with_their_events_when_small() {
     // Written again (a retried batch): nothing new, nothing announced.
     db.append_chunks(&[first]).await.unwrap();
     let mut tx = db.scoped(&tenant).begin().await.unwrap();
-    tx.append_chunk(&chunk("a", 5, 7, 7, "[]".to_owned()))
+    tx.append_chunk(&chunk("a", 5, 7, 7, "[]".to_owned()), true)
+        .await
+        .unwrap();
+    // A run's first chunk is written unannounced.
+    tx.append_chunk(&chunk("c", 0, 1, 1, "[]".to_owned()), false)
         .await
         .unwrap();
     tx.commit().await.unwrap();
