@@ -218,8 +218,7 @@ impl Admission {
             tenant: who.tenant_id.clone(),
             conversation_id,
         };
-        tx.append_chunk(&chunk(&run, 0, 1, 1, &[&json], false), false)
-            .await?;
+        tx.append_chunk(&chunk(&run, 0, 1, 1, &[&json], false)).await?;
         // The tenant's rate cell, then the authoritative count of its live runs. Taken last, the cell's row lock
         // (which orders a tenant's admissions across replicas) is held for these statements and the commit only.
         if s.rate_limit_per_minute > 0 {

@@ -76,14 +76,29 @@ impl RunBus {
     }
 
     /// A chunk of a run was written (heard once from this process and once through PostgreSQL: the second is
-    /// dropped, as is any note not newer than the last one heard).
+    /// dropped unless it brings the events the first lacked, as is any note older than the last one heard).
     pub fn published(&self, note: ChunkNote) {
         let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(slot) = map.get_mut(&note.run_id) else {
             return;
         };
         let last = note.last_id;
-        if last <= *slot.tip.borrow() {
+        let tip = *slot.tip.borrow();
+        if last == tip && note.events.is_some() {
+            // The same chunk heard again, this time with its events (PostgreSQL's note of a large chunk carries
+            // none and may come first): keep this one, and wake the readers to take it.
+            if let Some(kept) = slot
+                .recent
+                .iter_mut()
+                .rev()
+                .find(|n| n.last_id == last && n.events.is_none())
+            {
+                *kept = Arc::new(note);
+                slot.tip.send_replace(last);
+            }
+            return;
+        }
+        if last <= tip {
             return;
         }
         if slot.recent.len() == RECENT {

@@ -30,6 +30,8 @@ enum Entry {
         json: String,
     },
     Flush(oneshot::Sender<()>),
+    /// A chunk written in a turn's own transaction, for the other replicas' readers.
+    Announce(EventChunk),
 }
 
 /// Events queued at most before `record` waits for the writer.
@@ -66,6 +68,11 @@ impl Journal {
             json,
         };
         let _ = self.tx.send(entry).await;
+    }
+
+    /// Tells the other replicas' readers about a chunk written in a turn's transaction (its terminal event).
+    pub(crate) async fn announce(&self, chunk: EventChunk) {
+        let _ = self.tx.send(Entry::Announce(chunk)).await;
     }
 
     /// Returns once every event recorded before this call is written (or given up on).
@@ -120,12 +127,14 @@ async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
     let mut batch = Vec::with_capacity(64);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let mut acks = Vec::new();
+        let mut announce = Vec::new();
         let mut chunks: Vec<EventChunk> = Vec::new();
         // The events of one run become one chunk.
         let mut open: Vec<Open> = Vec::new();
         for entry in batch.drain(..) {
             match entry {
                 Entry::Flush(ack) => acks.push(ack),
+                Entry::Announce(c) => announce.push(c),
                 // A run's ids only grow (previews leave gaps, which chunks may span).
                 Entry::Event { run, prev, id, json } => {
                     match open.iter_mut().rfind(|o| o.run.run_id == run.run_id) {
@@ -150,8 +159,12 @@ async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
         }
         if !chunks.is_empty() {
             let written = crate::retry::retrying("write run events", || db.append_chunks(&chunks)).await;
-            if written.is_some() {
-                for c in &chunks {
+            if let Some(written) = written {
+                // Only what was written: a run ended as dead meanwhile keeps the end its log has.
+                for c in chunks
+                    .iter()
+                    .filter(|c| written.iter().any(|w| w.0 == c.run_id && w.1 == c.first_id))
+                {
                     bus.published(ChunkNote::of(c));
                 }
             } else {
@@ -161,6 +174,12 @@ async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
                 }
             }
         }
+        if !announce.is_empty()
+            && let Err(e) = db.announce(&announce).await
+        {
+            tracing::warn!(error = %e, runs = announce.len(),
+                "cannot notify other replicas of finished runs; their readers poll");
+        }
         for ack in acks {
             let _ = ack.send(());
         }
@@ -169,3 +188,60 @@ async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
 
 /// How often a follower re-reads the log when no notification came.
 pub(crate) const POLL: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+    use crate::event::{MessageDelta, TurnEvent};
+    use agentd_db::DbSettings;
+
+    fn delta(id: u64) -> Sequenced {
+        Sequenced {
+            id,
+            event: TurnEvent::Delta(MessageDelta { delta: "x".into() }),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_chunks_that_were_written_are_published() {
+        let settings = DbSettings {
+            url: "sqlite::memory:".into(),
+            max_connections: 1,
+            ..DbSettings::default()
+        };
+        let db = Db::connect(&settings).await.unwrap();
+        db.migrate().await.unwrap();
+        let tenant = TenantId::parse("t").unwrap();
+        db.provision_tenant(&tenant).await.unwrap();
+        let bus = RunBus::default();
+        let journal = Journal::start(db.clone(), bus.clone());
+        let run = RunRef {
+            run_id: "r".into(),
+            tenant,
+            conversation_id: Uuid::now_v7(),
+        };
+        let sub = bus.subscribe("r");
+        // A reader found the run's holder dead and ended it at id 2…
+        db.append_chunks(&[chunk(&run, 1, 2, 2, &["{}"], true)])
+            .await
+            .unwrap();
+        // …before the holder's event 2 reached the log: not written, so its readers are not told of it.
+        journal.record(&run, 1, &delta(2)).await;
+        journal.flush().await;
+        assert!(sub.notes_after(0).is_empty(), "{:?}", sub.notes_after(0));
+        // A chunk that is written is published, with its events.
+        journal.record(&run, 2, &delta(3)).await;
+        journal.flush().await;
+        let notes = sub.notes_after(0);
+        assert_eq!(notes.len(), 1);
+        assert_eq!((notes[0].prev_id, notes[0].last_id), (2, 3));
+        assert!(
+            notes[0]
+                .events
+                .as_deref()
+                .is_some_and(|e| e.contains(r#""id":3"#))
+        );
+    }
+}

@@ -137,7 +137,12 @@ pub(crate) async fn finish(
             if assistant.is_some() && !w.message_saved {
                 tracing::warn!(conversation_id = %adm.conversation_id, "the conversation was deleted while the turn ran");
             }
-            inner.bus.published(ChunkNote::of(&events));
+            if w.terminal_logged {
+                inner.bus.published(ChunkNote::of(&events));
+                sink.journal().announce(events).await;
+            } else {
+                tracing::warn!(run_id = %adm.run_id, "the run had already been ended as dead; its log keeps that end");
+            }
             terminal
         }
         None => {

@@ -43,10 +43,15 @@ pub struct ChunkNote {
     pub events: Option<String>,
 }
 
-/// The notification of each inserted chunk, from the CTE `v` (the chunks) joined with `ins` (the inserted rows).
-/// Chunks up to 7000 bytes travel inside it (PostgreSQL refuses payloads of 8000 bytes); most do.
-const NOTIFY_INSERTED: &str = "SELECT pg_notify('agentd_run_events', v.run_id || ' ' || v.prev_id || ' ' || v.last_id \
-     || CASE WHEN octet_length(v.events) <= 7000 THEN ' ' || v.events ELSE '' END) FROM ins JOIN v USING (run_id, first_id)";
+/// The inserted chunks, each notified, from the CTE `v` (the chunks) joined with `ins` (the inserted rows).
+/// Chunks up to [`NOTE_EVENTS_MAX`] bytes travel inside their notification; most do.
+const NOTIFY_INSERTED: &str = "SELECT v.run_id, v.first_id, pg_notify('agentd_run_events', v.run_id || ' ' || v.prev_id \
+     || ' ' || v.last_id || CASE WHEN octet_length(v.events) <= 7000 THEN ' ' || v.events ELSE '' END)::text \
+     FROM ins JOIN v USING (run_id, first_id)";
+
+/// Events up to this many bytes travel inside their notification (PostgreSQL refuses payloads of 8000 bytes).
+/// The same figure is in [`NOTIFY_INSERTED`].
+const NOTE_EVENTS_MAX: usize = 7000;
 
 /// A stored chunk, read back.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -71,11 +76,12 @@ pub struct RunState {
 const COLUMNS: &str = "run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, created_at";
 
 impl Db {
-    /// Writes chunks of any runs and tenants in one statement (a terminal chunk that would be a run's second
-    /// terminal is dropped). On PostgreSQL the same statement notifies listeners.
-    pub async fn append_chunks(&self, chunks: &[EventChunk]) -> Result<(), DbError> {
+    /// Writes chunks of any runs and tenants in one statement and returns the `(run_id, first_id)` of those
+    /// written: a chunk already there, or a second terminal of a run (a reader ended it as dead meanwhile), is
+    /// dropped. On PostgreSQL the same statement notifies listeners of the written ones.
+    pub async fn append_chunks(&self, chunks: &[EventChunk]) -> Result<Vec<(String, i64)>, DbError> {
         if chunks.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let t = now();
         // One row per chunk; the same binds for both drivers, plus `prev_id` for PostgreSQL's notification.
@@ -101,17 +107,36 @@ impl Db {
                     "), ins AS (INSERT INTO run_events ({COLUMNS}) SELECT {COLUMNS} FROM v \
                      ON CONFLICT DO NOTHING RETURNING run_id, first_id) {NOTIFY_INSERTED}"
                 ));
-                q.build().execute(p).await?;
+                let rows: Vec<(String, i64, String)> = q.build_query_as().fetch_all(p).await?;
+                Ok(rows.into_iter().map(|(run, first, _)| (run, first)).collect())
             }
             Db::Sqlite(p) => {
                 let mut q = sqlx::QueryBuilder::new(format!("INSERT INTO run_events ({COLUMNS}) "));
                 q.push_values(chunks, |mut row, c| {
                     bind_chunk!(row, c);
                 });
-                q.push(" ON CONFLICT DO NOTHING");
-                q.build().execute(p).await?;
+                q.push(" ON CONFLICT DO NOTHING RETURNING run_id, first_id");
+                Ok(q.build_query_as().fetch_all(p).await?)
             }
         }
+    }
+
+    /// Notifies listeners of chunks written in transactions that did not (PostgreSQL; nothing on SQLite). Apart
+    /// from those transactions on purpose: a notifying commit takes PostgreSQL's cluster-wide notification lock,
+    /// and fails outright when the notification queue is full (a listener that stopped reading) — a turn must
+    /// not be lost for want of a notification.
+    pub async fn announce(&self, chunks: &[EventChunk]) -> Result<(), DbError> {
+        let Db::Postgres(p) = self else {
+            return Ok(());
+        };
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let payloads: Vec<String> = chunks.iter().map(ChunkNote::payload).collect();
+        sqlx::query("SELECT pg_notify('agentd_run_events', p)::text FROM unnest($1::text[]) AS p")
+            .bind(payloads)
+            .execute(p)
+            .await?;
         Ok(())
     }
 
@@ -129,38 +154,26 @@ impl Db {
 }
 
 impl TurnTx {
-    /// Writes one chunk in this transaction (a run's first event at admission, its terminal one at the end).
-    /// `announce`: notify listeners at commit. A run's first chunk needs no notification — no reader can be
-    /// waiting for a run whose id it has not been told yet — and a notifying commit takes PostgreSQL's global
-    /// notification lock, which serializes such commits across the cluster.
-    pub async fn append_chunk(&mut self, c: &EventChunk, announce: bool) -> Result<(), DbError> {
-        let notify = self.is_postgres() && announce;
-        let sql = if notify {
-            format!(
-                "WITH v ({COLUMNS}, prev_id) AS (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)), \
-                 ins AS (INSERT INTO run_events ({COLUMNS}) SELECT {COLUMNS} FROM v \
-                 ON CONFLICT DO NOTHING RETURNING run_id, first_id) {NOTIFY_INSERTED}"
-            )
-        } else {
-            format!(
-                "INSERT INTO run_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
-            )
-        };
-        with_tx!(self, |conn| {
-            // Built from constants only.
-            let q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(c.run_id.as_str())
-                .bind(c.first_id)
-                .bind(c.last_id)
-                .bind(c.tenant.as_str())
-                .bind(c.conversation_id)
-                .bind(c.events.as_str())
-                .bind(c.terminal)
-                .bind(now());
-            let q = if notify { q.bind(c.prev_id) } else { q };
-            q.execute(conn).await.map(|r| r.rows_affected())
-        })?;
-        Ok(())
+    /// Writes one chunk in this transaction (a run's first event at admission, its terminal one at the end);
+    /// `true` when it was written (not when the run already has that chunk, or already ended). Nobody is
+    /// notified: no reader can wait for a run's first event (it has not been told the run's id yet), and the
+    /// terminal one is announced after the commit ([`Db::announce`]).
+    pub async fn append_chunk(&mut self, c: &EventChunk) -> Result<bool, DbError> {
+        let sql = "INSERT INTO run_events (run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, \
+                   created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
+        let n = with_tx!(self, |conn| sqlx::query(sql)
+            .bind(c.run_id.as_str())
+            .bind(c.first_id)
+            .bind(c.last_id)
+            .bind(c.tenant.as_str())
+            .bind(c.conversation_id)
+            .bind(c.events.as_str())
+            .bind(c.terminal)
+            .bind(now())
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
     }
 }
 
@@ -276,6 +289,16 @@ impl ChunkNote {
             last_id,
             events,
         })
+    }
+
+    /// The notification payload of a chunk, as [`NOTIFY_INSERTED`] builds it.
+    fn payload(c: &EventChunk) -> String {
+        let mut p = format!("{} {} {}", c.run_id, c.prev_id, c.last_id);
+        if c.events.len() <= NOTE_EVENTS_MAX {
+            p.push(' ');
+            p.push_str(&c.events);
+        }
+        p
     }
 
     /// The note of a chunk this process wrote itself (its events whatever their size).

@@ -182,6 +182,9 @@ pub struct Finished {
     pub message_saved: bool,
     /// `false` when the run no longer held the lease (its heartbeat stopped for longer than the lease).
     pub lease_released: bool,
+    /// The terminal chunk was written: `false` when the run had already been ended by a reader that found its
+    /// lease expired (the log then ends with that reader's `error`).
+    pub terminal_logged: bool,
 }
 
 /// Undoes an admission whose turn never started: the user message (or the new conversation), the lease and the
@@ -229,13 +232,15 @@ impl Scoped<'_> {
             Some((key, None)) => tx.release_idempotency(key, f.run_id).await?,
             None => {}
         }
-        if let Some(chunk) = f.events {
-            tx.append_chunk(chunk, true).await?;
-        }
+        let terminal_logged = match f.events {
+            Some(chunk) => tx.append_chunk(chunk).await?,
+            None => false,
+        };
         tx.commit().await?;
         Ok(Finished {
             message_saved,
             lease_released: released == 1,
+            terminal_logged,
         })
     }
 

@@ -70,8 +70,4 @@ impl TurnTx {
     pub fn statements(&self) -> u32 {
         self.statements
     }
-
-    pub(crate) fn is_postgres(&self) -> bool {
-        matches!(self.tx, AnyTx::Postgres(_))
-    }
 }

@@ -221,8 +221,37 @@ mod turns {
     both!(
         one_run_per_conversation,
         idempotency_keys,
-        expired_runs_are_purged_whole
+        expired_runs_are_purged_whole,
+        appended_chunks_are_reported_only_when_written
     );
+
+    async fn appended_chunks_are_reported_only_when_written(db: &Db) {
+        let t = tid("t");
+        db.provision_tenant(&t).await.unwrap();
+        let chunk = |first: i64, terminal: bool| agentd_db::journal::EventChunk {
+            run_id: "r".to_owned(),
+            tenant: t.clone(),
+            conversation_id: Uuid::now_v7(),
+            first_id: first,
+            last_id: first,
+            events: "[]".to_owned(),
+            terminal,
+            prev_id: first - 1,
+        };
+        let w = db
+            .append_chunks(&[chunk(1, false), chunk(2, true)])
+            .await
+            .unwrap();
+        assert_eq!(w, vec![("r".to_owned(), 1), ("r".to_owned(), 2)]);
+        assert!(
+            db.append_chunks(&[chunk(1, false)]).await.unwrap().is_empty(),
+            "a repeat"
+        );
+        assert!(
+            db.append_chunks(&[chunk(3, true)]).await.unwrap().is_empty(),
+            "a second end"
+        );
+    }
 
     async fn expired_runs_are_purged_whole(db: &Db) {
         let t = tid("t");
@@ -370,23 +399,30 @@ async fn written_chunks_are_announced_with_their_events_when_small() {
     let small = format!("[{{\"id\":3,\"text\":\"{}\"}}]", "é".repeat(100));
     let big = format!("[{{\"id\":9,\"text\":\"{}\"}}]", "x".repeat(7000));
     let first = chunk("a", 1, 3, 5, small.clone());
-    db.append_chunks(&[first.clone(), chunk("b", 4, 9, 9, big)])
+    let written = db
+        .append_chunks(&[first.clone(), chunk("b", 4, 9, 9, big)])
         .await
         .unwrap();
-    // Written again (a retried batch): nothing new, nothing announced.
-    db.append_chunks(&[first]).await.unwrap();
+    assert_eq!(written, vec![("a".to_owned(), 3), ("b".to_owned(), 9)]);
+    // Written again (a retried batch): nothing new, nothing announced, nothing reported written.
+    assert!(db.append_chunks(&[first]).await.unwrap().is_empty());
+    // In a turn's transaction: written silently, announced apart after the commit.
+    let tail = chunk("a", 5, 7, 7, "[]".to_owned());
     let mut tx = db.scoped(&tenant).begin().await.unwrap();
-    tx.append_chunk(&chunk("a", 5, 7, 7, "[]".to_owned()), true)
-        .await
-        .unwrap();
-    // A run's first chunk is written unannounced.
-    tx.append_chunk(&chunk("c", 0, 1, 1, "[]".to_owned()), false)
-        .await
-        .unwrap();
+    assert!(tx.append_chunk(&tail).await.unwrap());
+    assert!(!tx.append_chunk(&tail).await.unwrap(), "already there");
     tx.commit().await.unwrap();
+    db.announce(std::slice::from_ref(&tail)).await.unwrap();
+    // A run has one terminal chunk: a second (the run was ended as dead meanwhile) is not written.
+    let mut end = chunk("c", 1, 2, 2, "[]".to_owned());
+    end.terminal = true;
+    let mut other_end = chunk("c", 1, 3, 3, "[]".to_owned());
+    other_end.terminal = true;
+    assert_eq!(db.append_chunks(&[end]).await.unwrap().len(), 1);
+    assert!(db.append_chunks(&[other_end]).await.unwrap().is_empty());
 
     let mut notes = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
             .await
             .expect("a notification within 5 s")
@@ -400,6 +436,7 @@ async fn written_chunks_are_announced_with_their_events_when_small() {
             ("a".to_owned(), 1, 5, Some(small)),
             ("a".to_owned(), 5, 7, Some("[]".to_owned())),
             ("b".to_owned(), 4, 9, None),
+            ("c".to_owned(), 1, 2, Some("[]".to_owned())),
         ],
         "a chunk over 7000 bytes is announced without its events"
     );
@@ -407,6 +444,6 @@ async fn written_chunks_are_announced_with_their_events_when_small() {
         tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv())
             .await
             .is_err(),
-        "the duplicate write announced nothing"
+        "the duplicate writes announced nothing"
     );
 }

@@ -6,7 +6,7 @@
 use bytestring::ByteString;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::{Serialize, Serializer};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ops::Range;
 
@@ -19,13 +19,30 @@ thread_local! {
 struct Source {
     text: ByteString,
     spans: Vec<Range<usize>>,
+    /// This parse's marker nonce.
+    nonce: u64,
+    /// Which spans a `B64` or [`restore`] took.
+    taken: Vec<Cell<bool>>,
+}
+
+impl Source {
+    /// The span a marker's text (`\0#<nonce>:<N>`, as the parser hands it over) stands for; marks it taken.
+    fn span_of(&self, v: &str) -> Option<&Range<usize>> {
+        let (nonce, n) = v.strip_prefix("\0#")?.split_once(':')?;
+        if u64::from_str_radix(nonce, 16).ok()? != self.nonce || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n: usize = n.parse().ok()?;
+        self.taken.get(n)?.set(true);
+        self.spans.get(n)
+    }
 }
 
 /// Strings at least this long under an image key are cut out before parsing.
 const ELIDE_MIN: usize = 64 * 1024;
 /// Keys whose string values are base64 images.
 const IMAGE_KEYS: [&[u8]; 2] = [b"\"result\"", b"\"partial_image_b64\""];
-/// A cut-out string's stand-in is the JSON string `"\u0000#N"`; the parser hands it over as `\0#N`.
+/// A cut-out string's stand-in is the JSON string `"\u0000#<nonce>:N"`; the parser hands it over as `\0#…`.
 const MARKER: &str = "\"\\u0000#";
 
 /// Base64 text (standard alphabet, as sent upstream); dereferences to `&str`. Cheap to clone.
@@ -118,33 +135,49 @@ impl<'de> Deserialize<'de> for B64 {
 }
 
 /// Runs `parse` with `source` registered, so `B64` fields borrowed from it become slices of it. A source of
-/// [`ELIDE_MIN`] bytes or more is parsed with its long image strings cut out ([`elide`]).
-pub(crate) fn with_source<T>(source: &ByteString, parse: impl FnOnce(&str) -> T) -> T {
+/// [`ELIDE_MIN`] bytes or more is parsed with its long image strings cut out ([`elide`]) — and again whole
+/// when that parse fails or a cut-out string did not end up in a `B64`.
+pub(crate) fn with_source<T, E>(source: &ByteString, parse: impl Fn(&str) -> Result<T, E>) -> Result<T, E> {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
             SOURCE.with(|s| s.borrow_mut().take());
         }
     }
-    let elided = (source.len() >= ELIDE_MIN).then(|| elide(source)).flatten();
-    let (text, spans) = match elided {
-        Some((text, spans)) => (Some(text), spans),
-        None => (None, Vec::new()),
-    };
-    SOURCE.with(|s| {
-        *s.borrow_mut() = Some(Source {
-            text: source.clone(),
-            spans,
+    let register = |spans: Vec<Range<usize>>, nonce: u64| {
+        SOURCE.with(|s| {
+            *s.borrow_mut() = Some(Source {
+                text: source.clone(),
+                taken: spans.iter().map(|_| Cell::new(false)).collect(),
+                spans,
+                nonce,
+            });
         });
-    });
+    };
     let _reset = Reset;
-    parse(text.as_deref().unwrap_or(source))
+    if source.len() >= ELIDE_MIN {
+        let nonce = rand::random::<u64>();
+        if let Some((text, spans)) = elide(source, nonce) {
+            register(spans, nonce);
+            let parsed = parse(&text);
+            let all_taken = SOURCE.with(|s| {
+                s.borrow()
+                    .as_ref()
+                    .is_some_and(|src| src.taken.iter().all(Cell::get))
+            });
+            if parsed.is_ok() && all_taken {
+                return parsed;
+            }
+        }
+    }
+    register(Vec::new(), 0);
+    parse(source)
 }
 
 /// `source` with every string of at least [`ELIDE_MIN`] bytes that is the value of an image key and holds no
 /// escape replaced by a marker, and the byte ranges cut out; `None` when there is none (or the JSON is cut
 /// short: the parser then reports it). One pass: `memchr` from quote to quote.
-fn elide(source: &str) -> Option<(String, Vec<Range<usize>>)> {
+fn elide(source: &str, nonce: u64) -> Option<(String, Vec<Range<usize>>)> {
     let b = source.as_bytes();
     let mut spans = Vec::new();
     let mut at = 0;
@@ -175,8 +208,7 @@ fn elide(source: &str) -> Option<(String, Vec<Range<usize>>)> {
     for (n, span) in spans.iter().enumerate() {
         out.push_str(&source[last..span.start - 1]);
         out.push_str(MARKER);
-        out.push_str(&n.to_string());
-        out.push('"');
+        out.push_str(&format!("{nonce:016x}:{n}\""));
         last = span.end + 1;
     }
     out.push_str(&source[last..]);
@@ -219,19 +251,17 @@ pub(crate) fn restore(text: &str) -> String {
         let mut out = String::with_capacity(text.len() + src.spans.iter().map(|s| s.len()).sum::<usize>());
         let mut rest = text;
         while let Some(pos) = rest.find(MARKER) {
+            // The marker as written: `"\u0000#<nonce>:<N>"`.
             let after = &rest[pos + MARKER.len()..];
-            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            let span = after[..digits]
-                .parse::<usize>()
-                .ok()
-                .and_then(|n| src.spans.get(n));
-            match (span, after.as_bytes().get(digits)) {
-                (Some(span), Some(b'"')) => {
+            let len = after.find('"').unwrap_or(after.len());
+            let span = src.span_of(&format!("\0#{}", &after[..len]));
+            match span {
+                Some(span) if len < after.len() => {
                     out.push_str(&rest[..pos]);
                     out.push('"');
                     out.push_str(&src.text[span.clone()]);
                     out.push('"');
-                    rest = &after[digits + 1..];
+                    rest = &after[len + 1..];
                 }
                 _ => {
                     out.push_str(&rest[..pos + MARKER.len()]);
@@ -273,19 +303,19 @@ mod tests {
         let src = format!(
             r#"{{"type":"x","a":{{"result": "{img}","note":"{text}","k":"v\"q"}},"partial_image_b64":"{img}","xresult":"{img}"}}"#
         );
-        let (out, spans) = elide(&src).unwrap();
+        let (out, spans) = elide(&src, 0xabc).unwrap();
         assert_eq!(
             out,
             format!(
-                r#"{{"type":"x","a":{{"result": "\u0000#0","note":"{text}","k":"v\"q"}},"partial_image_b64":"\u0000#1","xresult":"{img}"}}"#
+                r#"{{"type":"x","a":{{"result": "\u0000#0000000000000abc:0","note":"{text}","k":"v\"q"}},"partial_image_b64":"\u0000#0000000000000abc:1","xresult":"{img}"}}"#
             )
         );
         assert_eq!(spans.len(), 2);
         assert!(spans.iter().all(|s| src[s.clone()] == img));
         // Short images, escaped strings and unterminated JSON are left to the parser.
-        assert_eq!(elide(r#"{"result":"abc"}"#), None);
-        assert_eq!(elide(&format!(r#"{{"result":"{img}\n"}}"#)), None);
-        assert_eq!(elide(&format!(r#"{{"result":"{img}"#)), None);
+        assert_eq!(elide(r#"{"result":"abc"}"#, 1), None);
+        assert_eq!(elide(&format!(r#"{{"result":"{img}\n"}}"#), 1), None);
+        assert_eq!(elide(&format!(r#"{{"result":"{img}"#), 1), None);
         assert!(under_image_key(br#"{"result" : "#));
         assert!(!under_image_key(br#"{"a\"result":"#));
     }

@@ -94,6 +94,25 @@ fn unknown_items_and_events_are_kept_verbatim() {
 }
 
 #[test]
+fn a_long_result_outside_an_image_field_keeps_its_value() {
+    // Kept as a JSON value (an unknown content part), not a base64 field: the event is parsed again whole.
+    let long = b64(100_000, 'H');
+    let raw = format!(
+        r#"{{"type":"response.completed","response":{{"id":"resp_1","status":"completed","output":[{{"type":"message","role":"assistant","content":[{{"type":"output_image","result":"{long}"}}]}}]}}}}"#
+    );
+    let StreamEvent::Completed(c) = StreamEvent::parse_bytes(&ByteString::from(raw)).unwrap() else {
+        panic!("not completed");
+    };
+    let OutputItem::Message(m) = &c.response.output[0] else {
+        panic!("not a message");
+    };
+    let agentd_responses::MessageContent::Other(part) = &m.content[0] else {
+        panic!("not an unknown part");
+    };
+    assert_eq!(part["result"].as_str(), Some(long.as_str()));
+}
+
+#[test]
 fn escaped_or_forged_strings_are_parsed_normally() {
     // A result with an escape is not cut out: it is decoded by the parser (a copy).
     let image = format!("{}\\/", b64(100_000, 'E'));
@@ -107,9 +126,9 @@ fn escaped_or_forged_strings_are_parsed_normally() {
         panic!("not an image call");
     };
     assert_eq!(call.result.unwrap().as_str(), format!("{}/", b64(100_000, 'E')));
-    // A marker sent by the upstream itself points at nothing: it stays the string it is.
+    // A marker sent by the upstream itself (it cannot know the parse's nonce) stays the string it is.
     let raw = format!(
-        r#"{{"type":"response.output_item.done","output_index":0,"item":{{"id":"ig_1","type":"image_generation_call","result":"\u0000#0","pad":"{}"}}}}"#,
+        r#"{{"type":"response.output_item.done","output_index":0,"item":{{"id":"ig_1","type":"image_generation_call","result":"\u0000#0","partial_image_b64":"{}"}}}}"#,
         b64(100_000, 'F')
     );
     let StreamEvent::OutputItemDone(e) = StreamEvent::parse_bytes(&ByteString::from(raw)).unwrap() else {
