@@ -190,7 +190,8 @@ impl PgStats {
                     Kind::Rollback => s.rollbacks += n,
                     Kind::Work => {
                         s.work += n;
-                        if q.contains("run_events") {
+                        // The run log's writes and reads, and its announcements of chunks written elsewhere.
+                        if q.contains("run_events") || q.contains("pg_notify") {
                             s.run_events += n;
                         }
                         s.top

@@ -40,7 +40,10 @@ pub fn render(out: &mut String, d: &SqlDelta, turns: usize, what: &str, top: usi
             "statements besides BEGIN/COMMIT/ROLLBACK",
             vec![num(p.statements, 2)],
         ),
-        row("  of which on run_events", vec![num(p.run_events, 2)]),
+        row(
+            "  of which the run log (run_events, pg_notify)",
+            vec![num(p.run_events, 2)],
+        ),
         row("BEGIN", vec![num(p.begins, 2)]),
         row(
             "transactions (xact_commit + xact_rollback)",

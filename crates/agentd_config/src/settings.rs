@@ -195,7 +195,7 @@ impl Settings {
             (
                 "OPENAI_LARGE_EVENTS_AT_ONCE",
                 u64::from(t.large_events_at_once),
-                1,
+                0,
                 256,
             ),
             ("OPENAI_MAX_RETRIES", u64::from(t.max_retries), 0, 10),

@@ -153,6 +153,13 @@ async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
                 }
             }
         }
+        // Already committed: announced first, not after this batch's write.
+        if !announce.is_empty()
+            && let Err(e) = db.announce(&announce).await
+        {
+            tracing::warn!(error = %e, runs = announce.len(),
+                "cannot notify other replicas of finished runs; their readers poll");
+        }
         for o in &open {
             let refs: Vec<&str> = o.events.iter().map(String::as_str).collect();
             chunks.push(chunk(&o.run, o.prev, o.first, o.last, &refs, false));
@@ -173,12 +180,6 @@ async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
                         "run events lost: a resumed stream will miss them");
                 }
             }
-        }
-        if !announce.is_empty()
-            && let Err(e) = db.announce(&announce).await
-        {
-            tracing::warn!(error = %e, runs = announce.len(),
-                "cannot notify other replicas of finished runs; their readers poll");
         }
         for ack in acks {
             let _ = ack.send(());

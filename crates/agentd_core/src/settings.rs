@@ -18,7 +18,8 @@ pub struct TurnSettings {
     /// `OPENAI_MAX_EVENT_MB`: a larger upstream event fails the turn instead of growing memory.
     pub max_event_mb: u32,
     /// `OPENAI_LARGE_EVENTS_AT_ONCE`: upstream streams that may buffer an event over 1 MiB (an image) at once;
-    /// the others wait until one has handled its image. Bounds the memory of concurrent image turns.
+    /// the others wait until one has handled its image. Bounds the memory of concurrent image turns. 0 (the
+    /// default): one per CPU core, at least 2.
     pub large_events_at_once: u32,
     /// `CHAT_RATE_LIMIT_PER_MINUTE`: turns a tenant may start per minute (0 = unlimited).
     pub rate_limit_per_minute: u32,
@@ -65,7 +66,7 @@ impl Default for TurnSettings {
             total_timeout_seconds: 600,
             max_retries: 2,
             max_event_mb: 64,
-            large_events_at_once: 4,
+            large_events_at_once: 0,
             rate_limit_per_minute: 60,
             concurrent_limit: 5,
             max_message_chars: 32_000,

@@ -354,7 +354,9 @@ pub fn client_config(
     cfg.total_timeout = Duration::from_secs(s.total_timeout_seconds);
     cfg.max_retries = s.max_retries;
     cfg.max_event_bytes = s.max_event_mb as usize * 1024 * 1024;
-    cfg.large_events_at_once = s.large_events_at_once as usize;
+    if s.large_events_at_once > 0 {
+        cfg.large_events_at_once = s.large_events_at_once as usize;
+    }
     cfg.user_agent = format!("agentd/{}", env!("CARGO_PKG_VERSION"));
     cfg
 }

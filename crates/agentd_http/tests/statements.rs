@@ -1,7 +1,8 @@
 //! What one turn costs the database, counted in PostgreSQL's own statement log (a private cluster with
 //! `log_statement=all`): a streaming one-image turn on a new conversation, under the default limits, is at most
 //! 10 statements besides BEGIN/COMMIT in at most 3 transactions — admission, the image's row, the finished turn.
-//! Writes to the run event log (`run_events`) count apart, as do authentication's tenant lookups.
+//! Writes to the run event log (`run_events`, and the announcement of its terminal chunk) count apart, as do
+//! authentication's tenant lookups.
 //! A tenant refused by the rate limit costs no statement until the refusal lapses. A reader following a run
 //! reads its rows once: new events reach it in the notes of the chunks written, not by a query per chunk.
 
@@ -25,7 +26,7 @@ fn turn_statements(pg: &PrivatePostgres, from: u64) -> Vec<(String, String)> {
             Some((vxid.to_owned(), sql.trim().to_owned()))
         })
         .filter(|(_, sql)| {
-            !["run_events", "LISTEN", "FROM tenants", "SELECT 1"]
+            !["run_events", "pg_notify", "LISTEN", "FROM tenants", "SELECT 1"]
                 .iter()
                 .any(|apart| sql.contains(apart))
         })

@@ -7,7 +7,7 @@
 //! it is read (without one the stream reads nothing, and TCP holds the upstream back). The slot is given back
 //! when the reader asks for bytes after that event: the relay handles an image inline, so by then the event
 //! has been parsed, decoded and stored and its memory is free. Twenty concurrent image turns then hold at most
-//! `large_events_at_once` images in memory, instead of twenty.
+//! `large_events_at_once` (one per core) images in memory, instead of twenty.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
