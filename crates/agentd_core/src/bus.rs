@@ -29,7 +29,8 @@ struct Slot {
 pub struct Subscription {
     bus: RunBus,
     run: String,
-    rx: watch::Receiver<i64>,
+    /// `None` only while being dropped.
+    rx: Option<watch::Receiver<i64>>,
 }
 
 impl RunBus {
@@ -71,7 +72,7 @@ impl RunBus {
         Subscription {
             bus: self.clone(),
             run: run.to_owned(),
-            rx: slot.tip.subscribe(),
+            rx: Some(slot.tip.subscribe()),
         }
     }
 
@@ -112,7 +113,10 @@ impl RunBus {
 impl Subscription {
     /// Waits until something new was published for the run (`true`), or `timeout` passed (`false`).
     pub async fn changed(&mut self, timeout: Duration) -> bool {
-        matches!(tokio::time::timeout(timeout, self.rx.changed()).await, Ok(Ok(())))
+        let Some(rx) = self.rx.as_mut() else {
+            return false;
+        };
+        matches!(tokio::time::timeout(timeout, rx.changed()).await, Ok(Ok(())))
     }
 
     /// The kept notes of chunks ending after id `after`, oldest first.
@@ -139,10 +143,11 @@ impl Drop for Subscription {
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Our receiver still counts until this drop ends: 1 means we were the last reader.
+        // Our receiver goes under the lock, so that of two readers leaving at once the second sees the first gone.
+        self.rx = None;
         if map
             .get(&self.run)
-            .is_some_and(|slot| slot.tip.receiver_count() <= 1)
+            .is_some_and(|slot| slot.tip.receiver_count() == 0)
         {
             map.remove(&self.run);
         }

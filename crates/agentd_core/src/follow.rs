@@ -42,26 +42,31 @@ struct Follower {
     checked: Instant,
 }
 
-/// The events of a run after id `after` (0: all): replay, then live until the terminal event.
-/// `run_not_found` when this tenant has no such run.
+/// The events of a run after id `after` (0: all): replay, then live until the terminal event; `None` when the
+/// run has ended at or before `after`. `run_not_found` when this tenant has no such run.
 pub(crate) async fn follow(
     ctx: &Arc<Context>,
     tenant: &TenantId,
     run_id: &str,
     after: u64,
-) -> Result<impl Stream<Item = Sequenced> + Send + use<>, Failure> {
+) -> Result<Option<impl Stream<Item = Sequenced> + Send + use<>>, Failure> {
     let state = ctx
         .db
         .scoped(tenant)
         .run_state(run_id, ctx.settings.lease())
         .await?;
-    if state.is_none() {
+    let Some(state) = state else {
         return Err(Failure::new(
             Code::RunNotFound,
             format!("No run {run_id:?}; the id comes from the run.started event of a stream."),
         ));
+    };
+    // Ids are i64 in the log; a reader already past a finished run's end gets nothing and the stream ends.
+    let after = after.min(i64::MAX as u64);
+    if state.finished && state.last_id <= after as i64 {
+        return Ok(None);
     }
-    Ok(stream(Follower {
+    Ok(Some(stream(Follower {
         inner: ctx.clone(),
         tenant: tenant.clone(),
         run_id: run_id.to_owned(),
@@ -71,7 +76,7 @@ pub(crate) async fn follow(
         sub: None,
         rows_due: true,
         checked: Instant::now(),
-    }))
+    })))
 }
 
 /// The events of a turn this process just started: from its task while the client keeps up, then from the log.
@@ -153,6 +158,9 @@ impl Follower {
                 if let Err(e) = self.end_if_dead().await {
                     tracing::warn!(run_id = %self.run_id, error = %e, "cannot check the run's holder");
                 }
+                if matches!(self.source, Source::Done) {
+                    break;
+                }
                 self.rows_due = true;
                 continue;
             }
@@ -210,6 +218,11 @@ impl Follower {
         let Some(state) = scoped.run_state(&self.run_id, lease).await? else {
             return Ok(());
         };
+        if state.finished && state.last_id <= self.last as i64 {
+            // A reader that asked for events after the end: there are none to wait for.
+            self.source = Source::Done;
+            return Ok(());
+        }
         if state.live || state.finished {
             return Ok(());
         }
@@ -218,7 +231,7 @@ impl Follower {
             "The server running this turn stopped before it finished; send the message again.",
         )
         .retryable(true);
-        let id = state.last_id.max(self.last as i64) + 1;
+        let id = state.last_id.max(self.last as i64).saturating_add(1);
         let ev = Sequenced {
             id: id as u64,
             event: TurnEvent::failed(&f),

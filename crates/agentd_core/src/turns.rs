@@ -202,9 +202,16 @@ impl Turns {
     }
 
     /// The events of a run after id `after` (0: all): replay, then live until the terminal event, whichever
-    /// replica runs it. `run_not_found` when this tenant has no such run.
-    pub async fn follow(&self, tenant: &TenantId, run_id: &str, after: u64) -> Result<EventFeed, Failure> {
-        Ok(Box::pin(follow::follow(&self.0, tenant, run_id, after).await?))
+    /// replica runs it; `None` when the run has ended and has no event after `after`. `run_not_found` when
+    /// this tenant has no such run.
+    pub async fn follow(
+        &self,
+        tenant: &TenantId,
+        run_id: &str,
+        after: u64,
+    ) -> Result<Option<EventFeed>, Failure> {
+        let feed = follow::follow(&self.0, tenant, run_id, after).await?;
+        Ok(feed.map(|f| Box::pin(f) as EventFeed))
     }
 
     /// `UPLOAD_MAX_MB` in bytes.

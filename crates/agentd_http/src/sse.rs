@@ -139,6 +139,19 @@ struct Feed {
     _open: Open,
 }
 
+/// An SSE response with no event that ends at once (a resume from at or past a run's end).
+pub(crate) fn ended_stream() -> Response {
+    sse_headers(Sse::new(stream::empty::<Result<Event, Infallible>>()).into_response())
+}
+
+fn sse_headers(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    res.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    res
+}
+
 /// The SSE response of a run's events.
 pub(crate) fn run_stream(app: AppState, events: EventFeed, request_id: String) -> Response {
     let keepalive = Duration::from_secs(app.settings.sse_keepalive_seconds.max(1));
@@ -170,14 +183,11 @@ pub(crate) fn run_stream(app: AppState, events: EventFeed, request_id: String) -
         let event = render(&f.app, &ev).await;
         Some((Ok::<_, Infallible>(event), f))
     });
-    let mut res = Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"))
-        .into_response();
-    res.headers_mut()
-        .insert("cache-control", HeaderValue::from_static("no-cache"));
-    res.headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    res
+    sse_headers(
+        Sse::new(stream)
+            .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"))
+            .into_response(),
+    )
 }
 
 /// A replayed result (idempotency) as a stream: the first request's run as it streamed, while its events are
@@ -189,7 +199,7 @@ pub(crate) async fn replay_feed(
     r: Box<agentd_core::TurnResult>,
 ) -> EventFeed {
     if let Some(id) = &run_id
-        && let Ok(feed) = state.turns.follow(tenant, id, 0).await
+        && let Ok(Some(feed)) = state.turns.follow(tenant, id, 0).await
     {
         return feed;
     }

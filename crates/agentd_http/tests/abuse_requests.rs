@@ -276,3 +276,34 @@ async fn tenant_ids_the_store_would_refuse_are_refused_at_authentication() {
     assert_eq!(status, 200, "`...` is a fine tenant id");
     assert_eq!(tenant_rows(&app).await, vec!["...".to_owned()]);
 }
+
+/// A resume after the end of a run — or beyond any id a run can have — ends instead of waiting forever.
+#[tokio::test]
+async fn resuming_past_the_end_of_a_run_ends_at_once() {
+    let app = TestApp::postgres().await;
+    let tok = app.token("acme", "u1", None);
+    let s = app
+        .stream(&tok, serde_json::json!({"agent": "assistant", "message": "hi"}))
+        .await;
+    let run_id = s.first("run.started")["run_id"].as_str().unwrap().to_owned();
+    let last = s.events.last().and_then(|e| e.id).unwrap();
+    for after in [last.to_string(), (last + 5).to_string(), u64::MAX.to_string()] {
+        let res = app
+            .http
+            .get(app.url(&format!("/v1/runs/{run_id}/events")))
+            .bearer_auth(&tok)
+            .header("last-event-id", &after)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "after {after}");
+        let body = tokio::time::timeout(std::time::Duration::from_secs(10), res.text())
+            .await
+            .unwrap_or_else(|_| panic!("after {after}: the stream did not end"))
+            .unwrap();
+        assert!(
+            agentd_testkit::parse_sse(&body).is_empty(),
+            "after {after}: {body}"
+        );
+    }
+}

@@ -4,7 +4,7 @@
 
 use crate::extract::{Caller, Path, Query};
 use crate::openapi::errors::{AUTH, route_errors};
-use crate::sse::run_stream;
+use crate::sse::{ended_stream, run_stream};
 use crate::{ApiError, AppState};
 use agentd_auth::Scope;
 use axum::extract::State;
@@ -64,10 +64,13 @@ async fn events(
         ),
     };
     let after = last_event_id.or(q.after).unwrap_or(0);
-    let events = state.turns.follow(&caller.0.tenant_id, &run_id, after).await?;
-    Ok(run_stream(
-        state.clone(),
-        Box::pin(events),
-        crate::request_id().unwrap_or_default(),
-    ))
+    match state.turns.follow(&caller.0.tenant_id, &run_id, after).await? {
+        Some(events) => Ok(run_stream(
+            state.clone(),
+            events,
+            crate::request_id().unwrap_or_default(),
+        )),
+        // The run ended at or before `after`: nothing more, a stream that ends at once.
+        None => Ok(ended_stream()),
+    }
 }
