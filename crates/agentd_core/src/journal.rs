@@ -8,6 +8,7 @@ use crate::bus::RunBus;
 use crate::event::Sequenced;
 use agentd_db::journal::{ChunkNote, EventChunk};
 use agentd_db::{Db, TenantId};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -168,11 +169,11 @@ async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
             let written = crate::retry::retrying("write run events", || db.append_chunks(&chunks)).await;
             if let Some(written) = written {
                 // Only what was written: a run ended as dead meanwhile keeps the end its log has.
-                for c in chunks
-                    .iter()
-                    .filter(|c| written.iter().any(|w| w.0 == c.run_id && w.1 == c.first_id))
-                {
-                    bus.published(ChunkNote::of(c));
+                let written: HashSet<(&str, i64)> = written.iter().map(|(r, f)| (r.as_str(), *f)).collect();
+                for c in chunks {
+                    if written.contains(&(c.run_id.as_str(), c.first_id)) {
+                        bus.published(ChunkNote::from(c));
+                    }
                 }
             } else {
                 for c in &chunks {

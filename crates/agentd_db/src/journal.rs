@@ -43,14 +43,7 @@ pub struct ChunkNote {
     pub events: Option<String>,
 }
 
-/// The inserted chunks, each notified, from the CTE `v` (the chunks) joined with `ins` (the inserted rows).
-/// Chunks up to [`NOTE_EVENTS_MAX`] bytes travel inside their notification; most do.
-const NOTIFY_INSERTED: &str = "SELECT v.run_id, v.first_id, pg_notify('agentd_run_events', v.run_id || ' ' || v.prev_id \
-     || ' ' || v.last_id || CASE WHEN octet_length(v.events) <= 7000 THEN ' ' || v.events ELSE '' END)::text \
-     FROM ins JOIN v USING (run_id, first_id)";
-
 /// Events up to this many bytes travel inside their notification (PostgreSQL refuses payloads of 8000 bytes).
-/// The same figure is in [`NOTIFY_INSERTED`].
 const NOTE_EVENTS_MAX: usize = 7000;
 
 /// A stored chunk, read back.
@@ -84,7 +77,7 @@ impl Db {
             return Ok(Vec::new());
         }
         let t = now();
-        // One row per chunk; the same binds for both drivers, plus `prev_id` for PostgreSQL's notification.
+        // One row per chunk; the same binds for both drivers, plus the notification's payload for PostgreSQL.
         macro_rules! bind_chunk {
             ($row:expr, $c:expr) => {
                 $row.push_bind($c.run_id.as_str())
@@ -99,13 +92,16 @@ impl Db {
         }
         match self {
             Db::Postgres(p) => {
-                let mut q = sqlx::QueryBuilder::new(format!("WITH v ({COLUMNS}, prev_id) AS ("));
+                let mut q = sqlx::QueryBuilder::new(format!("WITH v ({COLUMNS}, note) AS ("));
                 q.push_values(chunks, |mut row, c| {
-                    bind_chunk!(row, c).push_bind(c.prev_id);
+                    bind_chunk!(row, c).push_bind(ChunkNote::payload(c));
                 });
+                // Each inserted chunk (`v` joined with `ins`) is notified and reported.
                 q.push(format!(
                     "), ins AS (INSERT INTO run_events ({COLUMNS}) SELECT {COLUMNS} FROM v \
-                     ON CONFLICT DO NOTHING RETURNING run_id, first_id) {NOTIFY_INSERTED}"
+                     ON CONFLICT DO NOTHING RETURNING run_id, first_id) \
+                     SELECT v.run_id, v.first_id, pg_notify('{CHANNEL}', v.note)::text \
+                     FROM ins JOIN v USING (run_id, first_id)"
                 ));
                 let rows: Vec<(String, i64, String)> = q.build_query_as().fetch_all(p).await?;
                 Ok(rows.into_iter().map(|(run, first, _)| (run, first)).collect())
@@ -133,8 +129,9 @@ impl Db {
             return Ok(());
         }
         let payloads: Vec<String> = chunks.iter().map(ChunkNote::payload).collect();
-        sqlx::query("SELECT pg_notify('agentd_run_events', p)::text FROM unnest($1::text[]) AS p")
+        sqlx::query("SELECT pg_notify($2, p)::text FROM unnest($1::text[]) AS p")
             .bind(payloads)
+            .bind(CHANNEL)
             .execute(p)
             .await?;
         Ok(())
@@ -291,7 +288,8 @@ impl ChunkNote {
         })
     }
 
-    /// The notification payload of a chunk, as [`NOTIFY_INSERTED`] builds it.
+    /// The notification payload of a chunk: `<run_id> <prev_id> <last_id>`, then ` <events>` when they are at
+    /// most [`NOTE_EVENTS_MAX`] bytes ([`Self::parse`] reads it back).
     fn payload(c: &EventChunk) -> String {
         let mut p = format!("{} {} {}", c.run_id, c.prev_id, c.last_id);
         if c.events.len() <= NOTE_EVENTS_MAX {
@@ -303,11 +301,18 @@ impl ChunkNote {
 
     /// The note of a chunk this process wrote itself (its events whatever their size).
     pub fn of(c: &EventChunk) -> Self {
+        Self::from(c.clone())
+    }
+}
+
+impl From<EventChunk> for ChunkNote {
+    /// The note of a chunk this process wrote itself, taking its events whatever their size.
+    fn from(c: EventChunk) -> Self {
         Self {
-            run_id: c.run_id.clone(),
+            run_id: c.run_id,
             prev_id: c.prev_id,
             last_id: c.last_id,
-            events: Some(c.events.clone()),
+            events: Some(c.events),
         }
     }
 }
