@@ -410,17 +410,10 @@ async fn a_client_that_disconnects_does_not_cancel_the_turn() {
             .deltas(5)
             .gap(std::time::Duration::from_millis(150)))
     );
-    let mut res = app
-        .http
-        .post(app.url("/v1/chat/stream"))
-        .bearer_auth(&tok)
-        .json(&json!({"agent": "assistant", "message": msg}))
-        .send()
-        .await
-        .unwrap();
-    let first = res.chunk().await.unwrap().unwrap();
-    let started = agentd_testkit::parse_sse(std::str::from_utf8(&first).unwrap());
-    let conv = started[0].data["conversation_id"].as_str().unwrap().to_owned();
+    let (res, started) = app
+        .stream_started(&tok, json!({"agent": "assistant", "message": msg}))
+        .await;
+    let conv = started["conversation_id"].as_str().unwrap().to_owned();
     drop(res);
     // The conversation is written beside the relay, so it can be a moment behind `run.started`.
     for _ in 0..100 {

@@ -139,17 +139,10 @@ async fn following_a_run_reads_its_rows_once() {
             .gap(std::time::Duration::from_millis(25))
             .directive()
     );
-    let mut original = app
-        .http
-        .post(app.url("/v1/chat/stream"))
-        .bearer_auth(&tok)
-        .json(&json!({"agent": "assistant", "message": msg}))
-        .send()
-        .await
-        .unwrap();
-    let first = String::from_utf8(original.chunk().await.unwrap().unwrap().to_vec()).unwrap();
-    let started = agentd_testkit::parse_sse(&first);
-    let run_id = started[0].data["run_id"].as_str().unwrap().to_owned();
+    let (original, started) = app
+        .stream_started(&tok, json!({"agent": "assistant", "message": msg}))
+        .await;
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
     let rest = tokio::spawn(async move { original.text().await.unwrap() });
 
     let from = pg.log_len();

@@ -7,7 +7,7 @@ use bytestring::ByteString;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::{Serialize, Serializer};
 use std::cell::{Cell, RefCell};
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::ops::Range;
 
 thread_local! {
@@ -207,8 +207,7 @@ fn elide(source: &str, nonce: u64) -> Option<(String, Vec<Range<usize>>)> {
     let mut last = 0;
     for (n, span) in spans.iter().enumerate() {
         out.push_str(&source[last..span.start - 1]);
-        out.push_str(MARKER);
-        out.push_str(&format!("{nonce:016x}:{n}\""));
+        let _ = write!(out, "{MARKER}{nonce:016x}:{n}\"");
         last = span.end + 1;
     }
     out.push_str(&source[last..]);

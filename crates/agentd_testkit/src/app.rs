@@ -266,6 +266,28 @@ impl TestApp {
         tokio::spawn(async move { req.send().await.unwrap().status() })
     }
 
+    /// `POST /v1/chat/stream` with `body`, read as far as its first chunk: the `run.started` data, and the
+    /// response with the rest of the stream still to read.
+    pub async fn stream_started(
+        &self,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (reqwest::Response, serde_json::Value) {
+        let mut res = self
+            .http
+            .post(self.url("/v1/chat/stream"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let first = res.chunk().await.unwrap().expect("a first chunk");
+        let events = parse_sse(std::str::from_utf8(&first).unwrap());
+        assert_eq!(events[0].event, "run.started", "{events:?}");
+        let started = events[0].data.clone();
+        (res, started)
+    }
+
     /// `POST /v1/chat/stream` with `body`, read to the end (60 s at most).
     pub async fn stream(&self, token: &str, body: serde_json::Value) -> Streamed {
         let res = self
