@@ -109,17 +109,13 @@ impl<'de> Visitor<'de> for B64Visitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<B64, E> {
-        let cut = v
-            .strip_prefix("\0#")
-            .and_then(|n| n.parse::<usize>().ok())
-            .and_then(|n| {
-                SOURCE.with(|s| {
-                    let s = s.borrow();
-                    let src = s.as_ref()?;
-                    let span = src.spans.get(n)?;
-                    Some(src.text.slice_ref(&src.text[span.clone()]))
-                })
-            });
+        // A marker (the parser unescaped its `\u0000`) stands for the string cut out at its span.
+        let cut = SOURCE.with(|s| {
+            let s = s.borrow();
+            let src = s.as_ref()?;
+            let span = src.span_of(v)?;
+            Some(src.text.slice_ref(&src.text[span.clone()]))
+        });
         Ok(B64(cut.unwrap_or_else(|| ByteString::from(v))))
     }
 
@@ -293,6 +289,48 @@ mod tests {
         let h: Holder = serde_json::from_str(r#"{"b":"a\/b"}"#).unwrap();
         assert_eq!(h.b.as_str(), "a/b");
         assert_eq!(format!("{:?}", h.b), "B64(3 chars)");
+    }
+
+    #[test]
+    fn a_long_image_string_is_parsed_once_without_its_text() {
+        let img = "Q".repeat(ELIDE_MIN * 2);
+        let src = ByteString::from(format!(r#"{{"b":"{img}"}}"#));
+        let parsed = Cell::new(Vec::new());
+        let h: Holder = with_source(&src, |t| {
+            let mut lens = parsed.take();
+            lens.push(t.len());
+            parsed.set(lens);
+            serde_json::from_str(t)
+        })
+        .unwrap();
+        assert_eq!(parsed.take().len(), 1, "`b` is no image key: nothing elided, one parse");
+        assert_eq!(h.b.as_str(), img);
+
+        let src = ByteString::from(format!(r#"{{"b":{{"result":"{img}"}},"partial_image_b64":"{img}"}}"#));
+        #[derive(serde::Deserialize)]
+        struct Item {
+            result: B64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Both {
+            b: Item,
+            partial_image_b64: B64,
+        }
+        let h: Both = with_source(&src, |t| {
+            let mut lens = parsed.take();
+            lens.push(t.len());
+            parsed.set(lens);
+            serde_json::from_str(t)
+        })
+        .unwrap();
+        let lens = parsed.take();
+        assert_eq!(lens.len(), 1, "one parse, not a second one of the whole text: {lens:?}");
+        assert!(lens[0] < 200, "the parser saw the markers, not the images: {lens:?}");
+        for b in [&h.b.result, &h.partial_image_b64] {
+            assert_eq!(b.as_str(), img);
+            let offset = b.as_ptr() as usize - src.as_ptr() as usize;
+            assert!(offset < src.len(), "a slice of the source");
+        }
     }
 
     #[test]
