@@ -13,6 +13,7 @@
 mod connect;
 mod conversations;
 mod error;
+mod finish_pg;
 mod idempotency;
 pub mod journal;
 mod limits;

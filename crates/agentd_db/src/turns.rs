@@ -6,7 +6,8 @@
 //!    message. A refused admission rolls back whole.
 //! 2. One row per stored image (`objects`), written when it is stored.
 //! 3. **The finished turn** ([`Scoped::finish_turn`]): the assistant message, its image links, usage, the
-//!    conversation's `last_response_id` and the lease release, the idempotency result, the terminal run event.
+//!    conversation's `last_response_id` and the lease release, the idempotency result, the terminal run event
+//!    (on PostgreSQL one statement: `finish_pg`).
 //!
 //! Besides: the lease heartbeat ([`Scoped::renew_lease`]) and undoing an admission whose turn never started
 //! ([`Scoped::abandon_turn`]).
@@ -200,8 +201,12 @@ pub struct Abandoned<'a> {
 }
 
 impl Scoped<'_> {
-    /// Writes the finished turn in one transaction.
+    /// Writes the finished turn atomically: on PostgreSQL as one statement ([`crate::finish_pg`]), on SQLite as
+    /// the same writes in one transaction.
     pub async fn finish_turn(&self, f: &FinishedTurn<'_>) -> Result<Finished, DbError> {
+        if let crate::Db::Postgres(pool) = self.db {
+            return self.finish_turn_pg(pool, f).await;
+        }
         let mut tx = self.begin().await?;
         let mut message_saved = false;
         if let Some(m) = f.assistant {

@@ -303,10 +303,16 @@ mod tests {
             serde_json::from_str(t)
         })
         .unwrap();
-        assert_eq!(parsed.take().len(), 1, "`b` is no image key: nothing elided, one parse");
+        assert_eq!(
+            parsed.take().len(),
+            1,
+            "`b` is no image key: nothing elided, one parse"
+        );
         assert_eq!(h.b.as_str(), img);
 
-        let src = ByteString::from(format!(r#"{{"b":{{"result":"{img}"}},"partial_image_b64":"{img}"}}"#));
+        let src = ByteString::from(format!(
+            r#"{{"b":{{"result":"{img}"}},"partial_image_b64":"{img}"}}"#
+        ));
         #[derive(serde::Deserialize)]
         struct Item {
             result: B64,
@@ -324,8 +330,15 @@ mod tests {
         })
         .unwrap();
         let lens = parsed.take();
-        assert_eq!(lens.len(), 1, "one parse, not a second one of the whole text: {lens:?}");
-        assert!(lens[0] < 200, "the parser saw the markers, not the images: {lens:?}");
+        assert_eq!(
+            lens.len(),
+            1,
+            "one parse, not a second one of the whole text: {lens:?}"
+        );
+        assert!(
+            lens[0] < 200,
+            "the parser saw the markers, not the images: {lens:?}"
+        );
         for b in [&h.b.result, &h.partial_image_b64] {
             assert_eq!(b.as_str(), img);
             let offset = b.as_ptr() as usize - src.as_ptr() as usize;
