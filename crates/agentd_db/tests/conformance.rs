@@ -207,8 +207,9 @@ async fn sqlite_migrates_itself_by_default() {
 
 mod turns {
     use super::*;
-    use agentd_db::IdempotencyState;
-    use agentd_db::turns::Lease;
+    use agentd_db::journal::EventChunk;
+    use agentd_db::turns::{Finished, FinishedTurn, Lease};
+    use agentd_db::{IdempotencyState, NewObject, NewUsage, ObjectKey};
     use chrono::Duration;
     use serde_json::json;
 
@@ -222,7 +223,8 @@ mod turns {
         one_run_per_conversation,
         idempotency_keys,
         expired_runs_are_purged_whole,
-        appended_chunks_are_reported_only_when_written
+        appended_chunks_are_reported_only_when_written,
+        a_finished_turn_writes_everything_once_or_says_what_it_could_not
     );
 
     async fn appended_chunks_are_reported_only_when_written(db: &Db) {
@@ -373,6 +375,182 @@ mod turns {
             s.claim_idempotency("k2", "h").await.unwrap(),
             IdempotencyState::Claimed,
             "a failed first try frees the key"
+        );
+    }
+
+    /// A finished turn writes the reply and the image it shows, usage, the conversation's next response and its
+    /// lease release, the idempotency result and the terminal event, together — PostgreSQL in one statement,
+    /// SQLite in one transaction — and says what it could not write when the conversation or the lease is gone.
+    async fn a_finished_turn_writes_everything_once_or_says_what_it_could_not(db: &Db) {
+        let t = tid("t");
+        db.provision_tenant(&t).await.unwrap();
+        let s = db.scoped(&t);
+        let lease = Duration::minutes(15);
+        let conv = s.create_conversation("u", "assistant", "").await.unwrap();
+        assert!(matches!(
+            s.try_lease(conv.id, "r1", lease).await.unwrap(),
+            Lease::Taken { .. }
+        ));
+        let mut tx = s.begin().await.unwrap();
+        assert_eq!(
+            tx.claim_idempotency("k", "h", "r1", lease).await.unwrap(),
+            IdempotencyState::Claimed
+        );
+        tx.commit().await.unwrap();
+        let image = Uuid::now_v7();
+        let key =
+            ObjectKey::in_conversation(&t, &conv.id.to_string(), &image.simple().to_string(), "png").unwrap();
+        s.insert_object(&NewObject {
+            id: image,
+            object_key: key,
+            conversation_id: Some(conv.id),
+            tool_call_id: Some("ig_1".to_owned()),
+            kind: "generated",
+            filename: "a.png".to_owned(),
+            mime_type: "image/png".to_owned(),
+            size_bytes: 3,
+            sha256: "00".to_owned(),
+        })
+        .await
+        .unwrap();
+        let reply = NewMessage::new(
+            Role::Assistant,
+            "done".to_owned(),
+            vec![],
+            Some("resp_1".to_owned()),
+        );
+        let usage = NewUsage {
+            conversation_id: Some(conv.id),
+            response_id: Some("resp_1".to_owned()),
+            input_tokens: 5,
+            output_tokens: 7,
+            images: 1,
+            image_output_tokens: 100,
+            image_cost_usd: 0.04,
+        };
+        let end = EventChunk {
+            run_id: "r1".to_owned(),
+            tenant: t.clone(),
+            conversation_id: conv.id,
+            first_id: 9,
+            last_id: 9,
+            events: "[]".to_owned(),
+            terminal: true,
+            prev_id: 8,
+        };
+        let result = json!({"reply": "done"});
+        let f = FinishedTurn {
+            conversation: conv.id,
+            run_id: "r1",
+            assistant: Some(&reply),
+            object_ids: &[image],
+            usage: &usage,
+            response_id: Some("resp_1"),
+            idempotency: Some(("k", Some(&result))),
+            events: Some(&end),
+        };
+        let all = Finished {
+            message_saved: true,
+            lease_released: true,
+            terminal_logged: true,
+        };
+        assert_eq!(s.finish_turn(&f).await.unwrap(), all);
+        let messages = s.messages(conv.id).await.unwrap();
+        assert_eq!(messages.len(), 1);
+        assert_eq!(
+            (
+                messages[0].id,
+                messages[0].content.as_str(),
+                messages[0].response_id.as_deref()
+            ),
+            (reply.id, "done", Some("resp_1"))
+        );
+        assert_eq!(s.object(image).await.unwrap().unwrap().message_id, Some(reply.id));
+        let c = s.conversation(conv.id).await.unwrap().unwrap();
+        assert_eq!(c.last_response_id.as_deref(), Some("resp_1"));
+        assert_eq!(c.active_run_id, None, "the lease is given back");
+        let days = s.usage_by_day(conv.created_at.date_naive()).await.unwrap();
+        let d = &days[0];
+        assert_eq!(
+            (
+                days.len(),
+                d.turns,
+                d.input_tokens,
+                d.output_tokens,
+                d.images,
+                d.image_output_tokens
+            ),
+            (1, 1, 5, 7, 1, 100)
+        );
+        assert!(matches!(
+            s.claim_idempotency("k", "h").await.unwrap(),
+            IdempotencyState::Done { result: r, run_id: Some(run) } if r == result && run == "r1"
+        ));
+        let chunks = s.run_chunks_after("r1", 0).await.unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert!(chunks[0].terminal);
+
+        // A second end for the run is not logged; a lease taken over by another run is not released by this one.
+        assert!(matches!(
+            s.try_lease(conv.id, "r2", lease).await.unwrap(),
+            Lease::Taken { .. }
+        ));
+        let late = NewMessage::new(Role::Assistant, "late".to_owned(), vec![], None);
+        let f = FinishedTurn {
+            conversation: conv.id,
+            run_id: "r1",
+            assistant: Some(&late),
+            object_ids: &[],
+            usage: &NewUsage::default(),
+            response_id: None,
+            idempotency: None,
+            events: Some(&end),
+        };
+        let partial = Finished {
+            message_saved: true,
+            lease_released: false,
+            terminal_logged: false,
+        };
+        assert_eq!(s.finish_turn(&f).await.unwrap(), partial);
+        let c = s.conversation(conv.id).await.unwrap().unwrap();
+        assert_eq!(
+            (c.active_run_id.as_deref(), c.last_response_id.as_deref()),
+            (Some("r2"), Some("resp_1"))
+        );
+
+        // The conversation is gone: no reply is saved, a failed turn frees its idempotency key.
+        let gone = s.create_conversation("u", "assistant", "").await.unwrap();
+        let mut tx = s.begin().await.unwrap();
+        assert_eq!(
+            tx.claim_idempotency("k3", "h", "r3", lease).await.unwrap(),
+            IdempotencyState::Claimed
+        );
+        tx.commit().await.unwrap();
+        assert!(s.delete_conversation(gone.id).await.unwrap());
+        let f = FinishedTurn {
+            conversation: gone.id,
+            run_id: "r3",
+            assistant: Some(&late),
+            object_ids: &[image],
+            usage: &NewUsage::default(),
+            response_id: None,
+            idempotency: Some(("k3", None)),
+            events: None,
+        };
+        let nothing = Finished {
+            message_saved: false,
+            lease_released: false,
+            terminal_logged: false,
+        };
+        assert_eq!(s.finish_turn(&f).await.unwrap(), nothing);
+        assert_eq!(
+            s.object(image).await.unwrap().unwrap().message_id,
+            Some(reply.id),
+            "images are linked only to a saved reply"
+        );
+        assert_eq!(
+            s.claim_idempotency("k3", "h").await.unwrap(),
+            IdempotencyState::Claimed
         );
     }
 }
