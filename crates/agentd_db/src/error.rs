@@ -32,6 +32,14 @@ impl From<sqlx::Error> for DbError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => DbError::Unavailable(e),
+            // The server ended the session: shut down, restarted, failed over (SQLSTATE class 08, connection
+            // exception, and 57P, operator intervention) — the next connection may well work.
+            sqlx::Error::Database(d)
+                if d.code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
+            {
+                DbError::Unavailable(e)
+            }
             sqlx::Error::Database(d) if d.is_unique_violation() => {
                 DbError::Conflict(d.constraint().unwrap_or("a unique key").to_owned())
             }

@@ -230,7 +230,7 @@ mod turns {
     async fn appended_chunks_are_reported_only_when_written(db: &Db) {
         let t = tid("t");
         db.provision_tenant(&t).await.unwrap();
-        let chunk = |first: i64, terminal: bool| agentd_db::journal::EventChunk {
+        let chunk = |first: i64, terminal: bool| EventChunk {
             run_id: "r".to_owned(),
             tenant: t.clone(),
             conversation_id: Uuid::now_v7(),
@@ -258,7 +258,7 @@ mod turns {
     async fn expired_runs_are_purged_whole(db: &Db) {
         let t = tid("t");
         db.provision_tenant(&t).await.unwrap();
-        let chunk = |run: &str, id: i64| agentd_db::journal::EventChunk {
+        let chunk = |run: &str, id: i64| EventChunk {
             run_id: run.to_owned(),
             tenant: t.clone(),
             conversation_id: Uuid::now_v7(),
