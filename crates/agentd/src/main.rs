@@ -10,6 +10,11 @@ mod telemetry;
 
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: a turn makes many small short-lived allocations on several threads
+/// (perf put glibc's malloc and free at 12 % of agentd's CPU on text turns).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = <cli::Cli as clap::Parser>::parse();
     // Before the configuration reads the environment and before the runtime starts threads.

@@ -19,6 +19,7 @@ use checks::{
 mod checks;
 use agentd_agents::Agent;
 use agentd_auth::Principal;
+use agentd_db::journal::EventChunk;
 use agentd_db::turns::{Abandoned, Lease, NewConversation};
 use agentd_db::{AttachmentMeta, Db, IdempotencyState, NewMessage, RateDecision, Role, TenantId};
 use chrono::Utc;
@@ -154,71 +155,60 @@ impl Admission {
             .chars()
             .take(80)
             .collect();
-        let (conversation_id, agent, previous_response_id, created) = match (req.conversation_id, new_agent) {
-            (Some(id), _) => match tx
-                .lease_conversation(id, &run_id, lease, s.concurrent_limit)
-                .await?
-            {
-                Lease::Taken {
-                    agent,
-                    last_response_id,
-                } => {
-                    let agent = resolve_existing(inner, req.agent.as_deref(), &agent)?;
-                    check_image_input(&agent, &req.attachments)?;
-                    (id, agent, last_response_id, false)
-                }
-                Lease::NotFound => {
-                    return Err(Failure::new(
-                        Code::ConversationNotFound,
-                        format!("No conversation {id}; omit conversation_id to start one."),
-                    ));
-                }
-                Lease::Busy => {
-                    return Err(Failure::new(
-                        Code::ConversationBusy,
-                        "A turn is already running on this conversation; wait for it to finish.",
-                    ));
-                }
-                Lease::TooMany => return Err(too_many()),
-            },
-            (None, Some(agent)) => {
-                let id = Uuid::now_v7();
-                tx.ensure_user(&who.user_id).await?;
-                let conv = NewConversation {
-                    id,
-                    user: &who.user_id,
-                    agent: &agent.key,
-                    title: &title,
-                };
-                if !tx
-                    .create_leased_conversation(&conv, &run_id, lease, s.concurrent_limit)
+        // The user message, when it is known before the lease: a new conversation writes it with the lease.
+        let plain = (req.attachments.is_empty() && req.conversation_id.is_none())
+            .then(|| NewMessage::new(Role::User, message.to_owned(), Vec::new(), None));
+        let (conversation_id, agent, previous_response_id, created, started) =
+            match (req.conversation_id, new_agent) {
+                (Some(id), _) => match tx
+                    .lease_conversation(id, &run_id, lease, s.concurrent_limit)
                     .await?
                 {
-                    return Err(too_many());
+                    Lease::Taken {
+                        agent,
+                        last_response_id,
+                    } => {
+                        let agent = resolve_existing(inner, req.agent.as_deref(), &agent)?;
+                        check_image_input(&agent, &req.attachments)?;
+                        let (started, first) = opening(inner, &who.tenant_id, &run_id, id, &agent)?;
+                        tx.append_chunk(&first).await?;
+                        (id, agent, last_response_id, false, started)
+                    }
+                    Lease::NotFound => {
+                        return Err(Failure::new(
+                            Code::ConversationNotFound,
+                            format!("No conversation {id}; omit conversation_id to start one."),
+                        ));
+                    }
+                    Lease::Busy => {
+                        return Err(Failure::new(
+                            Code::ConversationBusy,
+                            "A turn is already running on this conversation; wait for it to finish.",
+                        ));
+                    }
+                    Lease::TooMany => return Err(too_many()),
+                },
+                (None, Some(agent)) => {
+                    // A new conversation, its run's first event and (without attachments, whose metadata is read
+                    // below) the user message are written in one go.
+                    let id = Uuid::now_v7();
+                    let conv = NewConversation {
+                        id,
+                        user: &who.user_id,
+                        agent: &agent.key,
+                        title: &title,
+                    };
+                    let (started, first) = opening(inner, &who.tenant_id, &run_id, id, &agent)?;
+                    if !tx
+                        .open_conversation(&conv, &run_id, lease, s.concurrent_limit, &first, plain.as_ref())
+                        .await?
+                    {
+                        return Err(too_many());
+                    }
+                    (id, agent, None, true, started)
                 }
-                (id, agent, None, true)
-            }
-            (None, None) => return Err(Failure::internal("no agent for a new conversation")),
-        };
-        // The run's first event is in the log before anyone can see the run id: every run a client knows of
-        // can be resumed, or ended by whoever finds its holder dead.
-        let started = RunStarted {
-            conversation_id,
-            run_id: run_id.clone(),
-            agent: agent.key.clone(),
-            model: inner.model_label.clone().unwrap_or_else(|| agent.model.clone()),
-        };
-        let first = Sequenced {
-            id: 1,
-            event: TurnEvent::Started(started.clone()),
-        };
-        let json = serde_json::to_string(&first).map_err(Failure::internal)?;
-        let run = RunRef {
-            run_id: run_id.as_str().into(),
-            tenant: who.tenant_id.clone(),
-            conversation_id,
-        };
-        tx.append_chunk(&chunk(&run, 0, 1, 1, &[&json], false)).await?;
+                (None, None) => return Err(Failure::internal("no agent for a new conversation")),
+            };
         // The tenant's rate cell, then the authoritative count of its live runs. Taken last, the cell's row lock
         // (which orders a tenant's admissions across replicas) is held for these statements and the commit only.
         if s.rate_limit_per_minute > 0 {
@@ -235,12 +225,18 @@ impl Admission {
                 return Err(too_many());
             }
         }
-        let inputs = input_images(&mut tx, &req.attachments, s.max_input_image_mb).await?;
-        tx.reference_objects(conversation_id, &req.attachments).await?;
-        let user = NewMessage::new(Role::User, message.to_owned(), inputs.clone(), None);
-        if !tx.append_message(conversation_id, &user).await? {
-            return Err(Failure::internal("the leased conversation vanished"));
-        }
+        let (user, inputs) = match plain {
+            Some(user) => (user, Vec::new()),
+            None => {
+                let inputs = input_images(&mut tx, &req.attachments, s.max_input_image_mb).await?;
+                tx.reference_objects(conversation_id, &req.attachments).await?;
+                let user = NewMessage::new(Role::User, message.to_owned(), inputs.clone(), None);
+                if !tx.append_message(conversation_id, &user).await? {
+                    return Err(Failure::internal("the leased conversation vanished"));
+                }
+                (user, inputs)
+            }
+        };
         tx.commit().await?;
         Ok(Admitted::Turn(Box::new(Admission {
             db: inner.db.clone(),
@@ -264,6 +260,34 @@ impl Admission {
     pub(crate) fn commit(&mut self) {
         self.committed = true;
     }
+}
+
+/// The run's first event, and the log chunk that holds it. It is in the log before anyone can see the run id:
+/// every run a client knows of can be resumed, or ended by whoever finds its holder dead.
+fn opening(
+    inner: &Context,
+    tenant: &TenantId,
+    run_id: &str,
+    conversation_id: Uuid,
+    agent: &Agent,
+) -> Result<(RunStarted, EventChunk), Failure> {
+    let started = RunStarted {
+        conversation_id,
+        run_id: run_id.to_owned(),
+        agent: agent.key.clone(),
+        model: inner.model_label.clone().unwrap_or_else(|| agent.model.clone()),
+    };
+    let first = Sequenced {
+        id: 1,
+        event: TurnEvent::Started(started.clone()),
+    };
+    let json = serde_json::to_string(&first).map_err(Failure::internal)?;
+    let run = RunRef {
+        run_id: run_id.into(),
+        tenant: tenant.clone(),
+        conversation_id,
+    };
+    Ok((started, chunk(&run, 0, 1, 1, &[&json], false)))
 }
 
 impl Admission {

@@ -20,6 +20,7 @@ mod limits;
 mod messages;
 mod models;
 mod objects;
+mod opening;
 mod tenants;
 pub mod turns;
 mod tx;

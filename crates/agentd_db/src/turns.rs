@@ -45,14 +45,14 @@ pub struct NewConversation<'a> {
 }
 
 /// Live leases of the tenant, below `$n`: the concurrency guard shared by both lease statements.
-const UNDER_LIMIT: &str = "(SELECT COUNT(*) FROM conversations WHERE tenant_id = $1 AND active_run_id IS NOT NULL \
+pub(crate) const UNDER_LIMIT: &str = "(SELECT COUNT(*) FROM conversations WHERE tenant_id = $1 AND active_run_id IS NOT NULL \
                            AND active_run_at >= $5) < $6";
 
 /// Gives back the lease of conversation `$2` if run `$3` holds it.
 const RELEASE: &str = "UPDATE conversations SET active_run_id = NULL, active_run_at = NULL, \
                        active_run_started_at = NULL WHERE tenant_id = $1 AND id = $2 AND active_run_id = $3";
 
-fn limit(concurrent: u32) -> i64 {
+pub(crate) fn limit(concurrent: u32) -> i64 {
     if concurrent == 0 {
         i64::MAX
     } else {

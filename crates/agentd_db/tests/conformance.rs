@@ -208,7 +208,7 @@ async fn sqlite_migrates_itself_by_default() {
 mod turns {
     use super::*;
     use agentd_db::journal::EventChunk;
-    use agentd_db::turns::{Finished, FinishedTurn, Lease};
+    use agentd_db::turns::{Finished, FinishedTurn, Lease, NewConversation};
     use agentd_db::{IdempotencyState, NewObject, NewUsage, ObjectKey};
     use chrono::Duration;
     use serde_json::json;
@@ -224,7 +224,8 @@ mod turns {
         idempotency_keys,
         expired_runs_are_purged_whole,
         appended_chunks_are_reported_only_when_written,
-        a_finished_turn_writes_everything_once_or_says_what_it_could_not
+        a_finished_turn_writes_everything_once_or_says_what_it_could_not,
+        a_new_conversation_opens_with_its_first_event_and_message_or_not_at_all
     );
 
     async fn appended_chunks_are_reported_only_when_written(db: &Db) {
@@ -552,6 +553,74 @@ mod turns {
             s.claim_idempotency("k3", "h").await.unwrap(),
             IdempotencyState::Claimed
         );
+    }
+
+    /// A turn on a new conversation opens it leased, with the run's first event and the user message — PostgreSQL
+    /// in one statement — or, past the tenant's concurrent limit, writes none of them.
+    async fn a_new_conversation_opens_with_its_first_event_and_message_or_not_at_all(db: &Db) {
+        let t = tid("t");
+        db.provision_tenant(&t).await.unwrap();
+        let s = db.scoped(&t);
+        let lease = Duration::minutes(15);
+        let first = |run: &str, conversation_id: Uuid| EventChunk {
+            run_id: run.to_owned(),
+            tenant: t.clone(),
+            conversation_id,
+            first_id: 1,
+            last_id: 1,
+            events: r#"[{"id":1}]"#.to_owned(),
+            terminal: false,
+            prev_id: 0,
+        };
+        let open = |id: Uuid| NewConversation {
+            id,
+            user: "new-user",
+            agent: "assistant",
+            title: "hi",
+        };
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let hi = NewMessage::new(Role::User, "hi".to_owned(), vec![], None);
+        let mut tx = s.begin().await.unwrap();
+        assert!(
+            tx.open_conversation(&open(a), "r1", lease, 1, &first("r1", a), Some(&hi))
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+        let c = s.conversation(a).await.unwrap().unwrap();
+        assert_eq!(
+            (c.user_id.as_str(), c.title.as_str(), c.active_run_id.as_deref()),
+            ("new-user", "hi", Some("r1"))
+        );
+        let messages = s.messages(a).await.unwrap();
+        assert_eq!(messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![hi.id]);
+        let logged = s.run_chunks_after("r1", 0).await.unwrap();
+        assert_eq!(logged.len(), 1);
+        assert_eq!(logged[0].events, r#"[{"id":1}]"#);
+
+        // One live run and a limit of one: the second opening writes nothing.
+        let mut tx = s.begin().await.unwrap();
+        let late = NewMessage::new(Role::User, "again".to_owned(), vec![], None);
+        assert!(
+            !tx.open_conversation(&open(b), "r2", lease, 1, &first("r2", b), Some(&late))
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+        assert!(s.conversation(b).await.unwrap().is_none());
+        assert!(s.messages(b).await.unwrap().is_empty());
+        assert!(s.run_chunks_after("r2", 0).await.unwrap().is_empty());
+
+        // Without the message (a turn with attachments writes it later), under no limit.
+        let mut tx = s.begin().await.unwrap();
+        assert!(
+            tx.open_conversation(&open(b), "r2", lease, 0, &first("r2", b), None)
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+        assert!(s.messages(b).await.unwrap().is_empty());
+        assert_eq!(s.run_chunks_after("r2", 0).await.unwrap().len(), 1);
     }
 }
 
