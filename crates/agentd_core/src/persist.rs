@@ -1,7 +1,7 @@
-//! Persistence of a finished (or cut-off) turn, in one transaction: the assistant message with its images'
-//! links, usage, the conversation's `last_response_id` and the lease release, the idempotency result, and the
-//! terminal event in the run log — written after every earlier event of the run, so a resumed stream never
-//! sees the end before the middle. Then the terminal event goes to the live client.
+//! Persistence of a finished (or cut-off) turn, in one transaction (one statement on PostgreSQL): the assistant
+//! message with its images' links, usage, the conversation's `last_response_id` and the lease release, the
+//! idempotency result, and the terminal event in the run log — written after every earlier event of the run, so
+//! a resumed stream never sees the end before the middle. Then the terminal event goes to the live client.
 //!
 //! What is saved, by how the relay ended: a completed reply as it is; a reply cut by the size cap or by the
 //! shutdown deadline as it stands (`incomplete`, text so far, images already stored); a failed turn keeps what

@@ -1,9 +1,10 @@
 //! The statements of one chat turn, grouped by the transaction they belong to:
 //!
 //! 1. **Admission** ([`TurnTx`], opened by the caller): the rate limit (`limits`), the idempotency claim, the
-//!    conversation lease ([`TurnTx::lease_conversation`] or [`TurnTx::create_leased_conversation`], each
-//!    refusing in the same statement when the tenant already runs `concurrent` turns), uploads and the user
-//!    message. A refused admission rolls back whole.
+//!    conversation lease ([`TurnTx::lease_conversation`], or for a new conversation
+//!    [`TurnTx::open_conversation`] with the run's first event and the user message; each refuses in the same
+//!    statement when the tenant already runs `concurrent` turns), uploads and the user message. A refused
+//!    admission rolls back whole.
 //! 2. One row per stored image (`objects`), written when it is stored.
 //! 3. **The finished turn** ([`Scoped::finish_turn`]): the assistant message, its image links, usage, the
 //!    conversation's `last_response_id` and the lease release, the idempotency result, the terminal run event
