@@ -5,13 +5,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Connection, PgPool, SqlitePool};
+use sqlx::{PgPool, SqlitePool};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
-
-/// A pooled PostgreSQL connection idle at least this long is pinged before use.
-const PING_IDLE: Duration = Duration::from_secs(1);
 
 static PG_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -115,19 +112,6 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(s.max_connections.max(1))
                 .acquire_timeout(acquire)
-                // sqlx pings a connection when it comes back to the pool, and by default again when it is
-                // taken: a round trip per transaction for nothing under load. Only a connection that sat idle
-                // long enough for the server to have gone away meanwhile is pinged before it is handed out
-                // (a failed ping replaces it).
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for >= PING_IDLE {
-                            conn.ping().await?;
-                        }
-                        Ok(true)
-                    })
-                })
                 .connect_lazy_with(opts);
             Ok(Db::Postgres(pool))
         } else if s.url.starts_with("sqlite:") {

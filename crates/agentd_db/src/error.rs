@@ -25,6 +25,12 @@ pub enum DbError {
     Corrupt(String),
 }
 
+/// SQLSTATEs of a session the server ended or would not open: connection exceptions (08000, 08001, 08003,
+/// 08004, 08006), admin and crash shutdown (57P01, 57P02), and "cannot connect now" (57P03, starting up).
+const SESSION_GONE: [&str; 8] = [
+    "08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03",
+];
+
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
@@ -32,12 +38,9 @@ impl From<sqlx::Error> for DbError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => DbError::Unavailable(e),
-            // The server ended the session: shut down, restarted, failed over (SQLSTATE class 08, connection
-            // exception, and 57P, operator intervention) — the next connection may well work.
-            sqlx::Error::Database(d)
-                if d.code()
-                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
-            {
+            // The server ended or refused the session (shut down, restarting, failed over): the next
+            // connection may well work. Not 08P01, a protocol violation, which would fail again.
+            sqlx::Error::Database(d) if d.code().is_some_and(|c| SESSION_GONE.contains(&c.as_ref())) => {
                 DbError::Unavailable(e)
             }
             sqlx::Error::Database(d) if d.is_unique_violation() => {

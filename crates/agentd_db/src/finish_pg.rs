@@ -1,8 +1,8 @@
 //! The finished turn on PostgreSQL as one statement: the assistant message, its image links, the usage row, the
 //! conversation's `last_response_id` and lease release, the idempotency result and the terminal run event are
 //! data-modifying CTEs of one `WITH … SELECT`. A single statement commits atomically by itself, so the finished
-//! turn costs one round trip instead of seven (BEGIN, five statements, COMMIT) — most of a text turn's database
-//! CPU. SQLite runs the same writes as separate statements in one transaction ([`Scoped::finish_turn`]).
+//! turn costs one round trip instead of up to eight (BEGIN, up to six statements, COMMIT). SQLite runs the same
+//! writes as separate statements in one transaction ([`Scoped::finish_turn`]).
 
 use crate::turns::{Finished, FinishedTurn};
 use crate::{DbError, Scoped, now};
@@ -12,8 +12,10 @@ use uuid::Uuid;
 
 /// `$1` tenant, `$2` conversation, `$3` run, `$4` response id, `$5` now; the message `$6`–`$12` (`$6`: there is
 /// one); the images it shows `$13`; usage `$14`–`$22`; the idempotency key `$23` and result `$24` (no result
-/// frees the key); the run-log chunk `$25`–`$31` (`$25`: there is one). Each CTE is the statement of the same
-/// name in the SQLite path; all run once, whatever the final SELECT reads.
+/// frees the key); the run-log chunk `$25`–`$31` (`$25`: there is one). Each CTE is one statement of the SQLite
+/// path (`append_message`, `link_objects`, `record_usage`, the lease release, `finish_idempotency` /
+/// `release_idempotency`, `append_chunk`); PostgreSQL runs every data-modifying CTE once, whatever the final
+/// SELECT reads.
 const FINISH: &str = "WITH \
   m AS (INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, response_id, created_at) \
         SELECT $7, $1, $2, $8, $9, $10, $11, $12 FROM conversations WHERE tenant_id = $1 AND id = $2 AND $6 \

@@ -1,7 +1,8 @@
 //! A turn's opening writes on a new conversation: the user (recorded on first sight), the conversation leased by
 //! the run — refused when the tenant already runs its concurrent limit —, the run's first event and the user
-//! message. On PostgreSQL they are one statement (data-modifying CTEs, each inserting only if the conversation
-//! was), so admission spends one round trip on them instead of four; SQLite runs them one by one.
+//! message. On PostgreSQL they are one statement (data-modifying CTEs; the event and the message are inserted
+//! only if the conversation was), so admission spends one round trip on them instead of four; SQLite runs them
+//! one by one.
 
 use crate::journal::EventChunk;
 use crate::turns::{NewConversation, UNDER_LIMIT, limit};
@@ -13,7 +14,8 @@ use uuid::Uuid;
 
 impl TurnTx {
     /// Creates `conv` leased by `run` with the turn's first event and, when given, the user message; `false`
-    /// (and nothing written) when the tenant already runs `concurrent` turns (0 = unlimited).
+    /// when the tenant already runs `concurrent` turns (0 = unlimited): then only the user may have been
+    /// recorded, and the caller rolls back.
     pub async fn open_conversation(
         &mut self,
         conv: &NewConversation<'_>,

@@ -45,7 +45,8 @@ pub struct NewConversation<'a> {
     pub title: &'a str,
 }
 
-/// Live leases of the tenant, below `$n`: the concurrency guard shared by both lease statements.
+/// Live leases of the tenant, below `$6`: the concurrency guard shared by the statements that take a lease
+/// (`lease_conversation`, `create_leased_conversation`, `open_conversation`).
 pub(crate) const UNDER_LIMIT: &str = "(SELECT COUNT(*) FROM conversations WHERE tenant_id = $1 AND active_run_id IS NOT NULL \
                            AND active_run_at >= $5) < $6";
 

@@ -1,6 +1,7 @@
-//! A transaction on either database, bound to one tenant: [`TurnTx`]. The admission of a turn and the
-//! finished turn each run in one of these; the statements they are made of live with their tables
-//! (`limits`, `idempotency`, `turns`, …) as `impl TurnTx` blocks.
+//! A transaction on either database, bound to one tenant: [`TurnTx`]. The admission of a turn runs in one of
+//! these, and so does the finished turn on SQLite (on PostgreSQL it is one statement: `finish_pg`); the
+//! statements they are made of live with their tables (`limits`, `idempotency`, `turns`, …) as `impl TurnTx`
+//! blocks.
 
 use crate::{Db, DbError, Scoped, TenantId};
 use sqlx::{Postgres, Sqlite, Transaction};

@@ -491,7 +491,8 @@ mod turns {
         assert_eq!(chunks.len(), 1);
         assert!(chunks[0].terminal);
 
-        // A second end for the run is not logged; a lease taken over by another run is not released by this one.
+        // A second end for the run (as a reader that found it dead would write) is not logged; a lease taken over
+        // by another run is not released by this one.
         assert!(matches!(
             s.try_lease(conv.id, "r2", lease).await.unwrap(),
             Lease::Taken { .. }
@@ -505,7 +506,12 @@ mod turns {
             usage: &NewUsage::default(),
             response_id: None,
             idempotency: None,
-            events: Some(&end),
+            events: Some(&EventChunk {
+                first_id: 10,
+                last_id: 10,
+                prev_id: 9,
+                ..end.clone()
+            }),
         };
         let partial = Finished {
             message_saved: true,
@@ -553,10 +559,25 @@ mod turns {
             s.claim_idempotency("k3", "h").await.unwrap(),
             IdempotencyState::Claimed
         );
+        let days = s.usage_by_day(conv.created_at.date_naive()).await.unwrap();
+        assert_eq!(
+            days.iter().map(|d| d.turns).sum::<i64>(),
+            3,
+            "one usage row per finished turn"
+        );
+        let ends: Vec<i64> = s
+            .run_chunks_after("r1", 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.first_id)
+            .collect();
+        assert_eq!(ends, vec![9], "one end per run");
     }
 
     /// A turn on a new conversation opens it leased, with the run's first event and the user message — PostgreSQL
-    /// in one statement — or, past the tenant's concurrent limit, writes none of them.
+    /// in one statement — or, past the tenant's concurrent limit, writes none of them (the user may be recorded;
+    /// admission rolls back).
     async fn a_new_conversation_opens_with_its_first_event_and_message_or_not_at_all(db: &Db) {
         let t = tid("t");
         db.provision_tenant(&t).await.unwrap();

@@ -1,8 +1,9 @@
 //! What one turn costs the database, counted in PostgreSQL's own statement log (a private cluster with
-//! `log_statement=all`): a streaming one-image turn on a new conversation, under the default limits, is at most
-//! 10 statements besides BEGIN/COMMIT in at most 3 transactions — admission, the image's row, the finished turn.
-//! Writes to the run event log (`run_events`, and the announcement of its terminal chunk) count apart, as do
-//! authentication's tenant lookups.
+//! `log_statement=all`): a streaming one-image turn on a new conversation, under the default limits, is 5
+//! statements besides BEGIN/COMMIT (the issue allows 10) in at most 3 transactions — admission, the image's row,
+//! the finished turn, which is one statement. The run event log's own statements (the journal's chunk writes and
+//! the announcement of the terminal chunk) count apart, as do authentication's tenant lookups; the run log's
+//! first and last chunks are written inside the opening and finishing statements, which count.
 //! A tenant refused by the rate limit costs no statement until the refusal lapses. A reader following a run
 //! reads its rows once: new events reach it in the notes of the chunks written, not by a query per chunk.
 
@@ -76,7 +77,7 @@ async fn a_streaming_image_turn_is_at_most_ten_statements_in_three_transactions(
         work.len(),
         transactions.len()
     );
-    assert!(work.len() <= 10, "{} statements:\n{listing}", work.len());
+    assert!(work.len() <= 5, "{} statements:\n{listing}", work.len());
     assert!(
         transactions.len() <= 3,
         "{} transactions:\n{listing}",
@@ -98,9 +99,10 @@ async fn a_streaming_image_turn_is_at_most_ten_statements_in_three_transactions(
         "admission writes the conversation and the user message together:\n{listing}"
     );
     assert!(
-        groups.iter().any(|g| g.contains("INSERT INTO usage_events")
-            && g.contains("UPDATE conversations SET last_response_id")),
-        "the finished turn is one transaction:\n{listing}"
+        work.iter().any(|(_, s)| s.contains("INSERT INTO usage_events")
+            && s.contains("UPDATE conversations SET last_response_id")
+            && s.contains("INSERT INTO run_events")),
+        "the finished turn is one statement:\n{listing}"
     );
 }
 
