@@ -10,7 +10,7 @@
 //! claim, the conversation lease and the user message), one row per stored image, and the finished turn.
 //! On PostgreSQL a new conversation's opening writes (`opening`) and the finished turn (`finish_pg`) are one
 //! statement each: with the rate limit on, a turn on a new conversation needs six round trips instead of
-//! fifteen. The run event log ([`journal`]) is written beside them, batched.
+//! fifteen (not counting sqlx's connection pings). The run event log ([`journal`]) is written beside them, batched.
 
 mod connect;
 mod conversations;

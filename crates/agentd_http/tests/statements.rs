@@ -43,7 +43,7 @@ fn turn_statements(pg: &PrivatePostgres, from: u64) -> Vec<(String, String)> {
 }
 
 #[tokio::test]
-async fn a_streaming_image_turn_is_at_most_ten_statements_in_three_transactions() {
+async fn a_streaming_image_turn_is_five_statements_in_three_transactions() {
     let pg = PrivatePostgres::start(&["log_statement=all", "log_line_prefix='%v|'"]);
     let db = agentd_testkit::fresh_postgres_at(&pg.admin_url).await;
     let app = TestApp::builder(db)
