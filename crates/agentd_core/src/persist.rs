@@ -18,6 +18,7 @@ use crate::sink::Sink;
 use agentd_db::journal::ChunkNote;
 use agentd_db::turns::FinishedTurn;
 use agentd_db::{NewMessage, NewUsage, Role};
+use uuid::Uuid;
 
 /// Writes the turn and ends its stream.
 pub(crate) async fn finish(
@@ -72,7 +73,7 @@ pub(crate) async fn finish(
         image_output_tokens: usage.image.as_ref().map_or(0, |i| i.output_tokens as i64),
         image_cost_usd: usage.image.as_ref().map_or(0.0, |i| i.estimated_cost_usd),
     };
-    let object_ids: Vec<uuid::Uuid> = stored.iter().map(|a| a.object_id).collect();
+    let object_ids: Vec<Uuid> = stored.iter().map(|a| a.object_id).collect();
     // The response the next turn continues from: the final one, or the one a size-capped reply belongs to.
     let continue_from = match (&done, &outcome) {
         (Some(f), _) => Some(f.id.clone()),
@@ -123,6 +124,7 @@ pub(crate) async fn finish(
         assistant: assistant.as_ref(),
         object_ids: &object_ids,
         usage: &record,
+        usage_id: Uuid::now_v7(),
         response_id: continue_from.as_deref(),
         idempotency: adm.idempotency_key.as_deref().map(|k| (k, result_json.as_ref())),
         events: Some(&events),

@@ -11,20 +11,24 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 /// `$1` tenant, `$2` conversation, `$3` run, `$4` response id, `$5` now; the message `$6`–`$12` (`$6`: there is
-/// one); the images it shows `$13`; usage `$14`–`$22`; the idempotency key `$23` and result `$24` (no result
-/// frees the key); the run-log chunk `$25`–`$31` (`$25`: there is one). Each CTE is one statement of the SQLite
-/// path (`append_message`, `link_objects`, `record_usage`, the lease release, `finish_idempotency` /
-/// `release_idempotency`, `append_chunk`); PostgreSQL runs every data-modifying CTE once, whatever the final
-/// SELECT reads.
+/// one); the images it shows `$13`; usage `$14`–`$22` (`$14`: the turn's usage id); the idempotency key `$23` and
+/// result `$24` (no result frees the key); the run-log chunk `$25`–`$31` (`$25`: there is one).
+///
+/// Each CTE is one statement of the SQLite path (`append_message`, `link_objects`, `record_usage`, the lease
+/// release, `finish_idempotency` / `release_idempotency`, `append_chunk`); PostgreSQL runs every data-modifying
+/// CTE once, whatever the final SELECT reads. `m0` and `e0` find (in the statement's snapshot) the message and the
+/// chunk of an earlier try whose commit went unanswered, so a retried save reports them as saved and writes
+/// nothing twice.
 const FINISH: &str = "WITH \
   m AS (INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, response_id, created_at) \
         SELECT $7, $1, $2, $8, $9, $10, $11, $12 FROM conversations WHERE tenant_id = $1 AND id = $2 AND $6 \
-        RETURNING id), \
+        ON CONFLICT (id) DO NOTHING RETURNING id), \
+  m0 AS (SELECT 1 FROM messages WHERE tenant_id = $1 AND conversation_id = $2 AND id = $7 AND $6), \
   l AS (UPDATE stored_objects SET message_id = $7 WHERE tenant_id = $1 AND id = ANY($13) \
-        AND EXISTS (SELECT 1 FROM m) RETURNING 1), \
+        AND (EXISTS (SELECT 1 FROM m) OR EXISTS (SELECT 1 FROM m0)) RETURNING 1), \
   u AS (INSERT INTO usage_events (id, tenant_id, conversation_id, response_id, day, input_tokens, output_tokens, \
         images, image_output_tokens, image_cost_usd, created_at) \
-        VALUES ($14, $1, $15, $16, $17, $18, $19, $20, $21, $22, $5) RETURNING 1), \
+        VALUES ($14, $1, $15, $16, $17, $18, $19, $20, $21, $22, $5) ON CONFLICT (id) DO NOTHING RETURNING 1), \
   c AS (UPDATE conversations SET last_response_id = COALESCE($4, last_response_id), updated_at = $5, \
         active_run_id = NULL, active_run_at = NULL, active_run_started_at = NULL \
         WHERE tenant_id = $1 AND id = $2 AND active_run_id = $3 RETURNING 1), \
@@ -33,8 +37,11 @@ const FINISH: &str = "WITH \
   r AS (DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $23 AND run_id = $3 AND status = 'running' \
         AND $24 IS NULL RETURNING 1), \
   e AS (INSERT INTO run_events (run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, created_at) \
-        SELECT $26, $27, $28, $1, $29, $30, $31, $5 WHERE $25 ON CONFLICT DO NOTHING RETURNING 1) \
-  SELECT (SELECT COUNT(*) FROM m), (SELECT COUNT(*) FROM c), (SELECT COUNT(*) FROM e), \
+        SELECT $26, $27, $28, $1, $29, $30, $31, $5 WHERE $25 ON CONFLICT DO NOTHING RETURNING 1), \
+  e0 AS (SELECT 1 FROM run_events WHERE run_id = $26 AND tenant_id = $1 AND first_id = $27 AND last_id = $28 \
+         AND terminal = $31 AND events = $30 AND $25) \
+  SELECT (SELECT COUNT(*) FROM m) + (SELECT COUNT(*) FROM m0), (SELECT COUNT(*) FROM c), \
+         (SELECT COUNT(*) FROM e) + (SELECT COUNT(*) FROM e0), \
          (SELECT COUNT(*) FROM l) + (SELECT COUNT(*) FROM u) + (SELECT COUNT(*) FROM d) + (SELECT COUNT(*) FROM r)";
 
 impl Scoped<'_> {
@@ -66,7 +73,7 @@ impl Scoped<'_> {
             .bind(m.and_then(|m| m.response_id.as_deref()))
             .bind(m.map(|m| m.created_at))
             .bind(f.object_ids)
-            .bind(Uuid::now_v7())
+            .bind(f.usage_id)
             .bind(u.conversation_id)
             .bind(u.response_id.as_deref())
             .bind(n.date_naive())

@@ -172,6 +172,23 @@ impl TurnTx {
             .map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }
+
+    /// The log holds this very chunk (same place, same events): written by an earlier try of the same save.
+    /// Another end a reader wrote at the same place has other events and does not count.
+    pub(crate) async fn holds_chunk(&mut self, c: &EventChunk) -> Result<bool, DbError> {
+        let sql = "SELECT COUNT(*) FROM run_events WHERE run_id = $1 AND tenant_id = $2 AND first_id = $3 \
+                   AND last_id = $4 AND terminal = $5 AND events = $6";
+        let n: i64 = with_tx!(self, |conn| sqlx::query_scalar(sql)
+            .bind(c.run_id.as_str())
+            .bind(c.tenant.as_str())
+            .bind(c.first_id)
+            .bind(c.last_id)
+            .bind(c.terminal)
+            .bind(c.events.as_str())
+            .fetch_one(conn)
+            .await)?;
+        Ok(n > 0)
+    }
 }
 
 impl Scoped<'_> {

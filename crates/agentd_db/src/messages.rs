@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 /// INSERT … SELECT makes the tenant check and the write one statement.
 const INSERT: &str = "INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, response_id, created_at) \
-                      SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM conversations WHERE tenant_id = $2 AND id = $3";
+                      SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM conversations WHERE tenant_id = $2 AND id = $3 \
+                      ON CONFLICT (id) DO NOTHING";
 
 impl Scoped<'_> {
     /// Appends a message; `Ok(None)` when the conversation is not this tenant's.
@@ -53,5 +54,18 @@ impl TurnTx {
             .await
             .map(|r| r.rows_affected()))?;
         Ok(n == 1)
+    }
+
+    /// Conversation `conversation` of this tenant has message `id`.
+    pub(crate) async fn has_message(&mut self, conversation: Uuid, id: Uuid) -> Result<bool, DbError> {
+        let t = self.tenant.clone();
+        let sql = "SELECT COUNT(*) FROM messages WHERE tenant_id = $1 AND conversation_id = $2 AND id = $3";
+        let n: i64 = with_tx!(self, |c| sqlx::query_scalar(sql)
+            .bind(t.as_str())
+            .bind(conversation)
+            .bind(id)
+            .fetch_one(c)
+            .await)?;
+        Ok(n > 0)
     }
 }

@@ -170,6 +170,8 @@ pub struct FinishedTurn<'a> {
     /// Stored images shown by the reply.
     pub object_ids: &'a [Uuid],
     pub usage: &'a NewUsage,
+    /// The usage row's id, drawn once per turn: a save retried after its commit went unanswered writes none.
+    pub usage_id: Uuid,
     /// The response the next turn continues from.
     pub response_id: Option<&'a str>,
     /// `(key, Some(result))` stores the result; `(key, None)` frees the key for a retry.
@@ -212,12 +214,14 @@ impl Scoped<'_> {
         let mut tx = self.begin().await?;
         let mut message_saved = false;
         if let Some(m) = f.assistant {
-            message_saved = tx.append_message(f.conversation, m).await?;
+            // Saved by this statement or by an earlier try whose commit went unanswered.
+            message_saved =
+                tx.append_message(f.conversation, m).await? || tx.has_message(f.conversation, m.id).await?;
             if message_saved {
                 tx.link_objects(f.object_ids, m.id).await?;
             }
         }
-        tx.record_usage(f.usage).await?;
+        tx.record_usage(f.usage_id, f.usage).await?;
         let t = self.tenant.clone();
         let sql = "UPDATE conversations SET last_response_id = COALESCE($4, last_response_id), updated_at = $5, \
                    active_run_id = NULL, active_run_at = NULL, active_run_started_at = NULL \
@@ -240,7 +244,7 @@ impl Scoped<'_> {
             None => {}
         }
         let terminal_logged = match f.events {
-            Some(chunk) => tx.append_chunk(chunk).await?,
+            Some(chunk) => tx.append_chunk(chunk).await? || tx.holds_chunk(chunk).await?,
             None => false,
         };
         tx.commit().await?;

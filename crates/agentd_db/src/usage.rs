@@ -31,16 +31,18 @@ pub struct DailyUsage {
 }
 
 const INSERT: &str = "INSERT INTO usage_events (id, tenant_id, conversation_id, response_id, day, input_tokens, \
-    output_tokens, images, image_output_tokens, image_cost_usd, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    output_tokens, images, image_output_tokens, image_cost_usd, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+    ON CONFLICT (id) DO NOTHING";
 
 const SPENT: &str = "SELECT CAST(COALESCE(SUM(image_cost_usd), 0) AS DOUBLE PRECISION) FROM usage_events \
     WHERE tenant_id = $1 AND created_at >= $2";
 
 impl TurnTx {
-    pub(crate) async fn record_usage(&mut self, u: &NewUsage) -> Result<(), DbError> {
+    /// Records one turn's usage as row `id` (once: a second call with the same id writes nothing).
+    pub(crate) async fn record_usage(&mut self, id: Uuid, u: &NewUsage) -> Result<(), DbError> {
         let (tenant, t) = (self.tenant.clone(), now());
         with_tx!(self, |c| sqlx::query(INSERT)
-            .bind(Uuid::now_v7())
+            .bind(id)
             .bind(tenant.as_str())
             .bind(u.conversation_id)
             .bind(&u.response_id)

@@ -446,6 +446,7 @@ mod turns {
             assistant: Some(&reply),
             object_ids: &[image],
             usage: &usage,
+            usage_id: Uuid::now_v7(),
             response_id: Some("resp_1"),
             idempotency: Some(("k", Some(&result))),
             events: Some(&end),
@@ -456,6 +457,13 @@ mod turns {
             terminal_logged: true,
         };
         assert_eq!(s.finish_turn(&f).await.unwrap(), all);
+        // Saved again, as after a commit whose answer was lost: nothing is written twice, and the reply and the
+        // end are reported as saved (the lease was given back by the first try).
+        let again = Finished {
+            lease_released: false,
+            ..all
+        };
+        assert_eq!(s.finish_turn(&f).await.unwrap(), again);
         let messages = s.messages(conv.id).await.unwrap();
         assert_eq!(messages.len(), 1);
         assert_eq!(
@@ -504,6 +512,7 @@ mod turns {
             assistant: Some(&late),
             object_ids: &[],
             usage: &NewUsage::default(),
+            usage_id: Uuid::now_v7(),
             response_id: None,
             idempotency: None,
             events: Some(&EventChunk {
@@ -540,6 +549,7 @@ mod turns {
             assistant: Some(&late),
             object_ids: &[image],
             usage: &NewUsage::default(),
+            usage_id: Uuid::now_v7(),
             response_id: None,
             idempotency: Some(("k3", None)),
             events: None,
