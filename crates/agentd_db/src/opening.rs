@@ -10,7 +10,26 @@ use crate::tx::AnyTx;
 use crate::{DbError, NewMessage, TurnTx, now};
 use chrono::Duration;
 use sqlx::types::Json;
+use std::sync::LazyLock;
 use uuid::Uuid;
+
+/// The opening statement (PostgreSQL), built once: `$1` tenant, `$2` conversation, `$3` run, `$4` now, `$5` the
+/// lease's cutoff, `$6` the concurrent limit, `$7`–`$9` user, agent, title; the first event `$10`–`$14`; the
+/// message `$15`–`$21` (`$15`: there is one).
+static OPEN: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH \
+         us AS (INSERT INTO users (tenant_id, id, created_at) VALUES ($1, $7, $4) ON CONFLICT DO NOTHING), \
+         c AS (INSERT INTO conversations (id, tenant_id, user_id, agent, title, created_at, updated_at, \
+               active_run_id, active_run_at, active_run_started_at) \
+               SELECT $2, $1, $7, $8, $9, $4, $4, $3, $4, $4 WHERE {UNDER_LIMIT} RETURNING id), \
+         e AS (INSERT INTO run_events (run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, \
+               created_at) SELECT $10, $11, $12, $1, id, $13, $14, $4 FROM c ON CONFLICT DO NOTHING), \
+         m AS (INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, response_id, \
+               created_at) SELECT $16, $1, id, $17, $18, $19, $20, $21 FROM c WHERE $15) \
+         SELECT COUNT(*) FROM c"
+    )
+});
 
 impl TurnTx {
     /// Creates `conv` leased by `run` with the turn's first event and, when given, the user message; `false`
@@ -39,25 +58,13 @@ impl TurnTx {
             }
             return Ok(true);
         }
-        let sql = format!(
-            "WITH \
-             us AS (INSERT INTO users (tenant_id, id, created_at) VALUES ($1, $7, $4) ON CONFLICT DO NOTHING), \
-             c AS (INSERT INTO conversations (id, tenant_id, user_id, agent, title, created_at, updated_at, \
-                   active_run_id, active_run_at, active_run_started_at) \
-                   SELECT $2, $1, $7, $8, $9, $4, $4, $3, $4, $4 WHERE {UNDER_LIMIT} RETURNING id), \
-             e AS (INSERT INTO run_events (run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, \
-                   created_at) SELECT $10, $11, $12, $1, id, $13, $14, $4 FROM c ON CONFLICT DO NOTHING), \
-             m AS (INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, response_id, \
-                   created_at) SELECT $16, $1, id, $17, $18, $19, $20, $21 FROM c WHERE $15) \
-             SELECT COUNT(*) FROM c"
-        );
         let (t, n) = (self.tenant.clone(), now());
         let m = user_message;
         self.statements += 1;
         let AnyTx::Postgres(tx) = &mut self.tx else {
             return Err(DbError::Config("no PostgreSQL transaction".to_owned()));
         };
-        let created: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        let created: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(OPEN.as_str()))
             .bind(t.as_str())
             .bind(conv.id)
             .bind(run)

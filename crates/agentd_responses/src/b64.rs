@@ -291,23 +291,23 @@ mod tests {
         assert_eq!(format!("{:?}", h.b), "B64(3 chars)");
     }
 
+    /// `src` parsed through [`with_source`], and the length of each text the parser was handed.
+    fn parse_counted<T: de::DeserializeOwned>(src: &ByteString) -> (T, Vec<usize>) {
+        let lens = RefCell::new(Vec::new());
+        let parsed = with_source(src, |t| {
+            lens.borrow_mut().push(t.len());
+            serde_json::from_str(t)
+        })
+        .unwrap();
+        (parsed, lens.into_inner())
+    }
+
     #[test]
     fn a_long_image_string_is_parsed_once_without_its_text() {
         let img = "Q".repeat(ELIDE_MIN * 2);
         let src = ByteString::from(format!(r#"{{"b":"{img}"}}"#));
-        let parsed = Cell::new(Vec::new());
-        let h: Holder = with_source(&src, |t| {
-            let mut lens = parsed.take();
-            lens.push(t.len());
-            parsed.set(lens);
-            serde_json::from_str(t)
-        })
-        .unwrap();
-        assert_eq!(
-            parsed.take().len(),
-            1,
-            "`b` is no image key: nothing elided, one parse"
-        );
+        let (h, lens): (Holder, _) = parse_counted(&src);
+        assert_eq!(lens.len(), 1, "`b` is no image key: nothing elided, one parse");
         assert_eq!(h.b.as_str(), img);
 
         let src = ByteString::from(format!(
@@ -322,14 +322,7 @@ mod tests {
             b: Item,
             partial_image_b64: B64,
         }
-        let h: Both = with_source(&src, |t| {
-            let mut lens = parsed.take();
-            lens.push(t.len());
-            parsed.set(lens);
-            serde_json::from_str(t)
-        })
-        .unwrap();
-        let lens = parsed.take();
+        let (h, lens): (Both, _) = parse_counted(&src);
         assert_eq!(
             lens.len(),
             1,

@@ -273,14 +273,7 @@ impl TestApp {
         token: &str,
         body: serde_json::Value,
     ) -> (reqwest::Response, serde_json::Value) {
-        let mut res = self
-            .http
-            .post(self.url("/v1/chat/stream"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let mut res = self.post_stream(token, &body).await;
         let first = res.chunk().await.unwrap().expect("a first chunk");
         let events = parse_sse(std::str::from_utf8(&first).unwrap());
         assert_eq!(events[0].event, "run.started", "{events:?}");
@@ -288,16 +281,20 @@ impl TestApp {
         (res, started)
     }
 
-    /// `POST /v1/chat/stream` with `body`, read to the end (60 s at most).
-    pub async fn stream(&self, token: &str, body: serde_json::Value) -> Streamed {
-        let res = self
-            .http
+    /// `POST /v1/chat/stream` with `body`, unread.
+    async fn post_stream(&self, token: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
             .post(self.url("/v1/chat/stream"))
             .bearer_auth(token)
-            .json(&body)
+            .json(body)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// `POST /v1/chat/stream` with `body`, read to the end (60 s at most).
+    pub async fn stream(&self, token: &str, body: serde_json::Value) -> Streamed {
+        let res = self.post_stream(token, &body).await;
         let (status, headers) = (res.status(), res.headers().clone());
         let raw = tokio::time::timeout(std::time::Duration::from_secs(60), res.text())
             .await
