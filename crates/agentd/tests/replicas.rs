@@ -208,7 +208,7 @@ async fn the_rate_limit_holds_across_replicas() {
         let after = refused.retry_after().expect("retry-after");
         assert!(
             after <= 16 && after + elapsed >= 15,
-            "retry-after {after}, {elapsed} s after sending"
+            "retry-after {after}, {elapsed} s after sending: {answers:#?}"
         );
     }
     let other = chat(&replicas[2], &token(&replicas[2], "other"), &body).await;

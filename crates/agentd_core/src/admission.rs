@@ -1,7 +1,8 @@
 //! Admission: everything a turn holds before it runs — the rate-limit slot, the budget check, the idempotency
 //! claim, the conversation lease (which also enforces the concurrent-turn limit) and the user message — taken
-//! in one database transaction, as one guard. Refusals roll the transaction back whole; cheap refusals come
-//! before anything that reads storage (no object bytes are read here at all).
+//! in one database transaction, as one guard; a new conversation with no key, budget or attachments to check
+//! is one statement (`agentd_db::OpenTurn`). Refusals roll back whole; cheap refusals come before anything
+//! that reads storage (no object bytes are read here at all).
 //!
 //! The guard is [committed](Admission::commit) once the upstream accepted the turn: from then on the turn
 //! releases the lease and settles the idempotency key in its final transaction. Dropped uncommitted (the
@@ -21,7 +22,9 @@ use agentd_agents::Agent;
 use agentd_auth::Principal;
 use agentd_db::journal::EventChunk;
 use agentd_db::turns::{Abandoned, Lease, NewConversation};
-use agentd_db::{AttachmentMeta, Db, IdempotencyState, NewMessage, RateDecision, Role, TenantId};
+use agentd_db::{
+    AttachmentMeta, Db, IdempotencyState, NewMessage, OpenTurn, Opening, RateDecision, Role, TenantId, TurnTx,
+};
 use chrono::Utc;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -103,51 +106,9 @@ impl Admission {
             inner.check_refusal(&who.tenant_id)?;
         }
         let scoped = inner.db.scoped(&who.tenant_id);
-        let mut tx = scoped.begin().await?;
         let run_id = format!("run_{}", Uuid::now_v7().simple());
         let lease = s.lease();
-        if let Some((key, hash)) = &req.idempotency {
-            match tx.claim_idempotency(key, hash, &run_id, lease).await? {
-                IdempotencyState::Claimed => {}
-                IdempotencyState::Done { result, run_id } => {
-                    let result: TurnResult = serde_json::from_value(result).map_err(Failure::internal)?;
-                    return Ok(Admitted::Replay {
-                        run_id,
-                        result: Box::new(result),
-                    });
-                }
-                IdempotencyState::Running => {
-                    return Err(Failure::new(
-                        Code::RequestInProgress,
-                        "A request with this Idempotency-Key is still running; retry when it ends.",
-                    )
-                    .retry_after(2));
-                }
-                IdempotencyState::Mismatch => {
-                    return Err(Failure::new(
-                        Code::IdempotencyKeyReused,
-                        "This Idempotency-Key was used with a different request; use a new key.",
-                    ));
-                }
-            }
-        }
-        if req.idempotency.is_some() {
-            inner.check_refusal(&who.tenant_id)?;
-        }
-        let spent_this_month = match s.monthly_budget_usd {
-            Some(budget) => Some(check_budget(&mut tx, budget).await?),
-            None => None,
-        };
-        let too_many = || {
-            Failure::new(
-                Code::RateLimited,
-                format!(
-                    "This tenant already runs {} turns at once (CHAT_STREAM_CONCURRENT_LIMIT); retry when one finishes.",
-                    s.concurrent_limit
-                ),
-            )
-            .retry_after(2)
-        };
+        let now_us = Utc::now().timestamp_micros();
         let title: String = message
             .lines()
             .next()
@@ -158,9 +119,81 @@ impl Admission {
         // The user message, when it is known before the lease: a new conversation writes it with the lease.
         let plain = (req.attachments.is_empty() && req.conversation_id.is_none())
             .then(|| NewMessage::new(Role::User, message.to_owned(), Vec::new(), None));
+        // A new conversation: its id, the run's first event, and what opening it writes.
+        let new = match &new_agent {
+            Some(agent) => {
+                let id = Uuid::now_v7();
+                let (started, first) = opening(inner, &who.tenant_id, &run_id, id, agent)?;
+                Some((agent, started, first))
+            }
+            None => None,
+        };
+        let open = new.as_ref().map(|(agent, started, first)| OpenTurn {
+            conv: NewConversation {
+                id: started.conversation_id,
+                user: &who.user_id,
+                agent: &agent.key,
+                title: &title,
+            },
+            run: &run_id,
+            lease,
+            concurrent: s.concurrent_limit,
+            rate_per_minute: s.rate_limit_per_minute,
+            now_us,
+            first,
+            message: plain.as_ref(),
+        });
+        let admission =
+            |conversation_id, created, agent, previous_response_id, started, user_message_id| Admission {
+                db: inner.db.clone(),
+                tenant: who.tenant_id.clone(),
+                run_id: run_id.clone(),
+                conversation_id,
+                created,
+                agent,
+                previous_response_id,
+                message: message.to_owned(),
+                user_message_id,
+                inputs: Vec::new(),
+                idempotency_key: req.idempotency.as_ref().map(|(k, _)| k.clone()),
+                spent_this_month: None,
+                started,
+                committed: false,
+            };
+
+        // A new conversation with nothing else to check (no idempotency key, budget or attachments): one
+        // statement, which commits by itself.
+        if let (Some((agent, started, _)), Some(open), Some(user), None, None) =
+            (&new, &open, &plain, &req.idempotency, s.monthly_budget_usd)
+        {
+            refuse(inner, &who.tenant_id, scoped.open_turn(open).await?, now_us)?;
+            let a = admission(
+                open.conv.id,
+                true,
+                Arc::clone(agent),
+                None,
+                started.clone(),
+                user.id,
+            );
+            return Ok(Admitted::Turn(Box::new(a)));
+        }
+
+        let mut tx = scoped.begin().await?;
+        if let Some((key, hash)) = &req.idempotency
+            && let Some(earlier) = claim(&mut tx, key, hash, &run_id, lease).await?
+        {
+            return earlier;
+        }
+        if req.idempotency.is_some() {
+            inner.check_refusal(&who.tenant_id)?;
+        }
+        let spent_this_month = match s.monthly_budget_usd {
+            Some(budget) => Some(check_budget(&mut tx, budget).await?),
+            None => None,
+        };
         let (conversation_id, agent, previous_response_id, created, started) =
-            match (req.conversation_id, new_agent) {
-                (Some(id), _) => match tx
+            match (req.conversation_id, &new, &open) {
+                (Some(id), _, _) => match tx
                     .lease_conversation(id, &run_id, lease, s.concurrent_limit)
                     .await?
                 {
@@ -172,6 +205,18 @@ impl Admission {
                         check_image_input(&agent, &req.attachments)?;
                         let (started, first) = opening(inner, &who.tenant_id, &run_id, id, &agent)?;
                         tx.append_chunk(&first).await?;
+                        // The tenant's rate cell, then the authoritative count of its live runs. Taken last, the
+                        // cell's row lock (which orders a tenant's admissions across replicas) is held for these
+                        // statements and the commit only.
+                        if s.rate_limit_per_minute > 0 {
+                            let rate = tx.take_rate(s.rate_limit_per_minute, now_us).await?;
+                            refuse(inner, &who.tenant_id, Opening::Refused(rate), now_us)?;
+                            if s.concurrent_limit > 0
+                                && tx.live_runs(lease).await? > i64::from(s.concurrent_limit)
+                            {
+                                return Err(too_many(s.concurrent_limit));
+                            }
+                        }
                         (id, agent, last_response_id, false, started)
                     }
                     Lease::NotFound => {
@@ -186,47 +231,18 @@ impl Admission {
                             "A turn is already running on this conversation; wait for it to finish.",
                         ));
                     }
-                    Lease::TooMany => return Err(too_many()),
+                    Lease::TooMany => return Err(too_many(s.concurrent_limit)),
                 },
-                (None, Some(agent)) => {
-                    // A new conversation, its run's first event and (without attachments, whose metadata is read
-                    // below) the user message are written in one go.
-                    let id = Uuid::now_v7();
-                    let conv = NewConversation {
-                        id,
-                        user: &who.user_id,
-                        agent: &agent.key,
-                        title: &title,
-                    };
-                    let (started, first) = opening(inner, &who.tenant_id, &run_id, id, &agent)?;
-                    if !tx
-                        .open_conversation(&conv, &run_id, lease, s.concurrent_limit, &first, plain.as_ref())
-                        .await?
-                    {
-                        return Err(too_many());
-                    }
-                    (id, agent, None, true, started)
+                (None, Some((agent, started, _)), Some(open)) => {
+                    // The conversation, its limits, the run's first event and (without attachments, whose
+                    // metadata is read below) the user message, in one go.
+                    refuse(inner, &who.tenant_id, tx.open_turn(open).await?, now_us)?;
+                    (open.conv.id, Arc::clone(agent), None, true, started.clone())
                 }
-                (None, None) => return Err(Failure::internal("no agent for a new conversation")),
+                (None, _, _) => return Err(Failure::internal("no agent for a new conversation")),
             };
-        // The tenant's rate cell, then the authoritative count of its live runs. Taken last, the cell's row lock
-        // (which orders a tenant's admissions across replicas) is held for these statements and the commit only.
-        if s.rate_limit_per_minute > 0 {
-            let now_us = Utc::now().timestamp_micros();
-            if let RateDecision::Refused {
-                retry_after,
-                until_us,
-            } = tx.take_rate(s.rate_limit_per_minute, now_us).await?
-            {
-                inner.refusals.remember(&who.tenant_id, until_us, now_us);
-                return Err(rate_limited(s.rate_limit_per_minute, retry_after));
-            }
-            if s.concurrent_limit > 0 && tx.live_runs(lease).await? > i64::from(s.concurrent_limit) {
-                return Err(too_many());
-            }
-        }
-        let (user, inputs) = match plain {
-            Some(user) => (user, Vec::new()),
+        let (user, inputs) = match &plain {
+            Some(user) => (user.id, Vec::new()),
             None => {
                 let inputs = input_images(&mut tx, &req.attachments, s.max_input_image_mb).await?;
                 tx.reference_objects(conversation_id, &req.attachments).await?;
@@ -234,32 +250,82 @@ impl Admission {
                 if !tx.append_message(conversation_id, &user).await? {
                     return Err(Failure::internal("the leased conversation vanished"));
                 }
-                (user, inputs)
+                (user.id, inputs)
             }
         };
         tx.commit().await?;
-        Ok(Admitted::Turn(Box::new(Admission {
-            db: inner.db.clone(),
-            tenant: who.tenant_id.clone(),
-            run_id,
+        let mut a = admission(
             conversation_id,
             created,
             agent,
             previous_response_id,
-            message: message.to_owned(),
-            user_message_id: user.id,
-            inputs,
-            idempotency_key: req.idempotency.map(|(k, _)| k),
-            spent_this_month,
             started,
-            committed: false,
-        })))
+            user,
+        );
+        a.inputs = inputs;
+        a.spent_this_month = spent_this_month;
+        Ok(Admitted::Turn(Box::new(a)))
     }
 
     /// The upstream accepted the turn: the turn now owns what was taken, and settles it when it ends.
     pub(crate) fn commit(&mut self) {
         self.committed = true;
     }
+}
+
+/// Claims the request's idempotency key for `run_id`, or answers as the request that holds it.
+async fn claim(
+    tx: &mut TurnTx,
+    key: &str,
+    hash: &str,
+    run_id: &str,
+    lease: chrono::Duration,
+) -> Result<Option<Result<Admitted, Failure>>, Failure> {
+    Ok(match tx.claim_idempotency(key, hash, run_id, lease).await? {
+        IdempotencyState::Claimed => None,
+        IdempotencyState::Done { result, run_id } => {
+            let result: TurnResult = serde_json::from_value(result).map_err(Failure::internal)?;
+            Some(Ok(Admitted::Replay {
+                run_id,
+                result: Box::new(result),
+            }))
+        }
+        IdempotencyState::Running => Some(Err(Failure::new(
+            Code::RequestInProgress,
+            "A request with this Idempotency-Key is still running; retry when it ends.",
+        )
+        .retry_after(2))),
+        IdempotencyState::Mismatch => Some(Err(Failure::new(
+            Code::IdempotencyKeyReused,
+            "This Idempotency-Key was used with a different request; use a new key.",
+        ))),
+    })
+}
+
+/// The refusal an opening or a rate cell answered, if any.
+fn refuse(inner: &Context, tenant: &TenantId, opened: Opening, now_us: i64) -> Result<(), Failure> {
+    let s = &inner.settings;
+    match opened {
+        Opening::Opened | Opening::Refused(RateDecision::Admitted) => Ok(()),
+        Opening::TooMany => Err(too_many(s.concurrent_limit)),
+        Opening::Refused(RateDecision::Refused {
+            retry_after,
+            until_us,
+        }) => {
+            inner.refusals.remember(tenant, until_us, now_us);
+            Err(rate_limited(s.rate_limit_per_minute, retry_after))
+        }
+    }
+}
+
+fn too_many(limit: u32) -> Failure {
+    Failure::new(
+        Code::RateLimited,
+        format!(
+            "This tenant already runs {limit} turns at once (CHAT_STREAM_CONCURRENT_LIMIT); retry when one finishes."
+        ),
+    )
+    .retry_after(2)
 }
 
 /// The run's first event, and the log chunk that holds it. It is in the log before anyone can see the run id:

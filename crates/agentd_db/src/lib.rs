@@ -36,6 +36,7 @@ pub use idempotency::{IDEMPOTENCY_TTL, IdempotencyState};
 pub use limits::RateDecision;
 pub use models::{ActiveRun, AttachmentMeta, Conversation, Message, NewMessage, Role, TenantStatus};
 pub use objects::{NewObject, StoredObject};
+pub use opening::{OpenTurn, Opening};
 pub use tx::TurnTx;
 pub use usage::{DailyUsage, NewUsage};
 

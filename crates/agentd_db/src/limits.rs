@@ -22,11 +22,27 @@ pub enum RateDecision {
 
 const MINUTE_US: i64 = 60_000_000;
 
+/// The cell of `per_minute` (> 0): the interval between two turns and the burst tolerance, in µs.
+pub(crate) fn cell(per_minute: u32) -> (i64, i64) {
+    let interval = MINUTE_US / i64::from(per_minute.max(1));
+    (interval, MINUTE_US - interval)
+}
+
+/// The refusal of a request at `now_us` by a cell whose theoretical arrival time is `tat`.
+pub(crate) fn refused(tat: i64, now_us: i64, tolerance: i64) -> RateDecision {
+    let wait_us = (tat - now_us - tolerance).max(1);
+    RateDecision::Refused {
+        retry_after: (wait_us as u64).div_ceil(1_000_000).max(1),
+        until_us: now_us + wait_us,
+    }
+}
+
 impl TurnTx {
-    /// Counts one turn against `per_minute` (> 0) at `now_us` (microseconds since the epoch).
+    /// Counts one turn against `per_minute` (> 0) at `now_us` (microseconds since the epoch), or later: the
+    /// clock is read again here, so a caller that waited since it read `now_us` does not go back in time.
     pub async fn take_rate(&mut self, per_minute: u32, now_us: i64) -> Result<RateDecision, DbError> {
-        let interval = MINUTE_US / i64::from(per_minute.max(1));
-        let tolerance = MINUTE_US - interval;
+        let now_us = now_us.max(crate::now().timestamp_micros());
+        let (interval, tolerance) = cell(per_minute);
         // SET expressions read the row as it was, so both columns see the same old `tat_us`.
         let sql = "INSERT INTO tenant_rate (tenant_id, tat_us, admitted) VALUES ($1, $2 + $3, 1) \
                    ON CONFLICT (tenant_id) DO UPDATE SET \
@@ -46,11 +62,7 @@ impl TurnTx {
         if admitted == 1 {
             return Ok(RateDecision::Admitted);
         }
-        let wait_us = (tat - now_us - tolerance).max(1);
-        Ok(RateDecision::Refused {
-            retry_after: (wait_us as u64).div_ceil(1_000_000).max(1),
-            until_us: now_us + wait_us,
-        })
+        Ok(refused(tat, now_us, tolerance))
     }
 
     /// How many of this tenant's conversations a live run holds (heartbeat younger than `lease`), this

@@ -1,93 +1,149 @@
-//! A turn's opening writes on a new conversation: the user (recorded on first sight), the conversation leased by
-//! the run — refused when the tenant already runs its concurrent limit —, the run's first event and the user
-//! message. On PostgreSQL they are one statement (data-modifying CTEs; the event and the message are inserted
-//! only if the conversation was), so admission spends one round trip on them instead of four; SQLite runs them
-//! one by one.
+//! A turn's opening on a new conversation, limits included: the tenant's rate cell, the count of its live runs,
+//! then the user (recorded on first sight), the conversation leased by the run, the run's first event and the
+//! user message. A refusal writes none of it.
+//!
+//! On PostgreSQL the opening is one call of `agentd_open_turn` (migration `…04_open_turn.sql`, which says why it
+//! is a function and not one statement). [`Scoped::open_turn`] calls it on its own, so a plain turn's admission
+//! is one round trip with no BEGIN and COMMIT; [`TurnTx::open_turn`] calls it inside a transaction that has more
+//! to do (an idempotency claim, the budget, attachments). SQLite runs the same steps one by one in its
+//! transaction.
 
 use crate::journal::EventChunk;
-use crate::turns::{NewConversation, UNDER_LIMIT, limit};
+use crate::limits::{RateDecision, cell, refused};
+use crate::turns::{NewConversation, limit};
 use crate::tx::AnyTx;
-use crate::{DbError, NewMessage, TurnTx, now};
+use crate::{Db, DbError, NewMessage, Scoped, TurnTx, now};
 use chrono::Duration;
 use sqlx::types::Json;
-use std::sync::LazyLock;
-use uuid::Uuid;
 
-/// The opening statement (PostgreSQL), built once: `$1` tenant, `$2` conversation, `$3` run, `$4` now, `$5` the
-/// lease's cutoff, `$6` the concurrent limit, `$7`–`$9` user, agent, title; the first event `$10`–`$14`; the
-/// message `$15`–`$21` (`$15`: there is one).
-static OPEN: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH \
-         us AS (INSERT INTO users (tenant_id, id, created_at) VALUES ($1, $7, $4) ON CONFLICT DO NOTHING), \
-         c AS (INSERT INTO conversations (id, tenant_id, user_id, agent, title, created_at, updated_at, \
-               active_run_id, active_run_at, active_run_started_at) \
-               SELECT $2, $1, $7, $8, $9, $4, $4, $3, $4, $4 WHERE {UNDER_LIMIT} RETURNING id), \
-         e AS (INSERT INTO run_events (run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, \
-               created_at) SELECT $10, $11, $12, $1, id, $13, $14, $4 FROM c ON CONFLICT DO NOTHING), \
-         m AS (INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, response_id, \
-               created_at) SELECT $16, $1, id, $17, $18, $19, $20, $21 FROM c WHERE $15) \
-         SELECT COUNT(*) FROM c"
-    )
-});
+/// What a turn on a new conversation opens.
+#[derive(Debug)]
+pub struct OpenTurn<'a> {
+    pub conv: NewConversation<'a>,
+    pub run: &'a str,
+    pub lease: Duration,
+    /// `CHAT_STREAM_CONCURRENT_LIMIT` (0 = none).
+    pub concurrent: u32,
+    /// `CHAT_RATE_LIMIT_PER_MINUTE` (0 = none). With it, the live-run count is taken under the tenant's rate
+    /// cell, in order across replicas; without it only the conversation insert's own guard counts.
+    pub rate_per_minute: u32,
+    /// Now, in microseconds since the epoch: the rate cell's clock reads no earlier than this (it reads the
+    /// clock again once it holds the cell, so that instants follow the order admissions take it).
+    pub now_us: i64,
+    /// The run's first event.
+    pub first: &'a EventChunk,
+    /// The user message, when it is known before the lease (no attachments to read first).
+    pub message: Option<&'a NewMessage>,
+}
+
+/// What the opening did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    Opened,
+    /// The tenant already runs its concurrent limit.
+    TooMany,
+    /// The rate limit refused it ([`RateDecision::Refused`]).
+    Refused(RateDecision),
+}
+
+/// The call (PostgreSQL): `$1`–`$9` the conversation, `$10`–`$13` the first event, `$14`–`$19` the message
+/// (`$14` NULL: none), `$20`–`$22` the rate cell (`$21` NULL: no rate limit).
+const OPEN: &str = "SELECT o_outcome, o_tat, o_now FROM agentd_open_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                    $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)";
+
+async fn call<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    tenant: &str,
+    o: &OpenTurn<'_>,
+) -> Result<Opening, DbError> {
+    debug_assert_eq!(o.first.run_id, o.run, "the first event is the run's");
+    let n = now();
+    let m = o.message;
+    let rate = (o.rate_per_minute > 0).then(|| cell(o.rate_per_minute));
+    let (outcome, tat, at): (String, Option<i64>, Option<i64>) = sqlx::query_as(OPEN)
+        .bind(tenant)
+        .bind(o.conv.id)
+        .bind(o.run)
+        .bind(n)
+        .bind(n - o.lease)
+        .bind(limit(o.concurrent))
+        .bind(o.conv.user)
+        .bind(o.conv.agent)
+        .bind(o.conv.title)
+        .bind(o.first.first_id)
+        .bind(o.first.last_id)
+        .bind(o.first.events.as_str())
+        .bind(o.first.terminal)
+        .bind(m.map(|m| m.id))
+        .bind(m.map(|m| m.role.as_str()))
+        .bind(m.map(|m| m.content.as_str()))
+        .bind(m.map(|m| Json(&m.attachments)))
+        .bind(m.and_then(|m| m.response_id.as_deref()))
+        .bind(m.map(|m| m.created_at))
+        .bind(o.now_us)
+        .bind(rate.map(|(interval, _)| interval))
+        .bind(rate.map(|(_, tolerance)| tolerance))
+        .fetch_one(conn)
+        .await?;
+    match (outcome.as_str(), tat.zip(at), rate) {
+        ("opened", _, _) => Ok(Opening::Opened),
+        ("too_many", _, _) => Ok(Opening::TooMany),
+        ("rate", Some((tat, at)), Some((_, tolerance))) => Ok(Opening::Refused(refused(tat, at, tolerance))),
+        _ => Err(DbError::Config(format!(
+            "agentd_open_turn answered {outcome:?} (tat {tat:?}); is the schema newer than this binary?"
+        ))),
+    }
+}
+
+impl Scoped<'_> {
+    /// Opens a turn on a new conversation, and nothing else, in a transaction of its own: on PostgreSQL one
+    /// statement that commits by itself.
+    pub async fn open_turn(&self, o: &OpenTurn<'_>) -> Result<Opening, DbError> {
+        match self.db {
+            Db::Postgres(pool) => call(pool, self.tenant.as_str(), o).await,
+            Db::Sqlite(_) => {
+                let mut tx = self.begin().await?;
+                let opened = tx.open_turn(o).await?;
+                if opened == Opening::Opened {
+                    tx.commit().await?;
+                }
+                Ok(opened)
+            }
+        }
+    }
+}
 
 impl TurnTx {
-    /// Creates `conv` leased by `run` with the turn's first event and, when given, the user message; `false`
-    /// when the tenant already runs `concurrent` turns (0 = unlimited): then only the user may have been
-    /// recorded, and the caller rolls back.
-    pub async fn open_conversation(
-        &mut self,
-        conv: &NewConversation<'_>,
-        run: &str,
-        lease: Duration,
-        concurrent: u32,
-        first: &EventChunk,
-        user_message: Option<&NewMessage>,
-    ) -> Result<bool, DbError> {
-        if matches!(self.tx, AnyTx::Sqlite(_)) {
-            self.ensure_user(conv.user).await?;
-            if !self
-                .create_leased_conversation(conv, run, lease, concurrent)
-                .await?
-            {
-                return Ok(false);
-            }
-            self.append_chunk(first).await?;
-            if let Some(m) = user_message {
-                self.append_message(conv.id, m).await?;
-            }
-            return Ok(true);
+    /// Opens a turn on a new conversation in this transaction. On a refusal PostgreSQL wrote nothing; SQLite
+    /// may have, and the caller rolls back (drops the transaction).
+    pub async fn open_turn(&mut self, o: &OpenTurn<'_>) -> Result<Opening, DbError> {
+        if let AnyTx::Postgres(tx) = &mut self.tx {
+            self.statements += 1;
+            let t = self.tenant.clone();
+            return call(&mut **tx, t.as_str(), o).await;
         }
-        let (t, n) = (self.tenant.clone(), now());
-        let m = user_message;
-        self.statements += 1;
-        let AnyTx::Postgres(tx) = &mut self.tx else {
-            return Err(DbError::Config("no PostgreSQL transaction".to_owned()));
-        };
-        let created: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(OPEN.as_str()))
-            .bind(t.as_str())
-            .bind(conv.id)
-            .bind(run)
-            .bind(n)
-            .bind(n - lease)
-            .bind(limit(concurrent))
-            .bind(conv.user)
-            .bind(conv.agent)
-            .bind(conv.title)
-            .bind(first.run_id.as_str())
-            .bind(first.first_id)
-            .bind(first.last_id)
-            .bind(first.events.as_str())
-            .bind(first.terminal)
-            .bind(m.is_some())
-            .bind(m.map_or_else(Uuid::nil, |m| m.id))
-            .bind(m.map(|m| m.role.as_str()))
-            .bind(m.map(|m| m.content.as_str()))
-            .bind(m.map(|m| Json(&m.attachments)))
-            .bind(m.and_then(|m| m.response_id.as_deref()))
-            .bind(m.map(|m| m.created_at))
-            .fetch_one(&mut **tx)
-            .await?;
-        Ok(created == 1)
+        self.ensure_user(o.conv.user).await?;
+        if !self
+            .create_leased_conversation(&o.conv, o.run, o.lease, o.concurrent)
+            .await?
+        {
+            return Ok(Opening::TooMany);
+        }
+        self.append_chunk(o.first).await?;
+        if let Some(m) = o.message {
+            self.append_message(o.conv.id, m).await?;
+        }
+        // The rate cell, then the authoritative count (this run's lease included), as the function does.
+        if o.rate_per_minute > 0 {
+            if let refusal @ RateDecision::Refused { .. } =
+                self.take_rate(o.rate_per_minute, o.now_us).await?
+            {
+                return Ok(Opening::Refused(refusal));
+            }
+            if o.concurrent > 0 && self.live_runs(o.lease).await? > i64::from(o.concurrent) {
+                return Ok(Opening::TooMany);
+            }
+        }
+        Ok(Opening::Opened)
     }
 }

@@ -1,10 +1,10 @@
 //! The statements of one chat turn, grouped by the transaction they belong to:
 //!
 //! 1. **Admission** ([`TurnTx`], opened by the caller): the rate limit (`limits`), the idempotency claim, the
-//!    conversation lease ([`TurnTx::lease_conversation`], or for a new conversation
-//!    [`TurnTx::open_conversation`] with the run's first event and the user message; each refuses in the same
-//!    statement when the tenant already runs `concurrent` turns), uploads and the user message. A refused
-//!    admission rolls back whole.
+//!    conversation lease ([`TurnTx::lease_conversation`], refused in the same statement when the tenant already
+//!    runs `concurrent` turns), uploads and the user message. A refused admission rolls back whole. A new
+//!    conversation opens with its limits, first event and user message in one go (`opening`): on PostgreSQL,
+//!    without anything else to check, that is the whole admission in one statement.
 //! 2. One row per stored image (`objects`), written when it is stored.
 //! 3. **The finished turn** ([`Scoped::finish_turn`]): the assistant message, its image links, usage, the
 //!    conversation's `last_response_id` and the lease release, the idempotency result, the terminal run event
@@ -46,8 +46,8 @@ pub struct NewConversation<'a> {
 }
 
 /// Live leases of the tenant, below `$6`: the concurrency guard shared by the statements that take a lease
-/// (`lease_conversation`, `create_leased_conversation`, `open_conversation`).
-pub(crate) const UNDER_LIMIT: &str = "(SELECT COUNT(*) FROM conversations WHERE tenant_id = $1 AND active_run_id IS NOT NULL \
+/// (`lease_conversation`, `create_leased_conversation`; `agentd_open_turn` has its own copy).
+const UNDER_LIMIT: &str = "(SELECT COUNT(*) FROM conversations WHERE tenant_id = $1 AND active_run_id IS NOT NULL \
                            AND active_run_at >= $5) < $6";
 
 /// Gives back the lease of conversation `$2` if run `$3` holds it.

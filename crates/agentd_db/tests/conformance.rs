@@ -209,7 +209,7 @@ mod turns {
     use super::*;
     use agentd_db::journal::EventChunk;
     use agentd_db::turns::{Finished, FinishedTurn, Lease, NewConversation};
-    use agentd_db::{IdempotencyState, NewObject, NewUsage, ObjectKey};
+    use agentd_db::{IdempotencyState, NewObject, NewUsage, ObjectKey, OpenTurn, Opening, RateDecision};
     use chrono::Duration;
     use serde_json::json;
 
@@ -225,7 +225,7 @@ mod turns {
         expired_runs_are_purged_whole,
         appended_chunks_are_reported_only_when_written,
         a_finished_turn_writes_everything_once_or_says_what_it_could_not,
-        a_new_conversation_opens_with_its_first_event_and_message_or_not_at_all
+        a_new_conversation_opens_with_its_limits_first_event_and_message_or_not_at_all
     );
 
     async fn appended_chunks_are_reported_only_when_written(db: &Db) {
@@ -585,73 +585,122 @@ mod turns {
         assert_eq!(ends, vec![9], "one end per run");
     }
 
-    /// A turn on a new conversation opens it leased, with the run's first event and the user message — PostgreSQL
-    /// in one statement — or, past the tenant's concurrent limit, writes none of them (the user may be recorded;
-    /// admission rolls back).
-    async fn a_new_conversation_opens_with_its_first_event_and_message_or_not_at_all(db: &Db) {
+    /// A turn on a new conversation opens it leased, with its limits, the run's first event and the user message
+    /// — on PostgreSQL one statement, alone or in a transaction — or, refused by either limit, writes nothing
+    /// and charges nothing.
+    async fn a_new_conversation_opens_with_its_limits_first_event_and_message_or_not_at_all(db: &Db) {
         let t = tid("t");
         db.provision_tenant(&t).await.unwrap();
         let s = db.scoped(&t);
-        let lease = Duration::minutes(15);
+        let minutes = Duration::minutes(15);
         let first = |run: &str, conversation_id: Uuid| EventChunk {
             run_id: run.to_owned(),
             tenant: t.clone(),
             conversation_id,
             first_id: 1,
             last_id: 1,
-            events: r#"[{"id":1}]"#.to_owned(),
+            events: format!(r#"[{{"id":1,"run":"{run}"}}]"#),
             terminal: false,
             prev_id: 0,
         };
-        let open = |id: Uuid| NewConversation {
-            id,
-            user: "new-user",
-            agent: "assistant",
-            title: "hi",
+        let (ids, firsts): (Vec<Uuid>, Vec<EventChunk>) = (0..5)
+            .map(|k| {
+                let id = Uuid::now_v7();
+                (id, first(&format!("r{k}"), id))
+            })
+            .unzip();
+        let runs: Vec<String> = (0..5).map(|k| format!("r{k}")).collect();
+        let messages: Vec<NewMessage> = (0..5)
+            .map(|k| NewMessage::new(Role::User, format!("hi {k}"), vec![], None))
+            .collect();
+        let t0 = 1_900_000_000_000_000_i64;
+        // Two turns a minute (a burst of two), one at a time.
+        let turn = |k: usize, lease: Duration, now_us: i64, message: bool| OpenTurn {
+            conv: NewConversation {
+                id: ids[k],
+                user: "new-user",
+                agent: "assistant",
+                title: "hi",
+            },
+            run: &runs[k],
+            lease,
+            concurrent: 1,
+            rate_per_minute: 2,
+            now_us,
+            first: &firsts[k],
+            message: message.then_some(&messages[k]),
         };
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let hi = NewMessage::new(Role::User, "hi".to_owned(), vec![], None);
-        let mut tx = s.begin().await.unwrap();
-        assert!(
-            tx.open_conversation(&open(a), "r1", lease, 1, &first("r1", a), Some(&hi))
-                .await
-                .unwrap()
+        let (s, ids, runs) = (&s, &ids, &runs);
+        let nothing_of = |k: usize| async move {
+            assert!(
+                s.conversation(ids[k]).await.unwrap().is_none(),
+                "no conversation {k}"
+            );
+            assert!(s.messages(ids[k]).await.unwrap().is_empty(), "no message {k}");
+            assert!(
+                s.run_chunks_after(&runs[k], 0).await.unwrap().is_empty(),
+                "no event {k}"
+            );
+        };
+
+        assert_eq!(
+            s.open_turn(&turn(0, minutes, t0, true)).await.unwrap(),
+            Opening::Opened
         );
-        tx.commit().await.unwrap();
-        let c = s.conversation(a).await.unwrap().unwrap();
+        let c = s.conversation(ids[0]).await.unwrap().unwrap();
         assert_eq!(
             (c.user_id.as_str(), c.title.as_str(), c.active_run_id.as_deref()),
-            ("new-user", "hi", Some("r1"))
+            ("new-user", "hi", Some("r0"))
         );
-        let messages = s.messages(a).await.unwrap();
-        assert_eq!(messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![hi.id]);
-        let logged = s.run_chunks_after("r1", 0).await.unwrap();
+        let ms = s.messages(ids[0]).await.unwrap();
+        assert_eq!(ms.iter().map(|m| m.id).collect::<Vec<_>>(), vec![messages[0].id]);
+        let logged = s.run_chunks_after("r0", 0).await.unwrap();
         assert_eq!(logged.len(), 1);
-        assert_eq!(logged[0].events, r#"[{"id":1}]"#);
+        assert_eq!(logged[0].events, firsts[0].events);
 
-        // One live run and a limit of one: the second opening writes nothing.
+        // r0 runs and the limit is one: refused, nothing written — and nothing charged, or r2 would be refused.
+        assert_eq!(
+            s.open_turn(&turn(1, minutes, t0, true)).await.unwrap(),
+            Opening::TooMany
+        );
+        nothing_of(1).await;
+        // With a lease so short that r0's has expired, the second turn of the burst is admitted, in a
+        // transaction, without its message (a turn with attachments writes that later).
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let short = Duration::milliseconds(5);
         let mut tx = s.begin().await.unwrap();
-        let late = NewMessage::new(Role::User, "again".to_owned(), vec![], None);
-        assert!(
-            !tx.open_conversation(&open(b), "r2", lease, 1, &first("r2", b), Some(&late))
-                .await
-                .unwrap()
+        assert_eq!(
+            tx.open_turn(&turn(2, short, t0, false)).await.unwrap(),
+            Opening::Opened
         );
         tx.commit().await.unwrap();
-        assert!(s.conversation(b).await.unwrap().is_none());
-        assert!(s.messages(b).await.unwrap().is_empty());
-        assert!(s.run_chunks_after("r2", 0).await.unwrap().is_empty());
-
-        // Without the message (a turn with attachments writes it later), under no limit.
-        let mut tx = s.begin().await.unwrap();
-        assert!(
-            tx.open_conversation(&open(b), "r2", lease, 0, &first("r2", b), None)
-                .await
-                .unwrap()
-        );
-        tx.commit().await.unwrap();
-        assert!(s.messages(b).await.unwrap().is_empty());
+        assert!(s.messages(ids[2]).await.unwrap().is_empty());
         assert_eq!(s.run_chunks_after("r2", 0).await.unwrap().len(), 1);
+
+        // The burst is spent: refused for the next 30 s, with nothing written.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let refused = s.open_turn(&turn(3, short, t0, true)).await.unwrap();
+        assert_eq!(
+            refused,
+            Opening::Refused(RateDecision::Refused {
+                retry_after: 30,
+                until_us: t0 + 30_000_000
+            })
+        );
+        nothing_of(3).await;
+        // Half a minute later there is room for one more.
+        let later = t0 + 30_000_000;
+        assert_eq!(
+            s.open_turn(&turn(3, short, later, true)).await.unwrap(),
+            Opening::Opened
+        );
+        assert_eq!(s.messages(ids[3]).await.unwrap().len(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(matches!(
+            s.open_turn(&turn(4, short, later, true)).await.unwrap(),
+            Opening::Refused(_)
+        ));
+        nothing_of(4).await;
     }
 }
 
