@@ -8,13 +8,14 @@
 //! releases the lease and settles the idempotency key in its final transaction. Dropped uncommitted (the
 //! upstream refused, the task died), it gives everything back in one transaction of its own.
 
-use crate::context::{Context, rate_limited};
+use crate::context::Context;
 use crate::event::{RunStarted, Sequenced, TurnEvent, TurnResult};
 use crate::failure::{Code, Failure};
 use crate::journal::{RunRef, chunk};
 use crate::retry::retrying;
 use checks::{
-    check_attachment_list, check_budget, check_image_input, input_images, resolve_existing, resolve_new,
+    check_attachment_list, check_budget, check_image_input, check_opened, check_rate, input_images,
+    resolve_existing, resolve_new, too_many,
 };
 
 mod checks;
@@ -22,9 +23,7 @@ use agentd_agents::Agent;
 use agentd_auth::Principal;
 use agentd_db::journal::EventChunk;
 use agentd_db::turns::{Abandoned, Lease, NewConversation};
-use agentd_db::{
-    AttachmentMeta, Db, IdempotencyState, NewMessage, OpenTurn, Opening, RateDecision, Role, TenantId, TurnTx,
-};
+use agentd_db::{AttachmentMeta, Db, IdempotencyState, NewMessage, OpenTurn, Role, TenantId, TurnTx};
 use chrono::Utc;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -166,7 +165,7 @@ impl Admission {
         if let (Some((agent, started, _)), Some(open), Some(user), None, None) =
             (&new, &open, &plain, &req.idempotency, s.monthly_budget_usd)
         {
-            refuse(inner, &who.tenant_id, scoped.open_turn(open).await?, now_us)?;
+            check_opened(inner, &who.tenant_id, scoped.open_turn(open).await?, now_us)?;
             let a = admission(
                 open.conv.id,
                 true,
@@ -210,7 +209,7 @@ impl Admission {
                         // statements and the commit only.
                         if s.rate_limit_per_minute > 0 {
                             let rate = tx.take_rate(s.rate_limit_per_minute, now_us).await?;
-                            refuse(inner, &who.tenant_id, Opening::Refused(rate), now_us)?;
+                            check_rate(inner, &who.tenant_id, rate, now_us)?;
                             if s.concurrent_limit > 0
                                 && tx.live_runs(lease).await? > i64::from(s.concurrent_limit)
                             {
@@ -236,7 +235,7 @@ impl Admission {
                 (None, Some((agent, started, _)), Some(open)) => {
                     // The conversation, its limits, the run's first event and (without attachments, whose
                     // metadata is read below) the user message, in one go.
-                    refuse(inner, &who.tenant_id, tx.open_turn(open).await?, now_us)?;
+                    check_opened(inner, &who.tenant_id, tx.open_turn(open).await?, now_us)?;
                     (open.conv.id, Arc::clone(agent), None, true, started.clone())
                 }
                 (None, _, _) => return Err(Failure::internal("no agent for a new conversation")),
@@ -300,32 +299,6 @@ async fn claim(
             "This Idempotency-Key was used with a different request; use a new key.",
         ))),
     })
-}
-
-/// The refusal an opening or a rate cell answered, if any.
-fn refuse(inner: &Context, tenant: &TenantId, opened: Opening, now_us: i64) -> Result<(), Failure> {
-    let s = &inner.settings;
-    match opened {
-        Opening::Opened | Opening::Refused(RateDecision::Admitted) => Ok(()),
-        Opening::TooMany => Err(too_many(s.concurrent_limit)),
-        Opening::Refused(RateDecision::Refused {
-            retry_after,
-            until_us,
-        }) => {
-            inner.refusals.remember(tenant, until_us, now_us);
-            Err(rate_limited(s.rate_limit_per_minute, retry_after))
-        }
-    }
-}
-
-fn too_many(limit: u32) -> Failure {
-    Failure::new(
-        Code::RateLimited,
-        format!(
-            "This tenant already runs {limit} turns at once (CHAT_STREAM_CONCURRENT_LIMIT); retry when one finishes."
-        ),
-    )
-    .retry_after(2)
 }
 
 /// The run's first event, and the log chunk that holds it. It is in the log before anyone can see the run id:

@@ -1,10 +1,10 @@
 //! The checks of an admission that are not about holding anything: the attachment list, which agent a turn
-//! talks to, the image budget, and the uploads a turn sends as input images.
+//! talks to, the image budget, the uploads a turn sends as input images, and what a refusal by the limits says.
 
-use crate::context::Context;
+use crate::context::{Context, rate_limited};
 use crate::failure::{Code, Failure};
 use agentd_agents::Agent;
-use agentd_db::{AttachmentMeta, TurnTx};
+use agentd_db::{AttachmentMeta, Opening, RateDecision, TenantId, TurnTx};
 use chrono::{Datelike as _, TimeZone as _, Utc};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -134,4 +134,48 @@ pub(super) async fn input_images(
         )));
     }
     Ok(ordered)
+}
+
+/// The refusal an opening answered, if any.
+pub(super) fn check_opened(
+    inner: &Context,
+    tenant: &TenantId,
+    opened: Opening,
+    now_us: i64,
+) -> Result<(), Failure> {
+    match opened {
+        Opening::Opened => Ok(()),
+        Opening::TooMany => Err(too_many(inner.settings.concurrent_limit)),
+        Opening::Refused(rate) => check_rate(inner, tenant, rate, now_us),
+    }
+}
+
+/// The rate limit's refusal, remembered so that this process refuses the tenant without a statement until it
+/// lapses.
+pub(super) fn check_rate(
+    inner: &Context,
+    tenant: &TenantId,
+    rate: RateDecision,
+    now_us: i64,
+) -> Result<(), Failure> {
+    match rate {
+        RateDecision::Admitted => Ok(()),
+        RateDecision::Refused {
+            retry_after,
+            until_us,
+        } => {
+            inner.refusals.remember(tenant, until_us, now_us);
+            Err(rate_limited(inner.settings.rate_limit_per_minute, retry_after))
+        }
+    }
+}
+
+pub(super) fn too_many(limit: u32) -> Failure {
+    Failure::new(
+        Code::RateLimited,
+        format!(
+            "This tenant already runs {limit} turns at once (CHAT_STREAM_CONCURRENT_LIMIT); retry when one finishes."
+        ),
+    )
+    .retry_after(2)
 }
