@@ -5,14 +5,17 @@
 --
 -- Why a function and not one statement of CTEs: the live-run count must see every admission that committed
 -- while this one waited for the tenant's rate cell, and a statement reads one snapshot, taken before the wait.
--- In a (volatile) function each statement takes a new snapshot, so the count after the row lock is exact.
+-- In a (volatile) function each statement takes a new snapshot under READ COMMITTED (PostgreSQL's default, which
+-- agentd relies on), so the count after the row lock is exact.
 --
 -- Inside: the cell, locked and read; then one statement of CTEs that counts live runs and, under the limit,
--- writes the rest and charges the cell. A refusal writes nothing (the user row is written only with the
--- conversation). Outcome: 'opened'; 'rate' with the cell's theoretical arrival time and the instant it
+-- writes the rest and charges the cell. A refusal writes nothing and charges nothing (the user row is written
+-- only with the conversation); a tenant's very first turn, refused by the count, leaves its cell created and
+-- uncharged. Outcome: 'opened'; 'rate' with the cell's theoretical arrival time and the instant it
 -- was read at (o_tat, o_now: µs since the epoch; the caller computes retry-after from them); 'too_many'.
--- The cell's clock is the later of p_now_us and the database's clock once the cell is locked, so instants
--- grow in the order admissions take the cell, however long a caller waited for a connection or the lock.
+-- The cell's clock is the later of p_now_us and the database's clock once the cell is locked, so a caller that
+-- waited for a connection or the lock does not arrive in the past (with replicas' clocks and the database's in
+-- step; a replica whose clock runs ahead by d can still be ahead of the next admission by d).
 -- p_rate_interval NULL: no rate limit (and then only the conversation insert's own guard counts live runs).
 CREATE FUNCTION agentd_open_turn(
     p_tenant TEXT, p_conversation UUID, p_run TEXT, p_now TIMESTAMPTZ, p_cutoff TIMESTAMPTZ, p_limit BIGINT,

@@ -204,9 +204,9 @@ impl Admission {
                         check_image_input(&agent, &req.attachments)?;
                         let (started, first) = opening(inner, &who.tenant_id, &run_id, id, &agent)?;
                         tx.append_chunk(&first).await?;
-                        // The tenant's rate cell, then the authoritative count of its live runs. Taken last, the
-                        // cell's row lock (which orders a tenant's admissions across replicas) is held for these
-                        // statements and the commit only.
+                        // The tenant's rate cell, then the authoritative count of its live runs. Taken after the
+                        // lease, so the cell's row lock (which orders a tenant's admissions across replicas) is
+                        // held from here to the commit.
                         if s.rate_limit_per_minute > 0 {
                             let rate = tx.take_rate(s.rate_limit_per_minute, now_us).await?;
                             check_rate(inner, &who.tenant_id, rate, now_us)?;

@@ -1,6 +1,7 @@
 //! A turn's opening on a new conversation, limits included: the tenant's rate cell, the count of its live runs,
 //! then the user (recorded on first sight), the conversation leased by the run, the run's first event and the
-//! user message. A refusal writes none of it.
+//! user message. A refusal writes none of it and charges nothing (on PostgreSQL a tenant's very first turn may
+//! leave its rate cell created, uncharged).
 //!
 //! On PostgreSQL the opening is one call of `agentd_open_turn` (migration `…04_open_turn.sql`, which says why it
 //! is a function and not one statement). [`Scoped::open_turn`] calls it on its own, so a plain turn's admission
@@ -88,7 +89,15 @@ async fn call<'e>(
     match (outcome.as_str(), tat.zip(at), rate) {
         ("opened", _, _) => Ok(Opening::Opened),
         ("too_many", _, _) => Ok(Opening::TooMany),
-        ("rate", Some((tat, at)), Some((_, tolerance))) => Ok(Opening::Refused(refused(tat, at, tolerance))),
+        ("rate", Some((tat, at)), Some((_, tolerance))) => {
+            // `at` is the database's clock; the caller remembers the refusal on its own: keep the wait, and
+            // count it from the caller's instant (which is earlier, so the memory lapses early, never late).
+            let mut refusal = refused(tat, at, tolerance);
+            if let RateDecision::Refused { until_us, .. } = &mut refusal {
+                *until_us += o.now_us - at;
+            }
+            Ok(Opening::Refused(refusal))
+        }
         _ => Err(DbError::Config(format!(
             "agentd_open_turn answered {outcome:?} (tat {tat:?}); is the schema newer than this binary?"
         ))),
@@ -122,6 +131,14 @@ impl TurnTx {
             let t = self.tenant.clone();
             return call(&mut **tx, t.as_str(), o).await;
         }
+        // The function's order: the rate cell, then the count (here the conversation insert's own guard, exact
+        // under SQLite's write lock, which BEGIN IMMEDIATE took), then the writes.
+        if o.rate_per_minute > 0
+            && let refusal @ RateDecision::Refused { .. } =
+                self.take_rate(o.rate_per_minute, o.now_us).await?
+        {
+            return Ok(Opening::Refused(refusal));
+        }
         self.ensure_user(o.conv.user).await?;
         if !self
             .create_leased_conversation(&o.conv, o.run, o.lease, o.concurrent)
@@ -132,17 +149,6 @@ impl TurnTx {
         self.append_chunk(o.first).await?;
         if let Some(m) = o.message {
             self.append_message(o.conv.id, m).await?;
-        }
-        // The rate cell, then the authoritative count (this run's lease included), as the function does.
-        if o.rate_per_minute > 0 {
-            if let refusal @ RateDecision::Refused { .. } =
-                self.take_rate(o.rate_per_minute, o.now_us).await?
-            {
-                return Ok(Opening::Refused(refusal));
-            }
-            if o.concurrent > 0 && self.live_runs(o.lease).await? > i64::from(o.concurrent) {
-                return Ok(Opening::TooMany);
-            }
         }
         Ok(Opening::Opened)
     }

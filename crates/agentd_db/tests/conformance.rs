@@ -225,7 +225,8 @@ mod turns {
         expired_runs_are_purged_whole,
         appended_chunks_are_reported_only_when_written,
         a_finished_turn_writes_everything_once_or_says_what_it_could_not,
-        a_new_conversation_opens_with_its_limits_first_event_and_message_or_not_at_all
+        a_new_conversation_opens_with_its_limits_first_event_and_message_or_not_at_all,
+        racing_openings_admit_exactly_the_concurrent_limit
     );
 
     async fn appended_chunks_are_reported_only_when_written(db: &Db) {
@@ -613,7 +614,8 @@ mod turns {
         let messages: Vec<NewMessage> = (0..5)
             .map(|k| NewMessage::new(Role::User, format!("hi {k}"), vec![], None))
             .collect();
-        let t0 = 1_900_000_000_000_000_i64;
+        // An hour ahead, so that the cell's clock (the later of this and the database's) is this one.
+        let t0 = chrono::Utc::now().timestamp_micros() + 3_600_000_000;
         // Two turns a minute (a burst of two), one at a time.
         let turn = |k: usize, lease: Duration, now_us: i64, message: bool| OpenTurn {
             conv: NewConversation {
@@ -695,12 +697,65 @@ mod turns {
             Opening::Opened
         );
         assert_eq!(s.messages(ids[3]).await.unwrap().len(), 1);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // Both limits at once (r3 is live under a long lease, and the burst is spent): the rate answers, on both
+        // databases, and nothing is written.
         assert!(matches!(
-            s.open_turn(&turn(4, short, later, true)).await.unwrap(),
-            Opening::Refused(_)
+            s.open_turn(&turn(4, minutes, later, true)).await.unwrap(),
+            Opening::Refused(RateDecision::Refused { .. })
         ));
         nothing_of(4).await;
+    }
+
+    /// Openings racing for a tenant's last slot: exactly one wins. Each counts the live runs after taking the rate
+    /// cell, so it sees the winner's lease — the reason the PostgreSQL opening is a function, not one statement.
+    async fn racing_openings_admit_exactly_the_concurrent_limit(db: &Db) {
+        let t = tid("t");
+        db.provision_tenant(&t).await.unwrap();
+        let s = db.scoped(&t);
+        let n = 8;
+        let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+        let runs: Vec<String> = (0..n).map(|k| format!("race{k}")).collect();
+        let firsts: Vec<EventChunk> = (0..n)
+            .map(|k| EventChunk {
+                run_id: runs[k].clone(),
+                tenant: t.clone(),
+                conversation_id: ids[k],
+                first_id: 1,
+                last_id: 1,
+                events: "[]".to_owned(),
+                terminal: false,
+                prev_id: 0,
+            })
+            .collect();
+        let turns: Vec<OpenTurn<'_>> = (0..n)
+            .map(|k| OpenTurn {
+                conv: NewConversation {
+                    id: ids[k],
+                    user: "u",
+                    agent: "assistant",
+                    title: "race",
+                },
+                run: &runs[k],
+                lease: Duration::minutes(15),
+                concurrent: 1,
+                rate_per_minute: 1000,
+                now_us: chrono::Utc::now().timestamp_micros(),
+                first: &firsts[k],
+                message: None,
+            })
+            .collect();
+        let outcomes = futures_util::future::join_all(turns.iter().map(|o| s.open_turn(o))).await;
+        let opened = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(Opening::Opened)))
+            .count();
+        assert_eq!(opened, 1, "{outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Ok(Opening::Opened | Opening::TooMany))),
+            "{outcomes:?}"
+        );
     }
 }
 
