@@ -8,9 +8,10 @@
 //!
 //! A chat turn touches the database in three transactions (see [`turns`]): admission (limits, idempotency
 //! claim, the conversation lease and the user message), one row per stored image, and the finished turn.
-//! On PostgreSQL a new conversation's opening writes (`opening`) and the finished turn (`finish_pg`) are one
-//! statement each: with the rate limit on, a turn on a new conversation needs six round trips instead of
-//! fifteen (not counting sqlx's connection pings). The run event log ([`journal`]) is written beside them, batched.
+//! On PostgreSQL a new conversation's opening with its limits (`opening`, the function `agentd_open_turn`) and
+//! the finished turn (`finish_pg`) are one statement each: with nothing else to check, a turn on a new
+//! conversation needs two round trips (fifteen at first; not counting sqlx's connection pings). The run event
+//! log ([`journal`]) is written beside them, batched.
 
 mod connect;
 mod conversations;
