@@ -2,8 +2,9 @@
 //!
 //! - [`request`], [`response`], [`events`]: lenient serde wire types shared with the fake upstream
 //!   (unknown fields ignored, unknown output items and event types kept verbatim, never an error).
-//! - [`ResponsesClient`]: reqwest + `sse-stream` (linear SSE parser), idle/total deadlines, a per-event
-//!   size cap, and bounded retries that happen only before any body has been read.
+//! - [`ResponsesClient`]: reqwest + `sse-stream` (linear SSE parser) behind a framer that cuts the body into
+//!   blocks first (`frame`: large image events joined once, off the async workers), idle/total deadlines, a
+//!   per-event size cap, and bounded retries that happen only before any body has been read.
 //! - [`metrics`]: request latency by status and retries, as generic `agentd_upstream_*` metrics.
 //!
 //! ```no_run
@@ -24,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod events;
+mod frame;
 pub mod metrics;
 pub mod pricing;
 pub mod request;

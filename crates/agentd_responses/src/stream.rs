@@ -1,207 +1,58 @@
-//! The streaming half: a byte-stream wrapper that caps the size of one SSE event (counting bytes since the
-//! last blank-line boundary, linearly, across chunk splits) and lets only a few streams of the client buffer a
-//! large event at once, and [`EventStream`], which drives `sse-stream` under idle and total deadlines and ends
-//! right after a terminal event.
-//!
-//! The large-event gate: an event passing [`LARGE_EVENT`] bytes takes one of the client's slots before more of
-//! it is read (without one the stream reads nothing, and TCP holds the upstream back). The slot is given back
-//! when the reader asks for bytes after that event: the relay handles an image inline, so by then the event
-//! has been parsed, decoded and stored and its memory is free. Twenty concurrent image turns then hold at most
-//! `large_events_at_once` (one per core) images in memory, instead of twenty.
+//! The streaming half: [`EventStream`] reads the body as SSE blocks (`frame.rs`: size cap, large-event
+//! gate), parses each into a [`StreamEvent`] (large ones on the blocking pool) under idle and total
+//! deadlines, and ends right after a terminal event.
 
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytestring::ByteString;
 use futures_util::{Stream, StreamExt};
-use sse_stream::SseByteStream;
-use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tokio_util::sync::PollSemaphore;
 
 use crate::error::{Error, TimeoutKind};
 use crate::events::StreamEvent;
-
-type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
-
-/// Failure of the capped byte stream, surfaced through `sse_stream::Error::Body`.
-#[derive(Debug, thiserror::Error)]
-enum BodyError {
-    #[error("{0}")]
-    Http(reqwest::Error),
-    #[error("event too large")]
-    TooLarge,
-}
-
-/// Counts bytes since the last event boundary (an empty line, with LF, CRLF or CR line endings).
-#[derive(Debug, Clone)]
-pub(crate) struct BoundaryCounter {
-    limit: usize,
-    /// Bytes of the current event so far.
-    count: usize,
-    /// The last chunk fed ended an event.
-    ended: bool,
-    line_empty: bool,
-    last_cr: bool,
-}
-
-impl BoundaryCounter {
-    pub(crate) fn new(limit: usize) -> Self {
-        Self {
-            limit,
-            count: 0,
-            ended: false,
-            line_empty: true,
-            last_cr: false,
-        }
-    }
-
-    /// Feeds a chunk; returns `false` once the current event exceeds the limit.
-    pub(crate) fn feed(&mut self, chunk: &[u8]) -> bool {
-        let mut pos = 0;
-        let mut boundary_end = None;
-        while let Some(off) = memchr::memchr2(b'\n', b'\r', &chunk[pos..]) {
-            let idx = pos + off;
-            if idx > pos {
-                self.line_empty = false;
-                self.last_cr = false;
-            }
-            let byte = chunk[idx];
-            if byte == b'\n' && self.last_cr {
-                // Second half of a CRLF: the line already ended at the CR.
-                self.last_cr = false;
-            } else {
-                if self.line_empty {
-                    // The event that just ended must itself fit.
-                    let event_len = match boundary_end {
-                        Some(prev) => idx + 1 - prev,
-                        None => self.count.saturating_add(idx + 1),
-                    };
-                    if event_len > self.limit {
-                        return false;
-                    }
-                    boundary_end = Some(idx + 1);
-                } else {
-                    self.line_empty = true;
-                }
-                self.last_cr = byte == b'\r';
-            }
-            pos = idx + 1;
-        }
-        if pos < chunk.len() {
-            self.line_empty = false;
-            self.last_cr = false;
-        }
-        self.ended = boundary_end.is_some();
-        self.count = match boundary_end {
-            Some(end) => chunk.len() - end,
-            None => self.count.saturating_add(chunk.len()),
-        };
-        self.count <= self.limit
-    }
-}
-
-/// Events at least this long need a slot of the client's large-event gate.
-const LARGE_EVENT: usize = 1024 * 1024;
-
-struct LimitedBody {
-    inner: ByteStream,
-    counter: BoundaryCounter,
-    failed: bool,
-    gate: PollSemaphore,
-    slot: Option<OwnedSemaphorePermit>,
-    /// The event that took the slot has ended: give the slot back on the next read.
-    release: bool,
-}
-
-impl Stream for LimitedBody {
-    type Item = Result<Bytes, BodyError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.failed {
-            return Poll::Ready(None);
-        }
-        if self.release {
-            self.release = false;
-            self.slot = None;
-        }
-        if self.slot.is_none() && self.counter.count >= LARGE_EVENT {
-            // `None` only if the semaphore were closed, which it never is: read on ungated.
-            self.slot = ready!(self.gate.poll_acquire(cx));
-        }
-        let item = match ready!(self.inner.as_mut().poll_next(cx)) {
-            Some(Ok(chunk)) => {
-                if self.counter.feed(&chunk) {
-                    self.release = self.slot.is_some() && self.counter.ended;
-                    Some(Ok(chunk))
-                } else {
-                    self.failed = true;
-                    Some(Err(BodyError::TooLarge))
-                }
-            }
-            Some(Err(e)) => {
-                self.failed = true;
-                Some(Err(BodyError::Http(e)))
-            }
-            None => None,
-        };
-        Poll::Ready(item)
-    }
-}
+use crate::frame::{self, ByteStream, FrameError, Framer, PARSE_OFF_WORKERS, RawBlock};
 
 struct State {
-    sse: SseByteStream<LimitedBody>,
+    frames: Framer,
     idle: Duration,
     deadline: Instant,
     limit: usize,
     done: bool,
 }
 
-fn map_sse_error(e: sse_stream::Error, limit: usize) -> Error {
-    match e {
-        sse_stream::Error::Body(inner) => match inner.downcast::<BodyError>() {
-            Ok(b) => match *b {
-                BodyError::TooLarge => Error::EventTooLarge { limit },
-                BodyError::Http(e) => Error::Transport(crate::client::error_chain(&e)),
-            },
-            Err(other) => Error::Transport(other.to_string()),
-        },
-        other => Error::Decode(other.to_string()),
-    }
-}
-
 async fn next_event(mut st: State) -> Option<(Result<StreamEvent, Error>, State)> {
     if st.done {
         return None;
     }
+    // Silence is counted from the last block with fields: comments and blank lines do not keep a stream alive.
+    let mut heard = Instant::now();
     loop {
-        let idle_deadline = Instant::now() + st.idle;
+        let idle_deadline = heard + st.idle;
         let (deadline, kind) = if idle_deadline < st.deadline {
             (idle_deadline, TimeoutKind::Idle)
         } else {
             (st.deadline, TimeoutKind::Total)
         };
-        let outcome = match tokio::time::timeout_at(deadline, st.sse.next()).await {
+        let outcome = match tokio::time::timeout_at(deadline, st.frames.next()).await {
             Err(_) => Err(Error::Timeout(kind)),
             Ok(None) => Err(Error::UnexpectedEof),
-            Ok(Some(Err(e))) => Err(map_sse_error(e, st.limit)),
-            Ok(Some(Ok(sse))) => {
-                let Some(data) = sse.data else { continue };
-                let trimmed = data.trim();
-                if trimmed.is_empty() || trimmed == "[DONE]" {
+            Ok(Some(Err(FrameError::TooLarge))) => Err(Error::EventTooLarge { limit: st.limit }),
+            Ok(Some(Err(FrameError::Http(e)))) => Err(Error::Transport(crate::client::error_chain(&e))),
+            Ok(Some(Ok(block))) => match decode(block).await {
+                Decoded::Event(outcome) => outcome,
+                quiet => {
+                    if matches!(quiet, Decoded::Fields) {
+                        heard = Instant::now();
+                    }
+                    // A read can hold thousands of empty blocks: let the worker's other tasks run meanwhile.
+                    tokio::task::consume_budget().await;
                     continue;
                 }
-                let data = bytestring::ByteString::from(data);
-                match parse(data).await {
-                    Ok(ev) => Ok(ev),
-                    Err(e) => Err(Error::Decode(format!(
-                        "event {:?}: {e}",
-                        sse.event.as_deref().unwrap_or("message")
-                    ))),
-                }
-            }
+            },
         };
         st.done = match &outcome {
             Ok(ev) => ev.is_terminal(),
@@ -211,18 +62,47 @@ async fn next_event(mut st: State) -> Option<(Result<StreamEvent, Error>, State)
     }
 }
 
-/// Events at least this long are parsed on the blocking pool: a multi-MB image event parsed on an async
-/// worker would stall every other stream that worker serves.
-const PARSE_OFF_WORKERS: usize = 256 * 1024;
+/// What one block held.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "moved once per event, as the Option<Result<StreamEvent, _>> it replaces was; boxing would allocate per event"
+)]
+enum Decoded {
+    Event(Result<StreamEvent, Error>),
+    /// Fields, but no data to parse (no `data`, empty data, `[DONE]`).
+    Fields,
+    /// No fields: a comment, a keep-alive, blank lines.
+    Nothing,
+}
 
-async fn parse(data: bytestring::ByteString) -> Result<StreamEvent, serde_json::Error> {
-    if data.len() < PARSE_OFF_WORKERS {
-        return StreamEvent::parse_bytes(&data);
+/// A block's event, parsed on the spot or, for a large block, on the blocking pool.
+async fn decode(block: RawBlock) -> Decoded {
+    if block.len < PARSE_OFF_WORKERS {
+        return match frame::parse_block(block.pieces) {
+            Ok(Some(sse)) => payload(sse.event.as_deref(), sse.data.map(ByteString::from)),
+            Ok(None) => Decoded::Nothing,
+            Err(e) => Decoded::Event(Err(Error::Decode(e.to_string()))),
+        };
     }
-    match tokio::task::spawn_blocking(move || StreamEvent::parse_bytes(&data)).await {
-        Ok(parsed) => parsed,
-        Err(e) => Err(serde::de::Error::custom(format!("parser task: {e}"))),
-    }
+    let parsed = tokio::task::spawn_blocking(move || match frame::parse_large(block) {
+        Ok(Some((event, data))) => payload(event.as_deref(), data),
+        Ok(None) => Decoded::Nothing,
+        Err(e) => Decoded::Event(Err(Error::Decode(e.to_string()))),
+    });
+    parsed
+        .await
+        .unwrap_or_else(|e| Decoded::Event(Err(Error::Decode(format!("parser task: {e}")))))
+}
+
+/// The event in one `data` payload; image base64 in it stays a slice of `data`.
+fn payload(event: Option<&str>, data: Option<ByteString>) -> Decoded {
+    let Some(data) = data.filter(|d| !matches!(d.trim(), "" | "[DONE]")) else {
+        return Decoded::Fields;
+    };
+    Decoded::Event(
+        StreamEvent::parse_bytes(&data)
+            .map_err(|e| Error::Decode(format!("event {:?}: {e}", event.unwrap_or("message")))),
+    )
 }
 
 /// Stream of parsed upstream events. Ends right after a terminal event; any `Err` item is the last one.
@@ -248,16 +128,8 @@ impl EventStream {
         limit: usize,
         large_events: Arc<Semaphore>,
     ) -> Self {
-        let limited = LimitedBody {
-            inner: body,
-            counter: BoundaryCounter::new(limit),
-            failed: false,
-            gate: PollSemaphore::new(large_events),
-            slot: None,
-            release: false,
-        };
         let state = State {
-            sse: SseByteStream::new(limited),
+            frames: Framer::new(body, limit, large_events),
             idle,
             deadline,
             limit,
@@ -285,23 +157,40 @@ impl Stream for EventStream {
 
 #[cfg(test)]
 mod tests {
-    use super::BoundaryCounter;
+    use super::*;
+    use bytes::Bytes;
 
-    fn run(chunks: &[&[u8]], limit: usize) -> bool {
-        let mut c = BoundaryCounter::new(limit);
-        chunks.iter().all(|ch| c.feed(ch))
+    /// An upstream that only sends keep-alive comments (`: …` blocks) every 20 ms, forever.
+    fn keep_alives() -> ByteStream {
+        Box::pin(futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Some((Ok(Bytes::from_static(b": keep-alive\n\n")), ()))
+        }))
     }
 
-    #[test]
-    fn resets_on_blank_lines_split_across_chunks() {
-        assert!(run(&[b"data: 12345\n", b"\n", b"data: 12345\n\n"], 13));
-        assert!(run(&[b"data: 12345\r\n\r", b"\ndata: 12345\r\n\r\n"], 15));
-        assert!(run(
-            &[b"data: 12345\r", b"\n", b"\r", b"\n", b"data: 12345\r\n"],
-            14
-        ));
-        assert!(!run(&[b"data: 12345\n", b"data: 12345\n\n"], 20));
-        // A CRLF pair is one line ending, not a blank line.
-        assert!(!run(&[b"data: 1\r\n", b"data: 2\r\n", b"data: 3\r\n"], 20));
+    #[tokio::test]
+    async fn keep_alive_comments_do_not_count_as_events_for_the_idle_timeout() {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(5);
+        let gate = Arc::new(Semaphore::new(1));
+        let mut events = EventStream::new(
+            keep_alives(),
+            None,
+            Duration::from_millis(150),
+            deadline,
+            1024,
+            gate,
+        );
+        let first = events.next().await.expect("an outcome");
+        assert!(
+            matches!(first, Err(Error::Timeout(TimeoutKind::Idle))),
+            "{first:?} after {:?}",
+            started.elapsed()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "the idle timeout, not the total one"
+        );
+        assert!(events.next().await.is_none(), "nothing after the error");
     }
 }
