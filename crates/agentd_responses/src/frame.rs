@@ -156,19 +156,19 @@ impl Partial {
             self.flush();
             self.pieces.push(piece);
         } else {
-            if self.staging.len() + piece.len() > STAGING {
+            if self.staging.capacity() - self.staging.len() < piece.len() {
                 self.flush();
-            }
-            if self.staging.capacity() == 0 {
-                self.staging.reserve(STAGING);
+                self.staging = BytesMut::with_capacity(STAGING);
             }
             self.staging.extend_from_slice(&piece);
         }
     }
 
+    /// Hands the staged bytes on as a piece; later small reads fill the rest of the same buffer (a run of
+    /// small reads cut short by a large one must not hold a buffer of its own).
     fn flush(&mut self) {
         if !self.staging.is_empty() {
-            self.pieces.push(std::mem::take(&mut self.staging).freeze());
+            self.pieces.push(self.staging.split().freeze());
         }
     }
 

@@ -212,6 +212,30 @@ async fn tiny_reads_are_copied_together_and_large_ones_kept() {
 }
 
 #[tokio::test]
+async fn small_reads_between_large_ones_share_one_staging_buffer() {
+    let large = Bytes::from(vec![b'A'; 300]);
+    let mut reads = vec![Ok(Bytes::from_static(b"data: "))];
+    for _ in 0..10 {
+        reads.push(Ok(Bytes::from_static(b"B")));
+        reads.push(Ok(large.clone()));
+    }
+    reads.push(Ok(Bytes::from_static(b"\n\n")));
+    let body: ByteStream = Box::pin(futures_util::stream::iter(reads));
+    let mut framer = Framer::new(body, 1 << 20, Arc::new(Semaphore::new(1)));
+    let block = framer.next().await.unwrap().unwrap();
+    assert_eq!(block.len, 6 + 10 * 301 + 2);
+    let staged: Vec<&Bytes> = block.pieces.iter().filter(|p| p.len() == 1).collect();
+    assert_eq!(staged.len(), 10);
+    for pair in staged.windows(2) {
+        assert_eq!(
+            pair[1].as_ptr() as usize,
+            pair[0].as_ptr() as usize + 1,
+            "each 1-byte read is the next byte of the same buffer, not a buffer of its own"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_read_of_many_blocks_is_cut_one_block_at_a_time() {
     let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from(
         ":\n\n".repeat(10_000),
