@@ -118,7 +118,7 @@ impl BoundaryCounter {
 }
 
 /// One block of the body: the reads it arrived in, sliced at its boundaries.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RawBlock {
     pub pieces: Vec<Bytes>,
     pub len: usize,

@@ -134,11 +134,21 @@ fn the_large_block_shortcut_agrees_with_sse_stream() {
         assert!(end + 1 >= block.len(), "one block: {:?}", &block[..40]);
         // A CRLF blank line ends the block at its CR.
         let bytes = Bytes::from(block.clone()).slice(..end);
+        let shortcut = simple(&bytes, shape);
         assert_eq!(
-            simple(&bytes, shape).is_some(),
+            shortcut.is_some(),
             n < 4,
             "the shortcut is taken for the API's shape only"
         );
+        if let Some((_, Some(data))) = &shortcut {
+            // The data is a slice of the block, not a copy of it.
+            let (start, end) = (bytes.as_ptr() as usize, bytes.as_ptr() as usize + bytes.len());
+            let at = data.as_bytes().as_ptr() as usize;
+            assert!(
+                start <= at && at + data.len() <= end,
+                "data copied out of the block"
+            );
+        }
         let expected = parse_block(vec![bytes.clone()])
             .unwrap()
             .map(|s| (s.event, s.data));
