@@ -53,8 +53,14 @@ pub struct SqlDelta {
 pub struct Statements {
     /// Every call except BEGIN / START TRANSACTION / COMMIT / END / ROLLBACK.
     pub work: i64,
-    /// Of `work`: calls whose text mentions `run_events` (the run event log, counted apart by issue 7).
+    /// Of `work`: the run event log's own statements ([`is_run_log`]; counted apart by issue 7).
     pub run_events: i64,
+    /// Of `run_events`: the log writer's batches and announcements, each a transaction of its own
+    /// (autocommitted). The log's other statements may run inside a turn's transaction: not counted here.
+    pub run_log_writes: i64,
+    /// Of `work`: the auth extractor's tenant status reads (a cache refill, once per tenant per
+    /// `TENANT_CACHE_SECONDS` and replica; autocommitted).
+    pub tenant_reads: i64,
     pub begins: i64,
     pub commits: i64,
     pub rollbacks: i64,
@@ -83,6 +89,23 @@ fn kind(query: &str) -> Kind {
         "ROLLBACK" | "ABORT" => Kind::Rollback,
         _ => Kind::Work,
     }
+}
+
+/// The run log's own statements: its writes, reads and announcements of chunks written elsewhere — not a
+/// turn's statement that also writes its terminal chunk (that one inserts its message too).
+fn is_run_log(query: &str) -> bool {
+    (query.contains("run_events") || query.contains("pg_notify")) && !query.contains("INTO messages")
+}
+
+/// The run log writer's two autocommitted statements (`agentd_db::journal`: a batch, an announcement).
+fn is_log_writer(query: &str) -> bool {
+    let q = query.trim_start();
+    (q.starts_with("WITH v (") && q.contains("INTO run_events")) || q.starts_with("SELECT pg_notify")
+}
+
+/// The auth cache's tenant status read (`agentd_db::tenants`).
+fn is_tenant_read(query: &str) -> bool {
+    query.trim_start().starts_with("SELECT status FROM tenants")
 }
 
 impl PgStats {
@@ -190,9 +213,13 @@ impl PgStats {
                     Kind::Rollback => s.rollbacks += n,
                     Kind::Work => {
                         s.work += n;
-                        // The run log's writes and reads, and its announcements of chunks written elsewhere.
-                        if q.contains("run_events") || q.contains("pg_notify") {
+                        if is_run_log(q) {
                             s.run_events += n;
+                            if is_log_writer(q) {
+                                s.run_log_writes += n;
+                            }
+                        } else if is_tenant_read(q) {
+                            s.tenant_reads += n;
                         }
                         s.top
                             .push((n, q.split_whitespace().collect::<Vec<_>>().join(" ")));
@@ -226,5 +253,29 @@ mod tests {
         assert_eq!(kind("rollback"), Kind::Rollback);
         assert_eq!(kind("INSERT INTO run_events VALUES ($1)"), Kind::Work);
         assert_eq!(kind("WITH x AS (SELECT 1) SELECT * FROM x"), Kind::Work);
+    }
+
+    #[test]
+    fn the_run_log_is_told_apart_from_a_turn_that_writes_its_end() {
+        assert!(is_run_log(
+            "WITH v (run_id, first_id) AS (VALUES ($1, $2)), ins AS (INSERT INTO run_events …"
+        ));
+        assert!(is_run_log(
+            "SELECT pg_notify($2, p)::text FROM unnest($1::text[]) AS p"
+        ));
+        assert!(is_run_log(
+            "SELECT first_id, last_id, events, terminal FROM run_events WHERE run_id = $1"
+        ));
+        assert!(!is_run_log(
+            "WITH m AS (INSERT INTO messages (id) VALUES ($1)), e AS (INSERT INTO run_events (run_id) …"
+        ));
+        assert!(!is_run_log("SELECT o_outcome FROM agentd_open_turn($1)"));
+        assert!(is_log_writer(
+            "WITH v (run_id) AS (VALUES ($1)), ins AS (INSERT INTO run_events …"
+        ));
+        assert!(!is_log_writer(
+            "INSERT INTO run_events (run_id) VALUES ($1) ON CONFLICT DO NOTHING"
+        ));
+        assert!(is_tenant_read("SELECT status FROM tenants WHERE id = $1"));
     }
 }

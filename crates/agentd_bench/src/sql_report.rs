@@ -11,8 +11,35 @@ use crate::turns::clip;
 pub struct PerTurn {
     pub statements: Option<f64>,
     pub run_events: Option<f64>,
+    /// Of `run_events`: the log writer's, each its own transaction.
+    pub run_log_writes: Option<f64>,
+    pub tenant_reads: Option<f64>,
     pub begins: Option<f64>,
     pub xacts: f64,
+}
+
+impl PerTurn {
+    /// The turn's own statements and transactions: without the run log (counted apart by issue 7) and the
+    /// auth cache's tenant status reads (once per tenant per `TENANT_CACHE_SECONDS`, not per turn). Without a
+    /// BEGIN every statement is a transaction of its own, so the transactions are those statements, exactly;
+    /// with BEGINs they are the database's transaction counter less the log writer's and the tenant reads' —
+    /// which also counts autovacuum's, so it errs high.
+    pub fn own(&self) -> Option<(f64, f64)> {
+        let (st, log, tenants, writes, begins) = (
+            self.statements?,
+            self.run_events?,
+            self.tenant_reads?,
+            self.run_log_writes?,
+            self.begins?,
+        );
+        let statements = st - log - tenants;
+        let xacts = if begins == 0.0 {
+            statements
+        } else {
+            self.xacts - writes - tenants
+        };
+        Some((statements, xacts))
+    }
 }
 
 pub fn per_turn(d: &SqlDelta, turns: usize) -> Option<PerTurn> {
@@ -24,6 +51,8 @@ pub fn per_turn(d: &SqlDelta, turns: usize) -> Option<PerTurn> {
     Some(PerTurn {
         statements: s.map(|s| s.work as f64 / t),
         run_events: s.map(|s| s.run_events as f64 / t),
+        run_log_writes: s.map(|s| s.run_log_writes as f64 / t),
+        tenant_reads: s.map(|s| s.tenant_reads as f64 / t),
         begins: s.map(|s| s.begins as f64 / t),
         xacts: d.xacts as f64 / t,
     })
@@ -44,10 +73,21 @@ pub fn render(out: &mut String, d: &SqlDelta, turns: usize, what: &str, top: usi
             "  of which the run log (run_events, pg_notify)",
             vec![num(p.run_events, 2)],
         ),
+        row(
+            "  of which tenant status reads (auth cache refill)",
+            vec![num(p.tenant_reads, 2)],
+        ),
         row("BEGIN", vec![num(p.begins, 2)]),
         row(
             "transactions (xact_commit + xact_rollback)",
             vec![num(Some(p.xacts), 2)],
+        ),
+        row(
+            "the turn's own statements / transactions (without both)",
+            vec![p.own().map_or_else(
+                || "not measured".to_owned(),
+                |(st, x)| format!("{st:.2} / {x:.2}"),
+            )],
         ),
     ];
     table(out, &[format!("per {what} ({turns} turns)")], &rows);
