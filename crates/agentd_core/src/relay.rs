@@ -115,8 +115,13 @@ impl Relay<'_> {
                         tracing::warn!(tool_call_id = %p.item_id, "preview over IMAGE_OUTPUT_MAX_MB: not relayed");
                         continue;
                     }
+                    // Base64 is ASCII; a large preview's text was not checked when it was parsed.
+                    if !p.partial_image_b64.is_ascii() {
+                        tracing::warn!(tool_call_id = %p.item_id, "preview is not base64 text: not relayed");
+                        continue;
+                    }
                     self.draft.calls.partials += 1;
-                    let mime = ImageFormat::sniff_b64(&p.partial_image_b64)
+                    let mime = ImageFormat::sniff_b64(&p.partial_image_b64.head(24))
                         .map_or("application/octet-stream", ImageFormat::mime);
                     let preview = ImagePartial {
                         tool_call_id: p.item_id,

@@ -1,11 +1,15 @@
 //! [`B64`]: the base64 text of an image as it arrived, without copies. Image results and partial previews are
 //! multi-MB strings inside multi-MB SSE events; parsed with [`crate::StreamEvent::parse_bytes`], a `B64` is a
 //! slice of the event's own buffer (no allocation, no copy), and the buffer is freed when the last slice is
-//! dropped. From any other deserializer it is an owned copy.
+//! dropped. A large event read off the wire is not joined at all: its data is a [`Rope`] of the reads it
+//! arrived in and a `B64` is a rope over part of them ([`with_rope`]). From any other deserializer it is an
+//! owned copy.
 
+use crate::rope::Rope;
 use bytestring::ByteString;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::{Serialize, Serializer};
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::ops::Range;
@@ -15,9 +19,15 @@ thread_local! {
     static SOURCE: RefCell<Option<Source>> = const { RefCell::new(None) };
 }
 
+/// The text of an event being parsed: one buffer, or the reads it arrived in.
+enum Text {
+    Flat(ByteString),
+    Rope(Rope),
+}
+
 /// An event being parsed, and the byte ranges of the strings [`elide`] cut out of it (marker `N` is `spans[N]`).
 struct Source {
-    text: ByteString,
+    text: Text,
     spans: Vec<Range<usize>>,
     /// This parse's marker nonce.
     nonce: u64,
@@ -36,54 +46,147 @@ impl Source {
         self.taken.get(n)?.set(true);
         self.spans.get(n)
     }
+
+    /// The cut-out string at `span`, as a `B64` sharing the source's memory.
+    fn b64(&self, span: &Range<usize>) -> B64 {
+        match &self.text {
+            Text::Flat(t) => B64(Repr::Flat(t.slice_ref(&t[span.clone()]))),
+            Text::Rope(r) => B64(Repr::Rope(r.slice(span.clone()))),
+        }
+    }
 }
 
 /// Strings at least this long under an image key are cut out before parsing.
-const ELIDE_MIN: usize = 64 * 1024;
+pub(crate) const ELIDE_MIN: usize = 64 * 1024;
 /// Keys whose string values are base64 images.
 const IMAGE_KEYS: [&[u8]; 2] = [b"\"result\"", b"\"partial_image_b64\""];
 /// A cut-out string's stand-in is the JSON string `"\u0000#<nonce>:N"`; the parser hands it over as `\0#…`.
-const MARKER: &str = "\"\\u0000#";
+pub(crate) const MARKER: &str = "\"\\u0000#";
 
-/// Base64 text (standard alphabet, as sent upstream); dereferences to `&str`. Cheap to clone.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct B64(ByteString);
+/// Base64 text (standard alphabet, as sent upstream). Cheap to clone.
+#[derive(Clone)]
+pub struct B64(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Flat(ByteString),
+    /// Part of a large event's reads. Not checked as UTF-8 here: the image decoder checks every character,
+    /// the relay checks a preview before forwarding it.
+    Rope(Rope),
+}
 
 impl B64 {
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// Text held in pieces (e.g. the reads it arrived in), never joined.
+    pub fn from_pieces(pieces: Vec<bytes::Bytes>) -> Self {
+        Self(Repr::Rope(Rope::new(pieces)))
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::Flat(s) => s.len(),
+            Repr::Rope(r) => r.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The text; copied into one string when it is held in pieces, with any bytes that are not UTF-8 (they
+    /// are not checked in pieces, the decoder refuses them) replaced by U+FFFD.
+    pub fn as_str(&self) -> Cow<'_, str> {
+        match &self.0 {
+            Repr::Flat(s) => Cow::Borrowed(s),
+            Repr::Rope(r) => {
+                let mut joined = Vec::with_capacity(r.len());
+                r.copy_range(0..r.len(), &mut joined);
+                Cow::Owned(
+                    String::from_utf8(joined)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                )
+            }
+        }
+    }
+
+    /// Only ASCII (as base64 is): what the relay checks before forwarding a preview held in pieces.
+    pub fn is_ascii(&self) -> bool {
+        self.chunks().all(<[u8]>::is_ascii)
+    }
+
+    /// The first `n` bytes (fewer if shorter), e.g. to sniff the image format.
+    pub fn head(&self, n: usize) -> Cow<'_, [u8]> {
+        match &self.0 {
+            Repr::Flat(s) => Cow::Borrowed(&s.as_bytes()[..n.min(s.len())]),
+            Repr::Rope(r) => Cow::Owned(r.head(n)),
+        }
+    }
+
+    /// The text's bytes in the pieces it is held in, in order.
+    pub fn chunks(&self) -> Box<dyn Iterator<Item = &[u8]> + '_> {
+        match &self.0 {
+            Repr::Flat(s) => Box::new(std::iter::once(&s.as_bytes()[..]).filter(|c| !c.is_empty())),
+            Repr::Rope(r) => Box::new(r.chunks()),
+        }
     }
 }
 
-impl std::ops::Deref for B64 {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
+impl Default for B64 {
+    fn default() -> Self {
+        Self(Repr::Flat(ByteString::new()))
     }
 }
+
+impl PartialEq for B64 {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.chunks().flatten().eq(other.chunks().flatten())
+    }
+}
+
+impl Eq for B64 {}
 
 impl From<String> for B64 {
     fn from(s: String) -> Self {
-        Self(ByteString::from(s))
+        Self(Repr::Flat(ByteString::from(s)))
     }
 }
 
 impl From<&str> for B64 {
     fn from(s: &str) -> Self {
-        Self(ByteString::from(s))
+        Self(Repr::Flat(ByteString::from(s)))
     }
 }
 
 impl fmt::Debug for B64 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the data: megabytes in a log line help no one.
-        write!(f, "B64({} chars)", self.0.len())
+        write!(f, "B64({} chars)", self.len())
     }
 }
 
 impl Serialize for B64 {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        match &self.0 {
+            Repr::Flat(t) => s.serialize_str(t),
+            // Piece by piece into the serializer's own buffer: no joined copy.
+            Repr::Rope(r) => s.collect_str(&Pieces(r)),
+        }
+    }
+}
+
+/// A rope's text for `collect_str`; bytes that are not UTF-8 become U+FFFD (base64 is ASCII: the relay
+/// forwards no preview that is not).
+struct Pieces<'a>(&'a Rope);
+
+impl fmt::Display for Pieces<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chunks() {
+            match std::str::from_utf8(c) {
+                Ok(text) => f.write_str(text)?,
+                Err(_) => f.write_str(&String::from_utf8_lossy(c))?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -99,13 +202,15 @@ impl<'de> Visitor<'de> for B64Visitor {
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<B64, E> {
         let sliced = SOURCE.with(|s| {
             s.borrow().as_ref().and_then(|src| {
-                let src = &src.text;
+                let Text::Flat(src) = &src.text else {
+                    return None;
+                };
                 let (start, end) = (src.as_ptr() as usize, src.as_ptr() as usize + src.len());
                 let (v_start, v_end) = (v.as_ptr() as usize, v.as_ptr() as usize + v.len());
                 (start <= v_start && v_end <= end).then(|| src.slice_ref(v))
             })
         });
-        Ok(B64(sliced.unwrap_or_else(|| ByteString::from(v))))
+        Ok(B64(Repr::Flat(sliced.unwrap_or_else(|| ByteString::from(v)))))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<B64, E> {
@@ -114,13 +219,13 @@ impl<'de> Visitor<'de> for B64Visitor {
             let s = s.borrow();
             let src = s.as_ref()?;
             let span = src.span_of(v)?;
-            Some(src.text.slice_ref(&src.text[span.clone()]))
+            Some(src.b64(span))
         });
-        Ok(B64(cut.unwrap_or_else(|| ByteString::from(v))))
+        Ok(cut.unwrap_or_else(|| B64::from(v)))
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<B64, E> {
-        Ok(B64(ByteString::from(v)))
+        Ok(B64::from(v))
     }
 }
 
@@ -130,50 +235,70 @@ impl<'de> Deserialize<'de> for B64 {
     }
 }
 
+/// Clears the registered source when a parse ends (or panics).
+struct Reset;
+
+impl Drop for Reset {
+    fn drop(&mut self) {
+        SOURCE.with(|s| s.borrow_mut().take());
+    }
+}
+
+fn register(text: Text, spans: Vec<Range<usize>>, nonce: u64) {
+    SOURCE.with(|s| {
+        *s.borrow_mut() = Some(Source {
+            text,
+            taken: spans.iter().map(|_| Cell::new(false)).collect(),
+            spans,
+            nonce,
+        });
+    });
+}
+
+/// Every cut-out string ended up in a `B64` (or was restored).
+fn all_taken() -> bool {
+    SOURCE.with(|s| {
+        s.borrow()
+            .as_ref()
+            .is_some_and(|src| src.taken.iter().all(Cell::get))
+    })
+}
+
 /// Runs `parse` with `source` registered, so `B64` fields borrowed from it become slices of it. A source of
 /// [`ELIDE_MIN`] bytes or more is parsed with its long image strings cut out ([`elide`]) — and again whole
 /// when that parse fails or a cut-out string did not end up in a `B64`.
 pub(crate) fn with_source<T, E>(source: &ByteString, parse: impl Fn(&str) -> Result<T, E>) -> Result<T, E> {
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            SOURCE.with(|s| s.borrow_mut().take());
-        }
-    }
-    let register = |spans: Vec<Range<usize>>, nonce: u64| {
-        SOURCE.with(|s| {
-            *s.borrow_mut() = Some(Source {
-                text: source.clone(),
-                taken: spans.iter().map(|_| Cell::new(false)).collect(),
-                spans,
-                nonce,
-            });
-        });
-    };
     let _reset = Reset;
     if source.len() >= ELIDE_MIN {
         let nonce = rand::random::<u64>();
         if let Some((text, spans)) = elide(source, nonce) {
-            register(spans, nonce);
+            register(Text::Flat(source.clone()), spans, nonce);
             let parsed = parse(&text);
-            let all_taken = SOURCE.with(|s| {
-                s.borrow()
-                    .as_ref()
-                    .is_some_and(|src| src.taken.iter().all(Cell::get))
-            });
-            if parsed.is_ok() && all_taken {
+            if parsed.is_ok() && all_taken() {
                 return parsed;
             }
         }
     }
-    register(Vec::new(), 0);
+    register(Text::Flat(source.clone()), Vec::new(), 0);
     parse(source)
+}
+
+/// Runs `parse` on `data` (JSON held in pieces) with its long image strings cut out ([`crate::rope::elide`])
+/// and registered, so those `B64` fields become ropes over `data`. `None` when nothing is cut out, the parse
+/// fails, or a cut-out string did not end up in a `B64`: the caller then joins `data` and parses it whole.
+pub(crate) fn with_rope<T, E>(data: &Rope, parse: impl Fn(&str) -> Result<T, E>) -> Option<T> {
+    let _reset = Reset;
+    let nonce = rand::random::<u64>();
+    let (text, spans) = crate::rope::elide(data, nonce)?;
+    register(Text::Rope(data.clone()), spans, nonce);
+    let parsed = parse(&text).ok()?;
+    all_taken().then_some(parsed)
 }
 
 /// `source` with every string of at least [`ELIDE_MIN`] bytes that is the value of an image key and holds no
 /// escape replaced by a marker, and the byte ranges cut out; `None` when there is none (or the JSON is cut
 /// short: the parser then reports it). One pass: `memchr` from quote to quote.
-fn elide(source: &str, nonce: u64) -> Option<(String, Vec<Range<usize>>)> {
+pub(crate) fn elide(source: &str, nonce: u64) -> Option<(String, Vec<Range<usize>>)> {
     let b = source.as_bytes();
     let mut spans = Vec::new();
     let mut at = 0;
@@ -190,7 +315,7 @@ fn elide(source: &str, nonce: u64) -> Option<(String, Vec<Range<usize>>)> {
             escaped = true;
             from = k + 2;
         };
-        if close - open > ELIDE_MIN && !escaped && under_image_key(&b[..open]) {
+        if close - open > ELIDE_MIN && !escaped && under_image_key(&b[..open], true) {
             spans.push(open + 1..close);
         }
         at = close + 1;
@@ -210,8 +335,10 @@ fn elide(source: &str, nonce: u64) -> Option<(String, Vec<Range<usize>>)> {
     Some((out, spans))
 }
 
-/// `before` ends with `"result":` or `"partial_image_b64":` (whitespace allowed around the colon).
-fn under_image_key(before: &[u8]) -> bool {
+/// `before` ends with `"result":` or `"partial_image_b64":` (whitespace allowed around the colon). `whole`:
+/// `before` is all the text before the value, not only its end (then a key that starts the window may be an
+/// escaped quote's: no).
+pub(crate) fn under_image_key(before: &[u8], whole: bool) -> bool {
     let trim = |s: &[u8]| -> usize {
         s.iter()
             .rposition(|c| !c.is_ascii_whitespace())
@@ -225,15 +352,16 @@ fn under_image_key(before: &[u8]) -> bool {
     // The key's opening quote must not be an escaped one inside a longer key.
     IMAGE_KEYS.iter().any(|k| {
         before.ends_with(k)
-            && before
-                .len()
-                .checked_sub(k.len() + 1)
-                .is_none_or(|i| before[i] != b'\\')
+            && match before.len().checked_sub(k.len() + 1) {
+                Some(i) => before[i] != b'\\',
+                None => whole,
+            }
     })
 }
 
 /// `text` (part of the event being parsed) with any markers put back as the strings they stand for: for JSON
-/// kept verbatim, such as an item or event of a type this crate does not know.
+/// kept verbatim, such as an item or event of a type this crate does not know. A string cut out of data held
+/// in pieces comes back with any bytes that are not UTF-8 as U+FFFD.
 pub(crate) fn restore(text: &str) -> String {
     if !text.contains(MARKER) {
         return text.to_owned();
@@ -254,7 +382,7 @@ pub(crate) fn restore(text: &str) -> String {
                 Some(span) if len < after.len() => {
                     out.push_str(&rest[..pos]);
                     out.push('"');
-                    out.push_str(&src.text[span.clone()]);
+                    out.push_str(&src.b64(span).as_str());
                     out.push('"');
                     rest = &after[len + 1..];
                 }
@@ -270,96 +398,5 @@ pub(crate) fn restore(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(serde::Deserialize)]
-    struct Holder {
-        b: B64,
-    }
-
-    #[test]
-    fn borrowed_strings_become_slices_of_the_source() {
-        let src = ByteString::from(String::from(r#"{"b":"aGVsbG8="}"#));
-        let h: Holder = with_source(&src, |t| serde_json::from_str(t)).unwrap();
-        assert_eq!(h.b.as_str(), "aGVsbG8=");
-        let offset = h.b.as_ptr() as usize - src.as_ptr() as usize;
-        assert_eq!(offset, 6, "a slice of the source, not a copy");
-        // Without a registered source (or from an escaped string) it is a copy.
-        let h: Holder = serde_json::from_str(r#"{"b":"a\/b"}"#).unwrap();
-        assert_eq!(h.b.as_str(), "a/b");
-        assert_eq!(format!("{:?}", h.b), "B64(3 chars)");
-    }
-
-    /// `src` parsed through [`with_source`], and the length of each text the parser was handed.
-    fn parse_counted<T: de::DeserializeOwned>(src: &ByteString) -> (T, Vec<usize>) {
-        let lens = RefCell::new(Vec::new());
-        let parsed = with_source(src, |t| {
-            lens.borrow_mut().push(t.len());
-            serde_json::from_str(t)
-        })
-        .unwrap();
-        (parsed, lens.into_inner())
-    }
-
-    #[test]
-    fn a_long_image_string_is_parsed_once_without_its_text() {
-        let img = "Q".repeat(ELIDE_MIN * 2);
-        let src = ByteString::from(format!(r#"{{"b":"{img}"}}"#));
-        let (h, lens): (Holder, _) = parse_counted(&src);
-        assert_eq!(lens.len(), 1, "`b` is no image key: nothing elided, one parse");
-        assert_eq!(h.b.as_str(), img);
-
-        let src = ByteString::from(format!(
-            r#"{{"b":{{"result":"{img}"}},"partial_image_b64":"{img}"}}"#
-        ));
-        #[derive(serde::Deserialize)]
-        struct Item {
-            result: B64,
-        }
-        #[derive(serde::Deserialize)]
-        struct Both {
-            b: Item,
-            partial_image_b64: B64,
-        }
-        let (h, lens): (Both, _) = parse_counted(&src);
-        assert_eq!(
-            lens.len(),
-            1,
-            "one parse, not a second one of the whole text: {lens:?}"
-        );
-        assert!(
-            lens[0] < 200,
-            "the parser saw the markers, not the images: {lens:?}"
-        );
-        for b in [&h.b.result, &h.partial_image_b64] {
-            assert_eq!(b.as_str(), img);
-            let offset = b.as_ptr() as usize - src.as_ptr() as usize;
-            assert!(offset < src.len(), "a slice of the source");
-        }
-    }
-
-    #[test]
-    fn elide_cuts_long_image_strings_only() {
-        let img = "Q".repeat(ELIDE_MIN + 10);
-        let text = "t".repeat(ELIDE_MIN + 10);
-        let src = format!(
-            r#"{{"type":"x","a":{{"result": "{img}","note":"{text}","k":"v\"q"}},"partial_image_b64":"{img}","xresult":"{img}"}}"#
-        );
-        let (out, spans) = elide(&src, 0xabc).unwrap();
-        assert_eq!(
-            out,
-            format!(
-                r#"{{"type":"x","a":{{"result": "\u0000#0000000000000abc:0","note":"{text}","k":"v\"q"}},"partial_image_b64":"\u0000#0000000000000abc:1","xresult":"{img}"}}"#
-            )
-        );
-        assert_eq!(spans.len(), 2);
-        assert!(spans.iter().all(|s| src[s.clone()] == img));
-        // Short images, escaped strings and unterminated JSON are left to the parser.
-        assert_eq!(elide(r#"{"result":"abc"}"#, 1), None);
-        assert_eq!(elide(&format!(r#"{{"result":"{img}\n"}}"#), 1), None);
-        assert_eq!(elide(&format!(r#"{{"result":"{img}"#), 1), None);
-        assert!(under_image_key(br#"{"result" : "#));
-        assert!(!under_image_key(br#"{"a\"result":"#));
-    }
-}
+#[path = "b64_tests.rs"]
+mod tests;

@@ -260,6 +260,12 @@ impl StreamEvent {
         crate::b64::with_source(data, Self::parse)
     }
 
+    /// [`Self::parse`] over data held in the reads it arrived in, its image strings ropes over them; `None`
+    /// when no image string is cut out or the parse fails (the caller then joins the data and parses that).
+    pub(crate) fn parse_rope(data: &crate::rope::Rope) -> Option<Self> {
+        crate::b64::with_rope(data, Self::parse)
+    }
+
     /// Parses one SSE `data` payload. Unknown types become [`StreamEvent::Other`]; a known type whose body
     /// does not match its shape is a decode error.
     pub fn parse(data: &str) -> Result<Self, serde_json::Error> {

@@ -5,10 +5,12 @@
 //! grows, so a multi-MB image event was copied about three times over on an async worker (perf: a fifth of
 //! agentd's CPU on image turns). Here the reads of one block are kept as they came ([`Bytes`] slices, no
 //! copy) until its blank line. A small block is then parsed by `sse-stream` on the spot; a block of at least
-//! [`PARSE_OFF_WORKERS`] bytes goes whole to the blocking pool ([`parse_large`]), where it is joined once into
-//! an allocation of its exact size and, in the shape the Responses API sends (`event:` and one `data:` line,
-//! told by the line ends counted while cutting), its data is a slice of that allocation; any other shape is
-//! handed to `sse-stream` in one piece.
+//! [`PARSE_OFF_WORKERS`] bytes goes to the blocking pool ([`parse_large`]). In the shape the Responses API
+//! sends (`event:` and one `data:` line, told by the line ends counted while cutting) its data stays a
+//! [`Rope`] over those reads: its image strings are found across them (`rope.rs`) and the image is decoded
+//! across them (`agentd_core::ingest`), so the multi-MB line is not joined. Data in which no image string is
+//! found (or that does not parse) is joined then, once; a block of any other shape is joined once and handed
+//! to `sse-stream`.
 //!
 //! One difference from a single parser over the whole body: each block gets a fresh `sse-stream` parser, so
 //! a byte-order mark is skipped at the start of any block, not only of the body.
@@ -28,6 +30,8 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use sse_stream::{Sse, SseByteStream};
+
+use crate::rope::Rope;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::PollSemaphore;
 
@@ -273,57 +277,55 @@ pub(crate) fn parse_block(pieces: Vec<Bytes>) -> Result<Option<Sse>, sse_stream:
     }
 }
 
-/// An event's name and its data, if it had a `data` field.
-pub(crate) type Named = (Option<String>, Option<ByteString>);
+/// A large block's data: the reads it arrived in when the block has the Responses API's shape, else joined.
+pub(crate) enum Data {
+    Flat(ByteString),
+    Rope(Rope),
+}
 
-/// A large block's event name and data (`None`: a block without fields), the data a slice of the joined
-/// block when the block has the Responses API's shape. CPU-bound: call it on the blocking pool.
+/// An event's name and its data, if it had a `data` field.
+pub(crate) type Named = (Option<String>, Option<Data>);
+
+/// A large block's event name and data (`None`: a block without fields). In the Responses API's shape the
+/// data is a rope over the block's reads (not joined, not scanned, not UTF-8 checked here); any other shape
+/// is joined once and handed to `sse-stream`. CPU-bound when joining: call it on the blocking pool.
 pub(crate) fn parse_large(block: RawBlock) -> Result<Option<Named>, sse_stream::Error> {
-    let joined = join(&block.pieces, block.len);
-    drop(block.pieces);
-    if let Some(found) = simple(&joined, block.shape) {
+    let rope = Rope::new(block.pieces);
+    if let Some(found) = simple(&rope, block.shape) {
         return Ok(Some(found));
     }
-    Ok(parse_block(vec![joined])?.map(|sse| (sse.event, sse.data.map(ByteString::from))))
+    let joined = rope.join();
+    drop(rope);
+    let sse = parse_block(vec![joined])?;
+    Ok(sse.map(|sse| (sse.event, sse.data.map(|d| Data::Flat(ByteString::from(d))))))
 }
 
-fn join(pieces: &[Bytes], len: usize) -> Bytes {
-    if let [one] = pieces {
-        return one.clone();
-    }
-    let mut joined = BytesMut::with_capacity(len);
-    for piece in pieces {
-        joined.extend_from_slice(piece);
-    }
-    joined.freeze()
-}
-
-/// `[event: NAME LF] data: VALUE LF LF`, LF line ends only → (NAME, VALUE as a slice of `block`). The shape
-/// the framer counted says there is no other line end, so the data line is not scanned again. Anything
-/// else, or invalid UTF-8, is `None`: the caller hands the block to `sse-stream`, the reference for every
-/// other case.
-fn simple(block: &Bytes, shape: Shape) -> Option<Named> {
-    if shape.cr || !block.ends_with(b"\n\n") {
+/// `[event: NAME LF] data: VALUE LF LF`, LF line ends only → (NAME, VALUE as a rope over `block`). The shape
+/// the framer counted says there is no other line end, so only the block's first and last bytes are read.
+/// Anything else is `None`: the caller hands the block to `sse-stream`, the reference for every other case.
+fn simple(block: &Rope, shape: Shape) -> Option<Named> {
+    if shape.cr || block.tail(2) != b"\n\n" {
         return None;
     }
+    // The event line (a name is short) and the start of the data line.
+    let head = block.head(300);
     let mut at = 0;
     let mut event = None;
-    if block.starts_with(b"event:") {
-        let end = memchr::memchr(b'\n', &block[..block.len().min(256)])?;
-        let value = &block[b"event:".len()..end];
+    if head.starts_with(b"event:") {
+        let end = memchr::memchr(b'\n', &head[..head.len().min(256)])?;
+        let value = &head[b"event:".len()..end];
         let value = value.strip_prefix(b" ").unwrap_or(value);
         event = Some(std::str::from_utf8(value).ok()?.to_owned());
         at = end + 1;
     }
     // The event line's end (if any), the data line's and the blank line's: no other.
-    if shape.line_ends != usize::from(event.is_some()) + 2 || !block[at..].starts_with(b"data:") {
+    if shape.line_ends != usize::from(event.is_some()) + 2 || !head.get(at..)?.starts_with(b"data:") {
         return None;
     }
     at += b"data:".len();
-    at += usize::from(block.get(at) == Some(&b' '));
+    at += usize::from(head.get(at) == Some(&b' '));
     let end = block.len() - 2;
-    let data = ByteString::try_from(block.slice(at.min(end)..end)).ok()?;
-    Some((event, Some(data)))
+    Some((event, Some(Data::Rope(block.slice(at.min(end)..end)))))
 }
 
 #[cfg(test)]

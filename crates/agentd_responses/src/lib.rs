@@ -3,8 +3,9 @@
 //! - [`request`], [`response`], [`events`]: lenient serde wire types shared with the fake upstream
 //!   (unknown fields ignored, unknown output items and event types kept verbatim, never an error).
 //! - [`ResponsesClient`]: reqwest + `sse-stream` (linear SSE parser) behind a framer that cuts the body into
-//!   blocks first (`frame`: large image events joined once, off the async workers), idle/total deadlines, a
-//!   per-event size cap, and bounded retries that happen only before any body has been read.
+//!   blocks first (`frame`: large image events parsed off the async workers, their images left in the reads
+//!   they came in), idle/total deadlines, a per-event size cap, and bounded retries that happen only before
+//!   any body has been read.
 //! - [`metrics`]: request latency by status and retries, as generic `agentd_upstream_*` metrics.
 //!
 //! ```no_run
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod pricing;
 pub mod request;
 pub mod response;
+mod rope;
 pub mod stream;
 
 pub use b64::B64;

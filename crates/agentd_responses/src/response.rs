@@ -312,7 +312,7 @@ pub struct ImageGenerationCall {
     /// Moderation and other failures: `{type, code, message, param, moderation_details}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
-    /// The image; a slice of the event it arrived in (see [`B64`]).
+    /// The image, in the memory of the event it arrived in (see [`B64`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<B64>,
 }
@@ -321,7 +321,7 @@ impl ImageGenerationCall {
     /// Done means "carries a non-empty result", whatever `status` says (`generating` with a full result
     /// happens in completed responses).
     pub fn is_done(&self) -> bool {
-        self.result.as_deref().is_some_and(|r| !r.is_empty())
+        self.result.as_ref().is_some_and(|r| !r.is_empty())
     }
 
     /// `true` when the call failed (status `failed` or an `error`) and has no result.

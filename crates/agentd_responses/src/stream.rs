@@ -14,7 +14,8 @@ use tokio::time::Instant;
 
 use crate::error::{Error, TimeoutKind};
 use crate::events::StreamEvent;
-use crate::frame::{self, ByteStream, FrameError, Framer, PARSE_OFF_WORKERS, RawBlock};
+use crate::frame::{self, ByteStream, Data, FrameError, Framer, PARSE_OFF_WORKERS, RawBlock};
+use crate::rope::Rope;
 
 struct State {
     frames: Framer,
@@ -85,13 +86,33 @@ async fn decode(block: RawBlock) -> Decoded {
         };
     }
     let parsed = tokio::task::spawn_blocking(move || match frame::parse_large(block) {
-        Ok(Some((event, data))) => payload(event.as_deref(), data),
+        Ok(Some((event, Some(Data::Rope(data))))) => rope_payload(event.as_deref(), data),
+        Ok(Some((event, Some(Data::Flat(data))))) => payload(event.as_deref(), Some(data)),
+        Ok(Some((event, None))) => payload(event.as_deref(), None),
         Ok(None) => Decoded::Nothing,
         Err(e) => Decoded::Event(Err(Error::Decode(e.to_string()))),
     });
     parsed
         .await
         .unwrap_or_else(|e| Decoded::Event(Err(Error::Decode(format!("parser task: {e}")))))
+}
+
+/// The event in `data` held in the reads it arrived in; image base64 in it stays in those reads.
+fn rope_payload(event: Option<&str>, data: Rope) -> Decoded {
+    if let Some(ev) = StreamEvent::parse_rope(&data) {
+        return Decoded::Event(Ok(ev));
+    }
+    // No image string cut out, or a parse that failed: the ordinary way, which reports what is wrong. The
+    // reads are let go as soon as they are joined.
+    let joined = data.join();
+    drop(data);
+    match ByteString::try_from(joined) {
+        Ok(data) => payload(event, Some(data)),
+        Err(e) => Decoded::Event(Err(Error::Decode(format!(
+            "event {:?}: data is not UTF-8: {e}",
+            event.unwrap_or("message")
+        )))),
+    }
 }
 
 /// The event in one `data` payload; image base64 in it stays a slice of `data`.
@@ -192,5 +213,137 @@ mod tests {
             "the idle timeout, not the total one"
         );
         assert!(events.next().await.is_none(), "nothing after the error");
+    }
+
+    /// `body` in reads of 16 KiB (the last one longer, never a small read that would be copied), parsed.
+    fn large_events(body: impl Into<Bytes>) -> (Bytes, EventStream) {
+        let all: Bytes = body.into();
+        let step = 16 * 1024;
+        let mut reads = Vec::new();
+        let mut at = 0;
+        while at < all.len() {
+            let end = if all.len() - at < 2 * step {
+                all.len()
+            } else {
+                at + step
+            };
+            reads.push(Ok(all.slice(at..end)));
+            at = end;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let events = EventStream::new(
+            Box::pin(futures_util::stream::iter(reads)),
+            None,
+            Duration::from_secs(5),
+            deadline,
+            1 << 24,
+            Arc::new(Semaphore::new(1)),
+        );
+        (all, events)
+    }
+
+    fn partial(b64: &str) -> String {
+        format!(
+            "event: response.image_generation_call.partial_image\ndata: {{\"type\":\"response.image_generation_call.partial_image\",\"output_index\":0,\"item_id\":\"ig_1\",\"partial_image_index\":0,\"partial_image_b64\":\"{b64}\"}}\n\n"
+        )
+    }
+
+    fn item_done(b64: &str) -> String {
+        format!(
+            "event: response.output_item.done\ndata: {{\"type\":\"response.output_item.done\",\"output_index\":0,\"item\":{{\"id\":\"ig_1\",\"type\":\"image_generation_call\",\"status\":\"completed\",\"result\":\"{b64}\",\"revised_prompt\":\"a cat — é\"}}}}\n\n"
+        )
+    }
+
+    async fn image_call(events: &mut EventStream) -> crate::ImageGenerationCall {
+        let Some(Ok(StreamEvent::OutputItemDone(d))) = events.next().await else {
+            panic!("an item")
+        };
+        let crate::OutputItem::ImageGenerationCall(call) = d.item else {
+            panic!("an image call")
+        };
+        call
+    }
+
+    #[tokio::test]
+    async fn a_large_image_event_is_parsed_without_joining_its_reads() {
+        let img = "QUJD".repeat(100_000);
+        let (all, mut events) = large_events(partial(&img) + &item_done(&img));
+        let (start, end) = (all.as_ptr() as usize, all.as_ptr() as usize + all.len());
+        let in_the_reads = |b: &crate::B64| {
+            b.chunks().count() > 1
+                && b.chunks()
+                    .all(|c| start <= c.as_ptr() as usize && c.as_ptr() as usize + c.len() <= end)
+        };
+        let Some(Ok(StreamEvent::PartialImage(p))) = events.next().await else {
+            panic!("a partial image")
+        };
+        assert_eq!(p.partial_image_b64.as_str(), img);
+        assert!(
+            in_the_reads(&p.partial_image_b64),
+            "held in the reads, not joined"
+        );
+        assert!(p.partial_image_b64.is_ascii());
+        // Serialized piece by piece, as it would have been whole.
+        assert_eq!(
+            serde_json::to_string(&p.partial_image_b64).unwrap(),
+            serde_json::to_string(&img).unwrap()
+        );
+        let call = image_call(&mut events).await;
+        let result = call.result.expect("a result");
+        assert_eq!(result.as_str(), img);
+        assert!(in_the_reads(&result), "held in the reads, not joined");
+        assert_eq!(call.revised_prompt.as_deref(), Some("a cat — é"));
+    }
+
+    #[tokio::test]
+    async fn large_events_without_images_or_not_utf8_are_parsed_the_ordinary_way() {
+        // No image string to cut out: joined and parsed whole.
+        let text = "é".repeat(200_000);
+        let done = format!(
+            "event: response.output_text.done\ndata: {{\"type\":\"response.output_text.done\",\"item_id\":\"m\",\"text\":\"{text}\"}}\n\n"
+        );
+        let (_, mut events) = large_events(done);
+        let Some(Ok(StreamEvent::OutputTextDone(d))) = events.next().await else {
+            panic!("output_text.done")
+        };
+        assert_eq!(d.text, text);
+
+        // Not UTF-8 outside an image string: the event fails to decode, as before.
+        let mut bad = format!(
+            "event: x\ndata: {{\"type\":\"x\",\"pad\":\"{}",
+            "A".repeat(300_000)
+        )
+        .into_bytes();
+        bad.extend_from_slice(b"\xff\"}\n\n");
+        let (_, mut events) = large_events(bad);
+        let Some(Err(Error::Decode(why))) = events.next().await else {
+            panic!("a decode error")
+        };
+        assert!(why.contains("not UTF-8"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn an_image_string_that_is_not_base64_text_is_kept_for_the_checks_after() {
+        // Bytes that are not UTF-8 inside an image string: the parse succeeds, the text is not ASCII (the relay
+        // forwards no such preview, the decoder refuses such a result), and it renders with U+FFFD.
+        let mut img = "QUJD".repeat(100_000).into_bytes();
+        img[1000] = 0xff;
+        let mut raw = Vec::new();
+        for event in [partial("IMG"), item_done("IMG")] {
+            let (head, tail) = event.split_once("IMG").unwrap();
+            raw.extend_from_slice(head.as_bytes());
+            raw.extend_from_slice(&img);
+            raw.extend_from_slice(tail.as_bytes());
+        }
+        let (_, mut events) = large_events(raw);
+        let Some(Ok(StreamEvent::PartialImage(p))) = events.next().await else {
+            panic!("a partial image")
+        };
+        assert!(!p.partial_image_b64.is_ascii());
+        assert!(p.partial_image_b64.as_str().contains('\u{fffd}'));
+        let call = image_call(&mut events).await;
+        let result = call.result.expect("a result");
+        assert!(!result.is_ascii());
+        assert_eq!(result.len(), img.len());
     }
 }

@@ -134,7 +134,7 @@ async fn non_streaming_create() {
     assert_eq!(done.response.status, "completed");
     assert_eq!(done.response.model, "gpt-5.5");
     let call = done.response.image_calls().next().unwrap();
-    assert!(decode(call.result.as_deref().unwrap()).starts_with(PNG_MAGIC));
+    assert!(decode(&call.result.as_ref().unwrap().as_str()).starts_with(PNG_MAGIC));
     assert_eq!(fake.requests()[0].body["stream"], false);
 
     // An edit of that response: different image, action "edit".

@@ -86,7 +86,7 @@ async fn image_stream_with_partials() {
         .collect();
     assert_eq!(partials.len(), 2);
     assert_eq!(partials[1].partial_image_index, 1);
-    assert!(decode(&partials[0].partial_image_b64).starts_with(PNG_MAGIC));
+    assert!(decode(&partials[0].partial_image_b64.as_str()).starts_with(PNG_MAGIC));
     let done = items
         .iter()
         .find_map(|e| match e {
@@ -98,7 +98,7 @@ async fn image_stream_with_partials() {
         })
         .unwrap();
     assert!(done.is_done());
-    assert!(decode(done.result.as_deref().unwrap()).starts_with(PNG_MAGIC));
+    assert!(decode(&done.result.as_ref().unwrap().as_str()).starts_with(PNG_MAGIC));
     let StreamEvent::Completed(c) = items.last().unwrap() else {
         panic!("not completed")
     };
@@ -275,13 +275,14 @@ async fn big_single_line_events_in_small_writes() {
         panic!("not completed")
     };
     let bytes = decode(
-        c.response
+        &c.response
             .image_calls()
             .next()
             .unwrap()
             .result
-            .as_deref()
-            .unwrap(),
+            .as_ref()
+            .unwrap()
+            .as_str(),
     );
     assert!(bytes.len() >= 6_000_000 && bytes.starts_with(PNG_MAGIC));
 }
