@@ -10,10 +10,14 @@ use std::ops::Range;
 
 use crate::b64::{ELIDE_MIN, MARKER, under_image_key};
 
-/// Bytes as a sequence of [`Bytes`] slices. Cheap to clone.
+/// Bytes as a sequence of [`Bytes`] slices. Cheap to clone. Finding a range takes a binary search over the
+/// pieces' offsets, so cutting many strings out of a rope of many pieces (a hostile upstream's tiny reads)
+/// costs O(log pieces) each, not a walk from the first piece.
 #[derive(Clone, Default)]
 pub(crate) struct Rope {
     pieces: Vec<Bytes>,
+    /// Where each piece starts.
+    starts: Vec<usize>,
     len: usize,
 }
 
@@ -21,8 +25,13 @@ impl Rope {
     /// The pieces in order; empty ones are dropped.
     pub(crate) fn new(pieces: Vec<Bytes>) -> Self {
         let pieces: Vec<Bytes> = pieces.into_iter().filter(|p| !p.is_empty()).collect();
-        let len = pieces.iter().map(Bytes::len).sum();
-        Self { pieces, len }
+        let mut starts = Vec::with_capacity(pieces.len());
+        let mut len = 0;
+        for p in &pieces {
+            starts.push(len);
+            len += p.len();
+        }
+        Self { pieces, starts, len }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -34,35 +43,38 @@ impl Rope {
         self.pieces.iter().map(|p| &p[..])
     }
 
-    /// The bytes in `range` as a rope of slices of the same pieces (no copy). Panics when out of bounds.
-    pub(crate) fn slice(&self, range: Range<usize>) -> Self {
+    /// The pieces overlapping `range`, each with the part of it inside `range`. Panics when out of bounds.
+    fn parts(&self, range: Range<usize>) -> impl Iterator<Item = (&Bytes, Range<usize>)> {
         assert!(
             range.start <= range.end && range.end <= self.len,
-            "rope slice {range:?} of {}",
+            "rope range {range:?} of {}",
             self.len
         );
-        let mut pieces = Vec::new();
-        let mut at = 0;
-        for p in &self.pieces {
-            let (from, to) = (at, at + p.len());
-            at = to;
-            if to <= range.start {
-                continue;
-            }
-            if from >= range.end {
-                break;
-            }
-            let a = range.start.saturating_sub(from);
-            let b = p.len() - to.saturating_sub(range.end);
-            pieces.push(p.slice(a..b));
-        }
-        Self::new(pieces)
+        // The last piece starting at or before `range.start`.
+        let first = self
+            .starts
+            .partition_point(|&s| s <= range.start)
+            .saturating_sub(1);
+        self.pieces[first..]
+            .iter()
+            .zip(&self.starts[first..])
+            .take_while(move |(_, from)| **from < range.end)
+            .map(move |(p, &from)| {
+                let a = range.start.saturating_sub(from).min(p.len());
+                let b = (range.end - from).min(p.len());
+                (p, a..b)
+            })
+    }
+
+    /// The bytes in `range` as a rope of slices of the same pieces (no copy). Panics when out of bounds.
+    pub(crate) fn slice(&self, range: Range<usize>) -> Self {
+        Self::new(self.parts(range).map(|(p, r)| p.slice(r)).collect())
     }
 
     /// Appends the bytes in `range` to `out`.
     pub(crate) fn copy_range(&self, range: Range<usize>, out: &mut Vec<u8>) {
-        for c in self.slice(range).chunks() {
-            out.extend_from_slice(c);
+        for (p, r) in self.parts(range) {
+            out.extend_from_slice(&p[r]);
         }
     }
 
