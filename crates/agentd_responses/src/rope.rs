@@ -114,10 +114,10 @@ impl Rope {
 const KEY_WINDOW: usize = 256;
 
 /// [`crate::b64`]'s elision over a rope: the JSON text with every string of at least [`ELIDE_MIN`] bytes that
-/// is the value of an image key (within [`KEY_WINDOW`]) and holds no escape replaced by a marker, and the ranges cut out; `None` when
-/// there is none, the JSON is cut short, or the text left is not UTF-8 (the caller then parses the joined
-/// data the ordinary way, which reports it). The same single `memchr` pass from quote to quote, carried
-/// across pieces; only the text between the cut-out strings is copied.
+/// is the value of an image key (within [`KEY_WINDOW`]) and holds no escape replaced by a marker, and the
+/// ranges cut out; `None` when there is none, the JSON is cut short, or the text left is not UTF-8 (the
+/// caller then parses the joined data the ordinary way, which reports it). The same single `memchr` pass
+/// from quote to quote, carried across pieces; only the text between the cut-out strings is copied.
 pub(crate) fn elide(data: &Rope, nonce: u64) -> Option<(String, Vec<Range<usize>>)> {
     let mut spans = Vec::new();
     let mut open: Option<(usize, bool)> = None; // the open string's quote, and whether it held an escape
