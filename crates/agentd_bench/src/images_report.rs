@@ -10,7 +10,7 @@ use crate::fmt::{MB, head, mb, num, pair, row, table, targets, verdict};
 use crate::images::StoreRun;
 use crate::mixed::{Mixed, MixedSpec};
 use crate::phase::PhaseResult;
-use crate::stats::{Dist, diff};
+use crate::stats::{Dist, diff, signed_pct};
 
 /// Target: agentd's peak RSS over idle during the image turns, MB.
 pub const RSS_TARGET_MB: f64 = 150.0;
@@ -208,6 +208,13 @@ fn mixed(out: &mut String, store: &str, info: &MixedSpec, m: &Mixed) {
             }),
         ),
         row(
+            "added TTFE, paired (each turn − the direct one beside it) p50 / p99 ms",
+            [&m.loaded_paired, &m.quiet_paired]
+                .iter()
+                .map(|v| pair(signed_pct(v, 50.0), signed_pct(v, 99.0), 2))
+                .collect(),
+        ),
+        row(
             "added TTLE p50 / p99 ms",
             per(&|a, d| {
                 pair(
@@ -275,12 +282,9 @@ fn targets_of(out: &mut String, r: &ImagesRun) {
             rows.push((
                 format!("statements / transactions per image turn (the turn's own), {name}"),
                 "≤ 10 / ≤ 3".to_owned(),
-                p.own().map_or_else(
-                    || "not measured".to_owned(),
-                    |(st, x)| format!("{st:.2} / {x:.2}"),
-                ),
+                crate::sql_report::own_text(&p),
                 match p.own() {
-                    Some((st, x)) if st <= 10.0 && x <= 3.0 => "met",
+                    Some((st, x, _)) if st <= 10.0 && x <= 3.0 => "met",
                     Some(_) => "MISSED",
                     None => "not measured",
                 },
@@ -288,13 +292,12 @@ fn targets_of(out: &mut String, r: &ImagesRun) {
         }
     }
     if let Some((_, spec, m)) = &r.mixed {
-        let (a, d) = (&m.loaded_agentd.first_delta, &m.loaded_direct.first_delta);
-        let added = diff(a.p99(), d.p99());
+        let added = signed_pct(&m.loaded_paired, 99.0);
         rows.push((
             format!(
-                "text added TTFE p99, {} image turns beside (n={})",
+                "text added TTFE p99 (paired), {} image turns beside (n={})",
                 spec.image_clients,
-                a.len().min(d.len())
+                m.loaded_paired.len()
             ),
             format!("≤ {MIXED_TARGET_MS:.0} ms"),
             num(added, 2),

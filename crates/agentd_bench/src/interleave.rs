@@ -51,9 +51,27 @@ pub async fn alternate(
     progress: &dyn Fn(&str),
 ) -> Vec<PhaseResult> {
     let mut merged: Vec<PhaseResult> = arms.iter().map(|_| PhaseResult::default()).collect();
+    for round in alternate_rounds(client, arms, plan, progress).await {
+        for (acc, r) in merged.iter_mut().zip(round) {
+            acc.merge(r);
+        }
+    }
+    merged
+}
+
+/// [`alternate`], each round's results kept apart (round by round, each in the arms' order): the batches of
+/// one round ran next to each other, under the same load, so they can be compared pairwise.
+pub async fn alternate_rounds(
+    client: &reqwest::Client,
+    arms: &[Arm<'_>],
+    plan: &Plan,
+    progress: &dyn Fn(&str),
+) -> Vec<Vec<PhaseResult>> {
+    let mut rounds = Vec::with_capacity(plan.rounds);
     for round in 0..plan.rounds {
+        let mut results: Vec<PhaseResult> = arms.iter().map(|_| PhaseResult::default()).collect();
         for i in order(arms.len(), round) {
-            let (Some(arm), Some(acc)) = (arms.get(i), merged.get_mut(i)) else {
+            let (Some(arm), Some(acc)) = (arms.get(i), results.get_mut(i)) else {
                 continue;
             };
             progress(&format!(
@@ -72,10 +90,11 @@ pub async fn alternate(
                 sample_every: plan.sample_every,
                 keep_attachments: plan.keep_attachments,
             };
-            acc.merge(phase::run(client, spec, arm.watch).await);
+            *acc = phase::run(client, spec, arm.watch).await;
         }
+        rounds.push(results);
     }
-    merged
+    rounds
 }
 
 /// One unmeasured batch of `requests` (concurrently, [`WARM_TURNS`] turns each), so that every connection of

@@ -4,6 +4,11 @@
 //! straight to the fake in alternation, one at a time, so "added" (agentd − direct) is measured under the
 //! same load on both sides. agentd talks to the fake directly here (no timing proxy in the path).
 //!
+//! "Paired" added TTFE: in each round one agentd turn and one direct turn run next to each other (the order
+//! alternating by round), so each agentd turn has a direct turn under the same load moment to be compared
+//! with; the percentiles of those differences are a text turn's added TTFE, which the difference of the two
+//! sides' p99s over a few hundred samples is too noisy to tell.
+//!
 //! CPU per image turn = (agentd CPU over the loaded windows − their text turns × the CPU of a text turn
 //! measured in the quiet windows) ÷ image turns completed; the same for PostgreSQL.
 
@@ -19,6 +24,7 @@ use crate::interleave::{self, Arm, Plan};
 use crate::load::Load;
 use crate::phase::{PhaseResult, Watch};
 use crate::s3::S3StandIn;
+use crate::stats;
 
 /// How the mixed case runs.
 pub struct MixedSpec {
@@ -40,6 +46,9 @@ pub struct Mixed {
     pub quiet_direct: PhaseResult,
     /// The background image turns.
     pub load: PhaseResult,
+    /// Each agentd text turn's TTFE minus the direct turn's of the same round (run next to it), ms.
+    pub loaded_paired: Vec<f64>,
+    pub quiet_paired: Vec<f64>,
     pub cpu_loaded: Duration,
     pub cpu_quiet: Duration,
     pub pg_cpu_loaded: Option<Duration>,
@@ -175,9 +184,23 @@ async fn windows(env: &Env<'_>, spec: &MixedSpec, a: &Agentd, db: &InstanceDb) -
             // Let every image turn get going before the first text turn.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        let mut r = interleave::alternate(&env.client, &arms, &plan, &|_: &str| {}).await;
-        let direct = r.pop().unwrap_or_default();
-        let text = r.pop().unwrap_or_default();
+        let rounds = interleave::alternate_rounds(&env.client, &arms, &plan, &|_: &str| {}).await;
+        let (mut text, mut direct) = (PhaseResult::default(), PhaseResult::default());
+        for round in rounds {
+            let [a, d]: [PhaseResult; 2] = round.try_into().unwrap_or_default();
+            if let Some(added) = stats::diff(a.first_delta.p50(), d.first_delta.p50())
+                && a.first_delta.len() == 1
+                && d.first_delta.len() == 1
+            {
+                if with_load {
+                    m.loaded_paired.push(added);
+                } else {
+                    m.quiet_paired.push(added);
+                }
+            }
+            text.merge(a);
+            direct.merge(d);
+        }
         if let Some(load) = load {
             m.load.merge(load.stop().await);
         }

@@ -55,8 +55,8 @@ pub struct Statements {
     pub work: i64,
     /// Of `work`: the run event log's own statements ([`is_run_log`]; counted apart by issue 7).
     pub run_events: i64,
-    /// Of `run_events`: the log writer's batches and announcements, each a transaction of its own
-    /// (autocommitted). The log's other statements may run inside a turn's transaction: not counted here.
+    /// Of `run_events`: those that commit by themselves (all but the few a turn's or a delete's transaction
+    /// runs: [`in_transaction`]).
     pub run_log_writes: i64,
     /// Of `work`: the auth extractor's tenant status reads (a cache refill, once per tenant per
     /// `TENANT_CACHE_SECONDS` and replica; autocommitted).
@@ -91,16 +91,21 @@ fn kind(query: &str) -> Kind {
     }
 }
 
-/// The run log's own statements: its writes, reads and announcements of chunks written elsewhere — not a
-/// turn's statement that also writes its terminal chunk (that one inserts its message too).
+/// The run log's own statements: its writes, reads and announcements of chunks written elsewhere, and a
+/// resuming reader's lease check — not a turn's statement that also writes its terminal chunk (that one
+/// inserts its message too).
 fn is_run_log(query: &str) -> bool {
-    (query.contains("run_events") || query.contains("pg_notify")) && !query.contains("INTO messages")
+    ((query.contains("run_events") || query.contains("pg_notify")) && !query.contains("INTO messages"))
+        || query.trim_start().starts_with("SELECT id, active_run_at >=")
 }
 
-/// The run log writer's two autocommitted statements (`agentd_db::journal`: a batch, an announcement).
-fn is_log_writer(query: &str) -> bool {
+/// The run log's statements that run inside another transaction (`agentd_db`: `TurnTx::append_chunk` and
+/// `holds_chunk`, a turn's or a conversation's `DELETE FROM run_events`); every other one commits by itself.
+fn in_transaction(query: &str) -> bool {
     let q = query.trim_start();
-    (q.starts_with("WITH v (") && q.contains("INTO run_events")) || q.starts_with("SELECT pg_notify")
+    (q.starts_with("INSERT INTO run_events (") && q.contains(") VALUES ($1"))
+        || q.starts_with("SELECT COUNT(*) FROM run_events")
+        || q.starts_with("DELETE FROM run_events WHERE tenant_id")
 }
 
 /// The auth cache's tenant status read (`agentd_db::tenants`).
@@ -215,7 +220,7 @@ impl PgStats {
                         s.work += n;
                         if is_run_log(q) {
                             s.run_events += n;
-                            if is_log_writer(q) {
+                            if !in_transaction(q) {
                                 s.run_log_writes += n;
                             }
                         } else if is_tenant_read(q) {
@@ -270,11 +275,17 @@ mod tests {
             "WITH m AS (INSERT INTO messages (id) VALUES ($1)), e AS (INSERT INTO run_events (run_id) …"
         ));
         assert!(!is_run_log("SELECT o_outcome FROM agentd_open_turn($1)"));
-        assert!(is_log_writer(
+        assert!(!in_transaction(
             "WITH v (run_id) AS (VALUES ($1)), ins AS (INSERT INTO run_events …"
         ));
-        assert!(!is_log_writer(
-            "INSERT INTO run_events (run_id) VALUES ($1) ON CONFLICT DO NOTHING"
+        assert!(in_transaction(
+            "INSERT INTO run_events (run_id, terminal) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        ));
+        assert!(!in_transaction(
+            "INSERT INTO run_events (run_id, terminal) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1)"
+        ));
+        assert!(is_run_log(
+            "SELECT id, active_run_at >= $3 FROM conversations WHERE tenant_id = $1 AND active_run_id = $2"
         ));
         assert!(is_tenant_read("SELECT status FROM tenants WHERE id = $1"));
     }

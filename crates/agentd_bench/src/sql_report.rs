@@ -11,7 +11,7 @@ use crate::turns::clip;
 pub struct PerTurn {
     pub statements: Option<f64>,
     pub run_events: Option<f64>,
-    /// Of `run_events`: the log writer's, each its own transaction.
+    /// Of `run_events`: those that commit by themselves.
     pub run_log_writes: Option<f64>,
     pub tenant_reads: Option<f64>,
     pub begins: Option<f64>,
@@ -20,12 +20,13 @@ pub struct PerTurn {
 
 impl PerTurn {
     /// The turn's own statements and transactions: without the run log (counted apart by issue 7) and the
-    /// auth cache's tenant status reads (once per tenant per `TENANT_CACHE_SECONDS`, not per turn). Without a
-    /// BEGIN every statement is a transaction of its own, so the transactions are those statements, exactly;
-    /// with BEGINs they are the database's transaction counter less the log writer's and the tenant reads' —
-    /// which also counts autovacuum's, so it errs high.
-    pub fn own(&self) -> Option<(f64, f64)> {
-        let (st, log, tenants, writes, begins) = (
+    /// auth cache's tenant status reads (once per tenant per `TENANT_CACHE_SECONDS`, not per turn), and
+    /// whether the transactions are derived. Without a BEGIN each of the turn's statements commits by
+    /// itself, so its transactions are its statements (derived, not counted); with BEGINs they are at most
+    /// the statements and at most the database's transaction counter less the run log's and tenant reads'
+    /// autocommits (an upper bound: that counter also holds autovacuum's and failed statements').
+    pub fn own(&self) -> Option<(f64, f64, bool)> {
+        let (st, log, tenants, log_autocommits, begins) = (
             self.statements?,
             self.run_events?,
             self.tenant_reads?,
@@ -33,12 +34,20 @@ impl PerTurn {
             self.begins?,
         );
         let statements = st - log - tenants;
-        let xacts = if begins == 0.0 {
-            statements
-        } else {
-            self.xacts - writes - tenants
-        };
-        Some((statements, xacts))
+        if begins == 0.0 {
+            return Some((statements, statements, true));
+        }
+        let counted = self.xacts - log_autocommits - tenants;
+        Some((statements, statements.min(counted), false))
+    }
+}
+
+/// [`PerTurn::own`] as printed: "3.00 / 3.00 (= statements: no BEGIN)" or "3.00 / ≤ 3.40".
+pub fn own_text(p: &PerTurn) -> String {
+    match p.own() {
+        Some((st, x, true)) => format!("{st:.2} / {x:.2} (= statements: no BEGIN)"),
+        Some((st, x, false)) => format!("{st:.2} / ≤ {x:.2}"),
+        None => "not measured".to_owned(),
     }
 }
 
@@ -70,7 +79,7 @@ pub fn render(out: &mut String, d: &SqlDelta, turns: usize, what: &str, top: usi
             vec![num(p.statements, 2)],
         ),
         row(
-            "  of which the run log (run_events, pg_notify)",
+            "  of which the run log's own (its writes, reads, NOTIFYs)",
             vec![num(p.run_events, 2)],
         ),
         row(
@@ -83,11 +92,8 @@ pub fn render(out: &mut String, d: &SqlDelta, turns: usize, what: &str, top: usi
             vec![num(Some(p.xacts), 2)],
         ),
         row(
-            "the turn's own statements / transactions (without both)",
-            vec![p.own().map_or_else(
-                || "not measured".to_owned(),
-                |(st, x)| format!("{st:.2} / {x:.2}"),
-            )],
+            "the turn's own statements / transactions (no run log, no tenant reads)",
+            vec![own_text(&p)],
         ),
     ];
     table(out, &[format!("per {what} ({turns} turns)")], &rows);

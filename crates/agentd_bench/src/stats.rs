@@ -61,6 +61,16 @@ pub fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(a? - b?)
 }
 
+/// Nearest-rank percentile (`p` in 0..=100) of signed values (e.g. paired differences, ms); `None` without
+/// values.
+pub fn signed_pct(values: &[f64], p: f64) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable_by(f64::total_cmp);
+    let n = sorted.len();
+    let rank = ((p / 100.0) * n as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, n.max(1)) - 1).copied()
+}
+
 /// `a / b` when both exist and `b` is positive.
 pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     let (a, b) = (a?, b?);
@@ -94,6 +104,15 @@ mod tests {
         assert_eq!(diff(Some(3.0), Some(1.0)), Some(2.0));
         assert_eq!(ratio(Some(3.0), Some(2.0)), Some(1.5));
         assert_eq!(ratio(Some(3.0), Some(0.0)), None);
+    }
+
+    #[test]
+    fn signed_percentiles() {
+        let v: Vec<f64> = (1..=100).rev().map(|i| f64::from(i) - 51.0).collect();
+        assert_eq!(signed_pct(&v, 50.0), Some(-1.0));
+        assert_eq!(signed_pct(&v, 99.0), Some(48.0));
+        assert_eq!(signed_pct(&[], 99.0), None);
+        assert_eq!(signed_pct(&[-2.5], 99.0), Some(-2.5));
     }
 
     #[test]
