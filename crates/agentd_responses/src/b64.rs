@@ -63,7 +63,8 @@ const IMAGE_KEYS: [&[u8]; 2] = [b"\"result\"", b"\"partial_image_b64\""];
 /// A cut-out string's stand-in is the JSON string `"\u0000#<nonce>:N"`; the parser hands it over as `\0#…`.
 pub(crate) const MARKER: &str = "\"\\u0000#";
 
-/// Base64 text (standard alphabet, as sent upstream). Cheap to clone.
+/// Base64 text (standard alphabet, as sent upstream). A clone shares the text (a rope's clone copies its list
+/// of read handles).
 #[derive(Clone)]
 pub struct B64(Repr);
 

@@ -10,7 +10,8 @@ use std::ops::Range;
 
 use crate::b64::{ELIDE_MIN, MARKER, under_image_key};
 
-/// Bytes as a sequence of [`Bytes`] slices. Cheap to clone. Finding a range takes a binary search over the
+/// Bytes as a sequence of [`Bytes`] slices. A clone copies the piece list (a handle per read), not the bytes.
+/// Finding a range takes a binary search over the
 /// pieces' offsets, so cutting many strings out of a rope of many pieces (a hostile upstream's tiny reads)
 /// costs O(log pieces) each, not a walk from the first piece.
 #[derive(Clone, Default)]
