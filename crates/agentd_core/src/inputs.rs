@@ -4,7 +4,8 @@
 
 use crate::context::Context;
 use crate::failure::{Code, Failure};
-use crate::ingest::{self, IngestFailure, Placement};
+use crate::image_check::{self, IngestFailure};
+use crate::ingest::{self, Placement};
 use agentd_db::{AttachmentMeta, TenantId};
 use agentd_storage::BlobStore;
 use bytes::Bytes;
@@ -111,7 +112,7 @@ pub(crate) async fn upload(
         let max = u64::from(inner.settings.upload_max_mb) * 1024 * 1024;
         let checked = {
             let _cpu = inner.ingest.cpu().await;
-            tokio::task::spawn_blocking(move || ingest::check_bytes(bytes, max))
+            tokio::task::spawn_blocking(move || image_check::check_bytes(bytes, max))
                 .await
                 .map_err(Failure::internal)?
                 .map_err(|f| upload_error(&f, inner.settings.upload_max_mb))?

@@ -22,6 +22,7 @@ mod event;
 mod failure;
 mod follow;
 mod housekeeping;
+mod image_check;
 mod ingest;
 mod inputs;
 mod journal;
@@ -42,7 +43,7 @@ pub use event::{
     Sequenced, TurnError, TurnEvent, TurnResult, TurnStatus, Usage,
 };
 pub use failure::{Code, Failure};
-pub use ingest::ImageFormat;
+pub use image_check::ImageFormat;
 pub use inputs::{UPLOADS_AT_ONCE, UploadPermit};
 pub use settings::TurnSettings;
 pub use turns::{EventFeed, Mode, Started, TurnParts, Turns, client_config};

@@ -5,7 +5,8 @@
 
 use crate::event::{AttachmentStored, ImageFailed, ImagePartial, ImageProgress, MessageDelta, TurnEvent};
 use crate::failure::Failure;
-use crate::ingest::{ImageFormat, Ingest, IngestFailure, max_b64_chars};
+use crate::image_check::{ImageFormat, IngestFailure, max_b64_chars};
+use crate::ingest::Ingest;
 use crate::sink::Sink;
 use crate::upstream::{ended_early, mid_stream_error, response_failed};
 use crate::usage::ImageCalls;

@@ -1,17 +1,18 @@
 //! [`B64`]: the base64 text of an image as it arrived, without copies. Image results and partial previews are
 //! multi-MB strings inside multi-MB SSE events; parsed with [`crate::StreamEvent::parse_bytes`], a `B64` is a
 //! slice of the event's own buffer (no allocation, no copy), and the buffer is freed when the last slice is
-//! dropped. A large event read off the wire is not joined at all: its data is a [`Rope`] of the reads it
-//! arrived in and a `B64` is a rope over part of them ([`with_rope`]). From any other deserializer it is an
-//! owned copy.
+//! dropped. A large event read off the wire is not joined when its image strings are found: its data is a
+//! rope of the reads it arrived in (`rope.rs`) and a `B64` is a rope over part of them. From any other
+//! deserializer it is an owned copy.
 
+use crate::elide::{ELIDE_MIN, MARKER};
 use crate::rope::Rope;
 use bytestring::ByteString;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::ops::Range;
 
 thread_local! {
@@ -25,7 +26,7 @@ enum Text {
     Rope(Rope),
 }
 
-/// An event being parsed, and the byte ranges of the strings [`elide`] cut out of it (marker `N` is `spans[N]`).
+/// An event being parsed, and the byte ranges of the strings `elide.rs` cut out of it (marker `N` is `spans[N]`).
 struct Source {
     text: Text,
     spans: Vec<Range<usize>>,
@@ -55,13 +56,6 @@ impl Source {
         }
     }
 }
-
-/// Strings at least this long under an image key are cut out before parsing.
-pub(crate) const ELIDE_MIN: usize = 64 * 1024;
-/// Keys whose string values are base64 images.
-const IMAGE_KEYS: [&[u8]; 2] = [b"\"result\"", b"\"partial_image_b64\""];
-/// A cut-out string's stand-in is the JSON string `"\u0000#<nonce>:N"`; the parser hands it over as `\0#…`.
-pub(crate) const MARKER: &str = "\"\\u0000#";
 
 /// Base64 text (standard alphabet, as sent upstream). A clone shares the text (a rope's clone copies its list
 /// of read handles).
@@ -266,13 +260,13 @@ fn all_taken() -> bool {
 }
 
 /// Runs `parse` with `source` registered, so `B64` fields borrowed from it become slices of it. A source of
-/// [`ELIDE_MIN`] bytes or more is parsed with its long image strings cut out ([`elide`]) — and again whole
+/// [`ELIDE_MIN`] bytes or more is parsed with its long image strings cut out (`elide.rs`) — and again whole
 /// when that parse fails or a cut-out string did not end up in a `B64`.
 pub(crate) fn with_source<T, E>(source: &ByteString, parse: impl Fn(&str) -> Result<T, E>) -> Result<T, E> {
     let _reset = Reset;
     if source.len() >= ELIDE_MIN {
         let nonce = rand::random::<u64>();
-        if let Some((text, spans)) = elide(source, nonce) {
+        if let Some((text, spans)) = crate::elide::elide_text(source, nonce) {
             register(Text::Flat(source.clone()), spans, nonce);
             let parsed = parse(&text);
             if parsed.is_ok() && all_taken() {
@@ -284,80 +278,16 @@ pub(crate) fn with_source<T, E>(source: &ByteString, parse: impl Fn(&str) -> Res
     parse(source)
 }
 
-/// Runs `parse` on `data` (JSON held in pieces) with its long image strings cut out ([`crate::rope::elide`])
+/// Runs `parse` on `data` (JSON held in pieces) with its long image strings cut out (`elide.rs`)
 /// and registered, so those `B64` fields become ropes over `data`. `None` when nothing is cut out, the parse
 /// fails, or a cut-out string did not end up in a `B64`: the caller then joins `data` and parses it whole.
 pub(crate) fn with_rope<T, E>(data: &Rope, parse: impl Fn(&str) -> Result<T, E>) -> Option<T> {
     let _reset = Reset;
     let nonce = rand::random::<u64>();
-    let (text, spans) = crate::rope::elide(data, nonce)?;
+    let (text, spans) = crate::elide::elide_rope(data, nonce)?;
     register(Text::Rope(data.clone()), spans, nonce);
     let parsed = parse(&text).ok()?;
     all_taken().then_some(parsed)
-}
-
-/// `source` with every string of at least [`ELIDE_MIN`] bytes that is the value of an image key and holds no
-/// escape replaced by a marker, and the byte ranges cut out; `None` when there is none (or the JSON is cut
-/// short: the parser then reports it). One pass: `memchr` from quote to quote.
-pub(crate) fn elide(source: &str, nonce: u64) -> Option<(String, Vec<Range<usize>>)> {
-    let b = source.as_bytes();
-    let mut spans = Vec::new();
-    let mut at = 0;
-    // Outside a string the next quote opens one (JSON has no backslash outside strings); inside, a backslash
-    // escapes the byte after it.
-    while let Some(off) = memchr::memchr(b'"', &b[at..]) {
-        let open = at + off;
-        let (mut from, mut escaped) = (open + 1, false);
-        let close = loop {
-            let k = from + memchr::memchr2(b'"', b'\\', b.get(from..)?)?;
-            if b[k] == b'"' {
-                break k;
-            }
-            escaped = true;
-            from = k + 2;
-        };
-        if close - open > ELIDE_MIN && !escaped && under_image_key(&b[..open], true) {
-            spans.push(open + 1..close);
-        }
-        at = close + 1;
-    }
-    if spans.is_empty() {
-        return None;
-    }
-    let mut out =
-        String::with_capacity(b.len() - spans.iter().map(|s| s.len()).sum::<usize>() + 16 * spans.len());
-    let mut last = 0;
-    for (n, span) in spans.iter().enumerate() {
-        out.push_str(&source[last..span.start - 1]);
-        let _ = write!(out, "{MARKER}{nonce:016x}:{n}\"");
-        last = span.end + 1;
-    }
-    out.push_str(&source[last..]);
-    Some((out, spans))
-}
-
-/// `before` ends with `"result":` or `"partial_image_b64":` (whitespace allowed around the colon). `whole`:
-/// `before` is all the text before the value, not only its end (then a key that starts the window may be an
-/// escaped quote's: no).
-pub(crate) fn under_image_key(before: &[u8], whole: bool) -> bool {
-    let trim = |s: &[u8]| -> usize {
-        s.iter()
-            .rposition(|c| !c.is_ascii_whitespace())
-            .map_or(0, |p| p + 1)
-    };
-    let before = &before[..trim(before)];
-    let Some(before) = before.strip_suffix(b":") else {
-        return false;
-    };
-    let before = &before[..trim(before)];
-    // The key's opening quote must not be an escaped one inside a longer key.
-    IMAGE_KEYS.iter().any(|k| {
-        before.ends_with(k)
-            && match before.len().checked_sub(k.len() + 1) {
-                Some(i) => before[i] != b'\\',
-                None => whole,
-            }
-    })
 }
 
 /// `text` (part of the event being parsed) with any markers put back as the strings they stand for: for JSON

@@ -24,6 +24,7 @@
 pub mod b64;
 pub mod client;
 pub mod config;
+mod elide;
 pub mod error;
 pub mod events;
 mod frame;
@@ -33,6 +34,7 @@ pub mod request;
 pub mod response;
 mod rope;
 pub mod stream;
+mod stream_error;
 
 pub use b64::B64;
 pub use client::{Completed, ResponsesClient};
