@@ -274,6 +274,16 @@ pub(crate) fn with_source<T, E>(source: &ByteString, parse: impl Fn(&str) -> Res
             }
         }
     }
+    with_whole_source(source, parse)
+}
+
+/// Runs `parse` on all of `source`, registered so that `B64` fields borrowed from it become slices of it:
+/// for data the cutting already failed on (`with_rope`), so it is not scanned again.
+pub(crate) fn with_whole_source<T, E>(
+    source: &ByteString,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<T, E> {
+    let _reset = Reset;
     register(Text::Flat(source.clone()), Vec::new(), 0);
     parse(source)
 }

@@ -169,6 +169,12 @@ impl StreamEvent {
         crate::b64::with_source(data, Self::parse)
     }
 
+    /// [`Self::parse_bytes`] without cutting the image strings out first: for data the rope path could not
+    /// cut (`stream.rs`), which a second scan would not cut either.
+    pub(crate) fn parse_whole(data: &bytestring::ByteString) -> Result<Self, serde_json::Error> {
+        crate::b64::with_whole_source(data, Self::parse)
+    }
+
     /// [`Self::parse`] over data held in the reads it arrived in, its image strings ropes over them; `None`
     /// when no image string is cut out or the parse fails (the caller then joins the data and parses that).
     pub(crate) fn parse_rope(data: &crate::rope::Rope) -> Option<Self> {

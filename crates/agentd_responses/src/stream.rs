@@ -80,15 +80,21 @@ enum Decoded {
 async fn decode(block: RawBlock) -> Decoded {
     if block.len < PARSE_OFF_WORKERS {
         return match frame::parse_block(block.pieces) {
-            Ok(Some(sse)) => payload(sse.event.as_deref(), sse.data.map(ByteString::from)),
+            Ok(Some(sse)) => payload(
+                sse.event.as_deref(),
+                sse.data.map(ByteString::from),
+                StreamEvent::parse_bytes,
+            ),
             Ok(None) => Decoded::Nothing,
             Err(e) => Decoded::Event(Err(Error::Decode(e.to_string()))),
         };
     }
     let parsed = tokio::task::spawn_blocking(move || match frame::parse_large(block) {
         Ok(Some((event, Some(Data::Rope(data))))) => rope_payload(event.as_deref(), data),
-        Ok(Some((event, Some(Data::Flat(data))))) => payload(event.as_deref(), Some(data)),
-        Ok(Some((event, None))) => payload(event.as_deref(), None),
+        Ok(Some((event, Some(Data::Flat(data))))) => {
+            payload(event.as_deref(), Some(data), StreamEvent::parse_bytes)
+        }
+        Ok(Some((event, None))) => payload(event.as_deref(), None, StreamEvent::parse_bytes),
         Ok(None) => Decoded::Nothing,
         Err(e) => Decoded::Event(Err(Error::Decode(e.to_string()))),
     });
@@ -102,12 +108,12 @@ fn rope_payload(event: Option<&str>, data: Rope) -> Decoded {
     if let Some(ev) = StreamEvent::parse_rope(&data) {
         return Decoded::Event(Ok(ev));
     }
-    // No image string cut out, or a parse that failed: the ordinary way, which reports what is wrong. The
-    // reads are let go as soon as they are joined.
+    // No image string cut out, or a parse that failed: parsed whole (a second scan would cut nothing more),
+    // which reports what is wrong. The reads are let go as soon as they are joined.
     let joined = data.join();
     drop(data);
     match ByteString::try_from(joined) {
-        Ok(data) => payload(event, Some(data)),
+        Ok(data) => payload(event, Some(data), StreamEvent::parse_whole),
         Err(e) => Decoded::Event(Err(Error::Decode(format!(
             "event {:?}: data is not UTF-8: {e}",
             event.unwrap_or("message")
@@ -115,14 +121,17 @@ fn rope_payload(event: Option<&str>, data: Rope) -> Decoded {
     }
 }
 
-/// The event in one `data` payload; image base64 in it stays a slice of `data`.
-fn payload(event: Option<&str>, data: Option<ByteString>) -> Decoded {
+/// The event in one `data` payload, read by `parse`; image base64 in it stays a slice of `data`.
+fn payload(
+    event: Option<&str>,
+    data: Option<ByteString>,
+    parse: fn(&ByteString) -> Result<StreamEvent, serde_json::Error>,
+) -> Decoded {
     let Some(data) = data.filter(|d| !matches!(d.trim(), "" | "[DONE]")) else {
         return Decoded::Fields;
     };
     Decoded::Event(
-        StreamEvent::parse_bytes(&data)
-            .map_err(|e| Error::Decode(format!("event {:?}: {e}", event.unwrap_or("message")))),
+        parse(&data).map_err(|e| Error::Decode(format!("event {:?}: {e}", event.unwrap_or("message")))),
     )
 }
 
