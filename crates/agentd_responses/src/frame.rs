@@ -7,7 +7,7 @@
 //! copy) until its blank line. A small block is then parsed by `sse-stream` on the spot; a block of at least
 //! [`PARSE_OFF_WORKERS`] bytes goes to the blocking pool ([`parse_large`]). In the shape the Responses API
 //! sends (`event:` and one `data:` line, told by the line ends counted while cutting) its data stays a
-//! [`Rope`] over those reads: its image strings are found across them (`rope.rs`) and the image is decoded
+//! [`Rope`] over those reads: its image strings are found across them (`elide.rs`) and the image is decoded
 //! across them (`agentd_core::ingest`), so the multi-MB line is not joined. Data in which no image string is
 //! found (or that does not parse) is joined then, once; a block of any other shape is joined once and handed
 //! to `sse-stream`.
@@ -30,10 +30,10 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use sse_stream::{Sse, SseByteStream};
-
-use crate::rope::Rope;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::PollSemaphore;
+
+use crate::rope::Rope;
 
 pub(crate) type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
