@@ -103,15 +103,46 @@ async fn create_response(State(shared): State<Arc<Shared>>, headers: HeaderMap, 
     if shared.cfg.record_requests {
         shared.record(recorded(&headers, &json));
     }
-    match prepare(&shared, &headers, json) {
-        Err(e) => error_response(&e),
-        Ok((req, sc, turn)) => {
-            if req.stream == Some(true) {
-                sse_response(&shared, &sc, turn)
-            } else {
-                json_response(&sc, &turn)
-            }
-        }
+    let p = match prepare(&shared, &headers, json) {
+        Err(e) => return error_response(&e),
+        Ok(p) => p,
+    };
+    // An image turn draws and serializes multi-MB events (tens of ms of CPU): on the blocking pool, so that
+    // the other streams of this server (another test's, a benchmark's text turns) are not held up behind it,
+    // as they would not be behind another user's image at the real API.
+    if p.sc.kind == Kind::Image {
+        tokio::task::spawn_blocking(move || respond(&shared, p))
+            .await
+            .unwrap_or_else(|e| {
+                error_response(&FakeError::new(
+                    500,
+                    "server_error",
+                    None,
+                    None,
+                    format!("fake: {e}"),
+                ))
+            })
+    } else {
+        respond(&shared, p)
+    }
+}
+
+/// An admitted request: what to answer with, not built yet.
+struct Prepared {
+    req: CreateResponse,
+    sc: Scenario,
+    prompt: String,
+    model: String,
+    id: String,
+}
+
+/// Builds the turn and its response (the JSON body, or the SSE stream's frames).
+fn respond(shared: &Shared, p: Prepared) -> Response {
+    let turn = script::build(&p.req, &p.sc, &p.prompt, &p.model, &p.id);
+    if p.req.stream == Some(true) {
+        sse_response(shared, &p.sc, turn)
+    } else {
+        json_response(&p.sc, &turn)
     }
 }
 
@@ -132,11 +163,7 @@ fn recorded(headers: &HeaderMap, json: &Value) -> RecordedRequest {
     }
 }
 
-fn prepare(
-    shared: &Shared,
-    headers: &HeaderMap,
-    json: Value,
-) -> Result<(CreateResponse, Scenario, Turn), FakeError> {
+fn prepare(shared: &Shared, headers: &HeaderMap, json: Value) -> Result<Prepared, FakeError> {
     if shared.cfg.require_auth && !has_bearer(headers) {
         return Err(FakeError::missing_key());
     }
@@ -176,8 +203,13 @@ fn prepare(
         .model_override
         .clone()
         .unwrap_or_else(|| req.model.clone());
-    let turn = script::build(&req, &sc, &prompt, &model, &id);
-    Ok((req, sc, turn))
+    Ok(Prepared {
+        req,
+        sc,
+        prompt,
+        model,
+        id,
+    })
 }
 
 fn json_response(sc: &Scenario, turn: &Turn) -> Response {
