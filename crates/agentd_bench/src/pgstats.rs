@@ -95,8 +95,7 @@ fn kind(query: &str) -> Kind {
 /// resuming reader's lease check — not a turn's statement that also writes its terminal chunk (that one
 /// inserts its message too).
 fn is_run_log(query: &str) -> bool {
-    ((query.contains("run_events") || query.contains("pg_notify")) && !query.contains("INTO messages"))
-        || query.trim_start().starts_with("SELECT id, active_run_at >=")
+    (query.contains("run_events") || query.contains("pg_notify")) && !query.contains("INTO messages")
 }
 
 /// The run log's statements that run inside another transaction (`agentd_db`: `TurnTx::append_chunk` and
@@ -284,8 +283,10 @@ mod tests {
         assert!(!in_transaction(
             "INSERT INTO run_events (run_id, terminal) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1)"
         ));
+        // A reader's look at the run: the log and the lease that holds it, in one statement.
         assert!(is_run_log(
-            "SELECT id, active_run_at >= $3 FROM conversations WHERE tenant_id = $1 AND active_run_id = $2"
+            "SELECT l.conversation_id, l.last_id, l.terminal, c.id, c.fresh FROM (SELECT 1 AS one) AS o \
+             LEFT JOIN (SELECT conversation_id, MAX(last_id) AS last_id FROM run_events …"
         ));
         assert!(is_tenant_read("SELECT status FROM tenants WHERE id = $1"));
     }

@@ -206,21 +206,25 @@ impl Scoped<'_> {
 
     /// The run as the database knows it; `None` when this tenant has no such run (not written, not leased).
     pub async fn run_state(&self, run: &str, lease: Duration) -> Result<Option<RunState>, DbError> {
-        let sql = "SELECT conversation_id, MAX(last_id), MAX(CASE WHEN terminal THEN 1 ELSE 0 END) FROM run_events \
-                   WHERE run_id = $1 AND tenant_id = $2 GROUP BY conversation_id";
-        let logged: Option<(Uuid, i64, i32)> = with_pool!(self.db, |p| sqlx::query_as(sql)
-            .bind(run)
-            .bind(self.t())
-            .fetch_optional(p)
-            .await)?;
-        let sql =
-            "SELECT id, active_run_at >= $3 FROM conversations WHERE tenant_id = $1 AND active_run_id = $2";
-        let leased: Option<(Uuid, bool)> = with_pool!(self.db, |p| sqlx::query_as(sql)
-            .bind(self.t())
-            .bind(run)
-            .bind(now() - lease)
-            .fetch_optional(p)
-            .await)?;
+        // One statement: what the log holds of the run, and the lease that holds it (either may be missing).
+        let sql = "SELECT l.conversation_id, l.last_id, l.terminal, c.id, c.fresh FROM (SELECT 1 AS one) AS o \
+                   LEFT JOIN (SELECT conversation_id, MAX(last_id) AS last_id, \
+                   MAX(CASE WHEN terminal THEN 1 ELSE 0 END) AS terminal FROM run_events \
+                   WHERE run_id = $1 AND tenant_id = $2 GROUP BY conversation_id) AS l ON TRUE \
+                   LEFT JOIN (SELECT id, active_run_at >= $3 AS fresh FROM conversations \
+                   WHERE tenant_id = $2 AND active_run_id = $1) AS c ON TRUE";
+        type Row = (Option<Uuid>, Option<i64>, Option<i32>, Option<Uuid>, Option<bool>);
+        let (log_conv, log_last, log_terminal, lease_conv, lease_fresh): Row =
+            with_pool!(self.db, |p| sqlx::query_as(sql)
+                .bind(run)
+                .bind(self.t())
+                .bind(now() - lease)
+                .fetch_one(p)
+                .await)?;
+        let logged = log_conv
+            .zip(log_last)
+            .map(|(c, l)| (c, l, log_terminal.unwrap_or(0)));
+        let leased = lease_conv.map(|c| (c, lease_fresh.unwrap_or(false)));
         Ok(match (logged, leased) {
             (None, None) => None,
             (Some((conversation_id, last_id, terminal)), lease) => Some(RunState {
