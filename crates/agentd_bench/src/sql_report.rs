@@ -16,6 +16,11 @@ pub struct PerTurn {
     pub tenant_reads: Option<f64>,
     pub begins: Option<f64>,
     pub xacts: f64,
+    /// The turn's own statements per turn, from the integer counts: a difference of per-turn quotients is off
+    /// in the last bit (293/60 − 113/60 > 3) and flipped a verdict printed as "3.00".
+    own_statements: Option<f64>,
+    /// The transaction counter less the run log's and tenant reads' autocommits, per turn (integer counts).
+    own_counted: Option<f64>,
 }
 
 impl PerTurn {
@@ -26,18 +31,10 @@ impl PerTurn {
     /// the statements and at most the database's transaction counter less the run log's and tenant reads'
     /// autocommits (an upper bound: that counter also holds autovacuum's and failed statements').
     pub fn own(&self) -> Option<(f64, f64, bool)> {
-        let (st, log, tenants, log_autocommits, begins) = (
-            self.statements?,
-            self.run_events?,
-            self.tenant_reads?,
-            self.run_log_writes?,
-            self.begins?,
-        );
-        let statements = st - log - tenants;
+        let (statements, counted, begins) = (self.own_statements?, self.own_counted?, self.begins?);
         if begins == 0.0 {
             return Some((statements, statements, true));
         }
-        let counted = self.xacts - log_autocommits - tenants;
         Some((statements, statements.min(counted), false))
     }
 }
@@ -64,6 +61,8 @@ pub fn per_turn(d: &SqlDelta, turns: usize) -> Option<PerTurn> {
         tenant_reads: s.map(|s| s.tenant_reads as f64 / t),
         begins: s.map(|s| s.begins as f64 / t),
         xacts: d.xacts as f64 / t,
+        own_statements: s.map(|s| (s.work - s.run_events - s.tenant_reads) as f64 / t),
+        own_counted: s.map(|s| (d.xacts - s.run_log_writes - s.tenant_reads) as f64 / t),
     })
 }
 
@@ -103,5 +102,37 @@ pub fn render(out: &mut String, d: &SqlDelta, turns: usize, what: &str, top: usi
     let _ = writeln!(out, "  most frequent statements, calls per {what}:");
     for (calls, q) in s.top.iter().take(top) {
         let _ = writeln!(out, "    {:>6.2}  {}", *calls as f64 / turns as f64, clip(q, 110));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pgstats::Statements;
+
+    fn delta(work: i64, run_events: i64, begins: i64, xacts: i64) -> SqlDelta {
+        SqlDelta {
+            xacts,
+            statements: Some(Statements {
+                work,
+                run_events,
+                run_log_writes: run_events,
+                begins,
+                ..Statements::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn the_turns_own_figures_are_exact_where_the_quotients_are_not() {
+        // 293/60 − 113/60 is 3.0000000000000004 in floating point.
+        let (work, log) = (std::hint::black_box(293.0_f64), std::hint::black_box(113.0_f64));
+        assert!(work / 60.0 - log / 60.0 > 3.0);
+        let p = per_turn(&delta(293, 113, 0, 300), 60).unwrap();
+        assert_eq!(p.own(), Some((3.0, 3.0, true)));
+        assert_eq!(own_text(&p), "3.00 / 3.00 (= statements: no BEGIN)");
+        // With BEGINs: the counter less the run log's autocommits, at most the statements.
+        let p = per_turn(&delta(293, 113, 60, 113 + 150), 60).unwrap();
+        assert_eq!(p.own(), Some((3.0, 2.5, false)));
     }
 }
