@@ -10,7 +10,7 @@ use crate::event::{Sequenced, TurnEvent};
 use crate::failure::{Code, Failure};
 use crate::journal::{POLL, RunRef, chunk};
 use agentd_db::TenantId;
-use agentd_db::journal::ChunkNote;
+use agentd_db::journal::{ChunkNote, StoredChunk};
 use futures_util::Stream;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -50,33 +50,38 @@ pub(crate) async fn follow(
     run_id: &str,
     after: u64,
 ) -> Result<Option<impl Stream<Item = Sequenced> + Send + use<>>, Failure> {
-    let state = ctx
+    // Ids are i64 in the log.
+    let after = after.min(i64::MAX as u64);
+    // Subscribed before the read, so that a chunk written after it is heard of.
+    let sub = ctx.bus.subscribe(run_id);
+    let found = ctx
         .db
         .scoped(tenant)
-        .run_state(run_id, ctx.settings.lease())
+        .run_resume(run_id, after as i64, ctx.settings.lease())
         .await?;
-    let Some(state) = state else {
+    let Some((state, chunks)) = found else {
         return Err(Failure::new(
             Code::RunNotFound,
             format!("No run {run_id:?}; the id comes from the run.started event of a stream."),
         ));
     };
-    // Ids are i64 in the log; a reader already past a finished run's end gets nothing and the stream ends.
-    let after = after.min(i64::MAX as u64);
+    // A reader already past a finished run's end gets nothing and the stream ends.
     if state.finished && state.last_id <= after as i64 {
         return Ok(None);
     }
-    Ok(Some(stream(Follower {
+    let mut f = Follower {
         inner: ctx.clone(),
         tenant: tenant.clone(),
         run_id: run_id.to_owned(),
         last: after,
         source: Source::Log,
         queue: VecDeque::new(),
-        sub: None,
-        rows_due: true,
+        sub: Some(sub),
+        rows_due: false,
         checked: Instant::now(),
-    })))
+    };
+    f.queue_chunks(chunks)?;
+    Ok(Some(stream(f)))
 }
 
 /// The events of a turn this process just started: from its task while the client keeps up, then from the log.
@@ -203,6 +208,11 @@ impl Follower {
             .scoped(&self.tenant)
             .run_chunks_after(&self.run_id, self.last as i64)
             .await?;
+        self.queue_chunks(chunks)
+    }
+
+    /// Queues the events after `last` of chunks read from the log, in order; `true` when there were any.
+    fn queue_chunks(&mut self, chunks: Vec<StoredChunk>) -> Result<bool, Failure> {
         for c in chunks {
             let events: Vec<Sequenced> = serde_json::from_str(&c.events).map_err(Failure::internal)?;
             self.queue.extend(events.into_iter().filter(|e| e.id > self.last));

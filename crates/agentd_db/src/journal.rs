@@ -12,6 +12,9 @@ use crate::{Db, DbError, Scoped, TenantId, TurnTx, now, with_pool};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+mod notes;
+pub use notes::RunListener;
+
 /// The PostgreSQL notification channel of new run events.
 pub const CHANNEL: &str = "agentd_run_events";
 
@@ -43,9 +46,6 @@ pub struct ChunkNote {
     pub events: Option<String>,
 }
 
-/// Events up to this many bytes travel inside their notification (PostgreSQL refuses payloads of 8000 bytes).
-const NOTE_EVENTS_MAX: usize = 7000;
-
 /// A stored chunk, read back.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct StoredChunk {
@@ -67,6 +67,42 @@ pub struct RunState {
 }
 
 const COLUMNS: &str = "run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, created_at";
+
+/// What the log holds of a run and the conversation whose lease holds it, as one row off a one-row relation
+/// (either side may be missing): `$1` the run, `$2` the tenant, `$3` the oldest fresh lease.
+macro_rules! run_state_from {
+    () => {
+        "FROM (SELECT 1 AS one) AS o \
+         LEFT JOIN (SELECT conversation_id, MAX(last_id) AS last_id, \
+         MAX(CASE WHEN terminal THEN 1 ELSE 0 END) AS terminal FROM run_events \
+         WHERE run_id = $1 AND tenant_id = $2 GROUP BY conversation_id) AS l ON TRUE \
+         LEFT JOIN (SELECT id, active_run_at >= $3 AS fresh FROM conversations \
+         WHERE tenant_id = $2 AND active_run_id = $1) AS c ON TRUE"
+    };
+}
+
+/// The row of `run_state_from!`: the log's conversation, last id and terminal flag; the lease's conversation
+/// and freshness.
+type StateRow = (Option<Uuid>, Option<i64>, Option<i32>, Option<Uuid>, Option<bool>);
+
+fn state_of((log_conv, log_last, log_terminal, lease_conv, lease_fresh): StateRow) -> Option<RunState> {
+    let leased = lease_conv.map(|c| (c, lease_fresh.unwrap_or(false)));
+    match (log_conv.zip(log_last), leased) {
+        (None, None) => None,
+        (Some((conversation_id, last_id)), lease) => Some(RunState {
+            conversation_id,
+            live: lease.is_some_and(|(_, fresh)| fresh),
+            last_id,
+            finished: log_terminal == Some(1),
+        }),
+        (None, Some((conversation_id, fresh))) => Some(RunState {
+            conversation_id,
+            live: fresh,
+            last_id: 0,
+            finished: false,
+        }),
+    }
+}
 
 impl Db {
     /// Writes chunks of any runs and tenants in one statement and returns the `(run_id, first_id)` of those
@@ -206,40 +242,67 @@ impl Scoped<'_> {
 
     /// The run as the database knows it; `None` when this tenant has no such run (not written, not leased).
     pub async fn run_state(&self, run: &str, lease: Duration) -> Result<Option<RunState>, DbError> {
-        // One statement: what the log holds of the run, and the lease that holds it (either may be missing).
-        let sql = "SELECT l.conversation_id, l.last_id, l.terminal, c.id, c.fresh FROM (SELECT 1 AS one) AS o \
-                   LEFT JOIN (SELECT conversation_id, MAX(last_id) AS last_id, \
-                   MAX(CASE WHEN terminal THEN 1 ELSE 0 END) AS terminal FROM run_events \
-                   WHERE run_id = $1 AND tenant_id = $2 GROUP BY conversation_id) AS l ON TRUE \
-                   LEFT JOIN (SELECT id, active_run_at >= $3 AS fresh FROM conversations \
-                   WHERE tenant_id = $2 AND active_run_id = $1) AS c ON TRUE";
-        type Row = (Option<Uuid>, Option<i64>, Option<i32>, Option<Uuid>, Option<bool>);
-        let (log_conv, log_last, log_terminal, lease_conv, lease_fresh): Row =
-            with_pool!(self.db, |p| sqlx::query_as(sql)
-                .bind(run)
-                .bind(self.t())
-                .bind(now() - lease)
-                .fetch_one(p)
-                .await)?;
-        let logged = log_conv
-            .zip(log_last)
-            .map(|(c, l)| (c, l, log_terminal.unwrap_or(0)));
-        let leased = lease_conv.map(|c| (c, lease_fresh.unwrap_or(false)));
-        Ok(match (logged, leased) {
-            (None, None) => None,
-            (Some((conversation_id, last_id, terminal)), lease) => Some(RunState {
-                conversation_id,
-                live: lease.is_some_and(|(_, fresh)| fresh),
-                last_id,
-                finished: terminal == 1,
-            }),
-            (None, Some((conversation_id, fresh))) => Some(RunState {
-                conversation_id,
-                live: fresh,
-                last_id: 0,
-                finished: false,
-            }),
-        })
+        let sql = concat!(
+            "SELECT l.conversation_id, l.last_id, l.terminal, c.id, c.fresh ",
+            run_state_from!()
+        );
+        let row: StateRow = with_pool!(self.db, |p| sqlx::query_as(sql)
+            .bind(run)
+            .bind(self.t())
+            .bind(now() - lease)
+            .fetch_one(p)
+            .await)?;
+        Ok(state_of(row))
+    }
+
+    /// [`Self::run_state`] and the run's chunks holding events after `after`, in order, in one statement (one
+    /// snapshot): what a resuming reader needs first.
+    pub async fn run_resume(
+        &self,
+        run: &str,
+        after: i64,
+        lease: Duration,
+    ) -> Result<Option<(RunState, Vec<StoredChunk>)>, DbError> {
+        let sql = concat!(
+            "SELECT l.conversation_id, l.last_id, l.terminal, c.id, c.fresh, \
+             e.first_id, e.last_id, e.events, e.terminal ",
+            run_state_from!(),
+            " LEFT JOIN (SELECT first_id, last_id, events, terminal FROM run_events \
+             WHERE run_id = $1 AND tenant_id = $2 AND last_id > $4) AS e ON TRUE ORDER BY e.first_id"
+        );
+        type Row = (
+            Option<Uuid>,
+            Option<i64>,
+            Option<i32>,
+            Option<Uuid>,
+            Option<bool>,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<bool>,
+        );
+        let rows: Vec<Row> = with_pool!(self.db, |p| sqlx::query_as(sql)
+            .bind(run)
+            .bind(self.t())
+            .bind(now() - lease)
+            .bind(after)
+            .fetch_all(p)
+            .await)?;
+        let Some(state) = rows.first().and_then(|r| state_of((r.0, r.1, r.2, r.3, r.4))) else {
+            return Ok(None);
+        };
+        let chunks = rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(StoredChunk {
+                    first_id: r.5?,
+                    last_id: r.6?,
+                    events: r.7?,
+                    terminal: r.8?,
+                })
+            })
+            .collect();
+        Ok(Some((state, chunks)))
     }
 
     /// Ends a run whose holder died: writes `chunk` (its terminal event, ids after the last written) unless the
@@ -262,94 +325,5 @@ impl Scoped<'_> {
             .await
             .map(|r| r.rows_affected()))?;
         Ok(n == 1)
-    }
-}
-
-/// New-event notifications from every replica (PostgreSQL `LISTEN agentd_run_events`).
-pub struct RunListener(sqlx::postgres::PgListener);
-
-impl Db {
-    /// Listens for run events written by any replica; `None` on SQLite (one process: nothing to hear).
-    pub async fn listen_run_events(&self) -> Result<Option<RunListener>, DbError> {
-        let Db::Postgres(pool) = self else {
-            return Ok(None);
-        };
-        let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
-        l.listen(CHANNEL).await?;
-        Ok(Some(RunListener(l)))
-    }
-}
-
-impl RunListener {
-    /// The next notification. After a lost connection the listener reconnects; notifications sent meanwhile are
-    /// lost (readers poll as well).
-    pub async fn recv(&mut self) -> Result<ChunkNote, DbError> {
-        loop {
-            let n = self.0.recv().await?;
-            if let Some(note) = ChunkNote::parse(n.payload()) {
-                return Ok(note);
-            }
-        }
-    }
-}
-
-impl ChunkNote {
-    /// Reads `<run_id> <prev_id> <last_id>[ <events>]`.
-    fn parse(payload: &str) -> Option<Self> {
-        let mut parts = payload.splitn(4, ' ');
-        let run_id = parts.next()?.to_owned();
-        let prev_id = parts.next()?.parse().ok()?;
-        let last_id = parts.next()?.parse().ok()?;
-        let events = parts.next().map(str::to_owned);
-        Some(Self {
-            run_id,
-            prev_id,
-            last_id,
-            events,
-        })
-    }
-
-    /// The notification payload of a chunk: `<run_id> <prev_id> <last_id>`, then ` <events>` when they are at
-    /// most [`NOTE_EVENTS_MAX`] bytes ([`Self::parse`] reads it back).
-    fn payload(c: &EventChunk) -> String {
-        let mut p = format!("{} {} {}", c.run_id, c.prev_id, c.last_id);
-        if c.events.len() <= NOTE_EVENTS_MAX {
-            p.push(' ');
-            p.push_str(&c.events);
-        }
-        p
-    }
-
-    /// The note of a chunk this process wrote itself (its events whatever their size).
-    pub fn of(c: &EventChunk) -> Self {
-        Self::from(c.clone())
-    }
-}
-
-impl From<EventChunk> for ChunkNote {
-    /// The note of a chunk this process wrote itself, taking its events whatever their size.
-    fn from(c: EventChunk) -> Self {
-        Self {
-            run_id: c.run_id,
-            prev_id: c.prev_id,
-            last_id: c.last_id,
-            events: Some(c.events),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ChunkNote;
-
-    #[test]
-    fn notes_are_read_with_and_without_their_events() {
-        let n = ChunkNote::parse(r#"run_1 4 7 [{"id":6,"event":"x"}, {"id":7}]"#).unwrap();
-        assert_eq!((n.run_id.as_str(), n.prev_id, n.last_id), ("run_1", 4, 7));
-        assert_eq!(n.events.as_deref(), Some(r#"[{"id":6,"event":"x"}, {"id":7}]"#));
-        let n = ChunkNote::parse("run_1 0 1").unwrap();
-        assert_eq!((n.prev_id, n.last_id, n.events), (0, 1, None));
-        assert_eq!(ChunkNote::parse("run_1 7"), None);
-        assert_eq!(ChunkNote::parse("run_1 x 7"), None);
     }
 }
