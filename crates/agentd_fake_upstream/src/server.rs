@@ -107,21 +107,20 @@ async fn create_response(State(shared): State<Arc<Shared>>, headers: HeaderMap, 
         Err(e) => return error_response(&e),
         Ok(p) => p,
     };
-    // An image turn draws and serializes multi-MB events (tens of ms of CPU): on the blocking pool, so that
-    // the other streams of this server (another test's, a benchmark's text turns) are not held up behind it,
-    // as they would not be behind another user's image at the real API.
-    if p.sc.kind == Kind::Image {
-        tokio::task::spawn_blocking(move || respond(&shared, p))
-            .await
-            .unwrap_or_else(|e| {
-                error_response(&FakeError::new(
-                    500,
-                    "server_error",
-                    None,
-                    None,
-                    format!("fake: {e}"),
-                ))
-            })
+    // An image turn draws and serializes multi-MB events (tens of ms of CPU): on a build thread, so that the
+    // other streams of this server (a benchmark's text turns) are not held up behind it, as they would not be
+    // behind another user's image at the real API.
+    if let Some(builders) = shared.builders.as_ref().filter(|_| p.sc.kind == Kind::Image) {
+        let s = Arc::clone(&shared);
+        builders.run(move || respond(&s, p)).await.unwrap_or_else(|| {
+            error_response(&FakeError::new(
+                500,
+                "server_error",
+                None,
+                None,
+                "fake: the image turn could not be built".to_owned(),
+            ))
+        })
     } else {
         respond(&shared, p)
     }
