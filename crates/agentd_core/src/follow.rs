@@ -36,7 +36,8 @@ struct Follower {
     queue: VecDeque<Sequenced>,
     /// Set while reading the log (a live reader never subscribes).
     sub: Option<Subscription>,
-    /// The rows must be read: at the start, after a gap in the notes, a poll timeout or an error.
+    /// The rows must be read: when a live reader turns to the log (a resuming one read them as it started),
+    /// after a gap in the notes, a poll timeout or an error.
     rows_due: bool,
     /// When the run was last known alive (an event, or a look at its lease).
     checked: Instant,
@@ -218,6 +219,9 @@ impl Follower {
             self.queue.extend(events.into_iter().filter(|e| e.id > self.last));
         }
         self.queue.make_contiguous().sort_by_key(|e| e.id);
+        // Chunks never overlap; should two ever hold the same event, it goes out once.
+        let mut seen = self.last;
+        self.queue.retain(|e| std::mem::replace(&mut seen, e.id) < e.id);
         Ok(!self.queue.is_empty())
     }
 

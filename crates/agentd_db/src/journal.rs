@@ -69,15 +69,16 @@ pub struct RunState {
 const COLUMNS: &str = "run_id, first_id, last_id, tenant_id, conversation_id, events, terminal, created_at";
 
 /// What the log holds of a run and the conversation whose lease holds it, as one row off a one-row relation
-/// (either side may be missing): `$1` the run, `$2` the tenant, `$3` the oldest fresh lease.
+/// (either side may be missing; at most one of each, so that a join with the run's chunks never repeats
+/// them): `$1` the run, `$2` the tenant, `$3` the oldest fresh lease.
 macro_rules! run_state_from {
     () => {
         "FROM (SELECT 1 AS one) AS o \
          LEFT JOIN (SELECT conversation_id, MAX(last_id) AS last_id, \
          MAX(CASE WHEN terminal THEN 1 ELSE 0 END) AS terminal FROM run_events \
-         WHERE run_id = $1 AND tenant_id = $2 GROUP BY conversation_id) AS l ON TRUE \
+         WHERE run_id = $1 AND tenant_id = $2 GROUP BY conversation_id LIMIT 1) AS l ON TRUE \
          LEFT JOIN (SELECT id, active_run_at >= $3 AS fresh FROM conversations \
-         WHERE tenant_id = $2 AND active_run_id = $1) AS c ON TRUE"
+         WHERE tenant_id = $2 AND active_run_id = $1 LIMIT 1) AS c ON TRUE"
     };
 }
 

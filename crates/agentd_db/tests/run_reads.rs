@@ -105,4 +105,18 @@ async fn a_run_is_read_with_its_lease_and_the_chunks_after_an_id(db: &Db) {
     assert_eq!(state, live(7, true));
     assert_eq!((chunks.len(), chunks[0].terminal), (1, true));
     assert_eq!(s.run_state("r1", minutes).await.unwrap(), Some(live(7, true)));
+    // The usual finished run: logged to its end, its lease given back.
+    s.release_lease(conv.id, "r1").await.unwrap();
+    let done = RunState {
+        live: false,
+        ..live(7, true)
+    };
+    assert_eq!(s.run_state("r1", minutes).await.unwrap(), Some(done.clone()));
+    assert_eq!(
+        s.run_resume("r1", 0, minutes)
+            .await
+            .unwrap()
+            .map(|(st, c)| (st, c.len())),
+        Some((done, 3))
+    );
 }
