@@ -121,7 +121,8 @@ pub async fn run(env: &Env<'_>, spec: &MixedSpec, s3: &S3StandIn) -> Result<Mixe
 
 /// The text turns' rounds on a runtime and a client of their own, on a thread of their own: the bench reads
 /// the image load's multi-MB events on its main runtime, and a text turn's first event must not wait for that
-/// (both sides did: the direct turns' TTFE p99 went from ~14 ms alone to ~200 ms beside the load).
+/// (both sides did: paired p99 ~200 → ~160 ms; the rest of the direct turns' rise from ~14 ms alone was the
+/// fake building image turns on its async workers, see `FakeConfig::build_images_apart`).
 fn rounds_apart(arms: &[Arm<'_>], plan: &Plan) -> Result<Vec<Vec<PhaseResult>>> {
     tokio::task::block_in_place(|| {
         std::thread::scope(|s| {

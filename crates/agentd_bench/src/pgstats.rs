@@ -91,9 +91,9 @@ fn kind(query: &str) -> Kind {
     }
 }
 
-/// The run log's own statements: its writes, reads and announcements of chunks written elsewhere, and a
-/// resuming reader's lease check — not a turn's statement that also writes its terminal chunk (that one
-/// inserts its message too).
+/// The run log's own statements: its writes, reads (a resuming reader's look at the run and its lease among
+/// them: one statement that reads `run_events`) and announcements of chunks written elsewhere — not a turn's
+/// statement that also writes its terminal chunk (that one inserts its message too).
 fn is_run_log(query: &str) -> bool {
     (query.contains("run_events") || query.contains("pg_notify")) && !query.contains("INTO messages")
 }
