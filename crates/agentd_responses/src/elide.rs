@@ -153,10 +153,6 @@ mod tests {
 
     use super::*;
 
-    fn cut(text: &[u8], sizes: &[usize]) -> Rope {
-        Rope::cut(text, sizes)
-    }
-
     #[test]
     fn elide_cuts_long_image_strings_only() {
         let img = "Q".repeat(ELIDE_MIN + 10);
@@ -212,7 +208,7 @@ mod tests {
                 &[8191, 1, 2],
                 &[usize::MAX],
             ] {
-                let rope = cut(src.as_bytes(), sizes);
+                let rope = Rope::cut(src.as_bytes(), sizes);
                 assert_eq!(elide_rope(&rope, 0xabc), flat, "{sizes:?} over {}…", &src[..20]);
             }
         }
@@ -233,11 +229,11 @@ mod tests {
         let img = "Q".repeat(ELIDE_MIN + 10);
         let far = format!(r#"{{"result"{}:"{img}"}}"#, " ".repeat(300));
         assert!(elide_text(&far, 1).is_some());
-        assert_eq!(elide_rope(&cut(far.as_bytes(), &[4096]), 1), None);
+        assert_eq!(elide_rope(&Rope::cut(far.as_bytes(), &[4096]), 1), None);
         let pad = " ".repeat(KEY_WINDOW - r#""result":"#.len());
         let edge = format!(r#"{{"a\"result":{pad}"{img}"}}"#);
         assert_eq!(elide_text(&edge, 1), None, "an escaped quote's key");
-        assert_eq!(elide_rope(&cut(edge.as_bytes(), &[4096]), 1), None);
+        assert_eq!(elide_rope(&Rope::cut(edge.as_bytes(), &[4096]), 1), None);
     }
 
     #[test]
@@ -246,6 +242,6 @@ mod tests {
         let mut src = format!(r#"{{"result":"{img}","x":""#).into_bytes();
         src.push(0xff);
         src.extend_from_slice(b"\"}");
-        assert_eq!(elide_rope(&cut(&src, &[1000]), 1), None);
+        assert_eq!(elide_rope(&Rope::cut(&src, &[1000]), 1), None);
     }
 }

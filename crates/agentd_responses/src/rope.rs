@@ -140,15 +140,11 @@ mod tests {
 
     use super::*;
 
-    fn cut(text: &[u8], sizes: &[usize]) -> Rope {
-        Rope::cut(text, sizes)
-    }
-
     #[test]
     fn slices_and_copies_agree_with_the_joined_bytes() {
         let text: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
         for sizes in [&[1usize][..], &[7, 1, 300], &[4096], &[5000]] {
-            let r = cut(&text, sizes);
+            let r = Rope::cut(&text, sizes);
             assert_eq!(r.len(), text.len());
             assert_eq!(&r.join()[..], &text[..]);
             for range in [0..0, 0..1, 3..700, 699..4999, 4999..5000, 0..5000, 2500..2500] {
@@ -163,7 +159,7 @@ mod tests {
             assert_eq!(r.tail_before(20, 64), &text[..20]);
         }
         // Slices share the pieces' memory.
-        let r = cut(&text, &[1000]);
+        let r = Rope::cut(&text, &[1000]);
         let s = r.slice(1500..1600);
         assert_eq!(s.chunks().next().unwrap().as_ptr(), r.pieces[1][500..].as_ptr());
     }
