@@ -34,7 +34,7 @@ fn png(mb: usize) -> Vec<u8> {
         mb * 1_000_000,
     );
     base64::engine::general_purpose::STANDARD
-        .decode(b64.as_str())
+        .decode(b64.as_str().as_bytes())
         .unwrap()
 }
 

@@ -190,7 +190,7 @@ impl Builder<'_> {
                     output_index,
                     item_id: id.clone(),
                     partial_image_index: k,
-                    partial_image_b64: b64.as_str().into(),
+                    partial_image_b64: b64,
                     size: Some(size.clone()),
                     quality: Some(quality.clone()),
                     background: Some(background.to_owned()),
@@ -199,7 +199,7 @@ impl Builder<'_> {
             }
             self.ev(StreamEvent::ImageGenCallCompleted(ig(&id)));
             let big = self.sc.big_mb as usize * 1_000_000;
-            done.result = Some(image_b64(format, pw, ph, variant, big).as_str().into());
+            done.result = Some(image_b64(format, pw, ph, variant, big));
             if self.sc.generating {
                 done.status = Some("generating".to_owned());
             }

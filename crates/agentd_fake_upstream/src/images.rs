@@ -2,10 +2,12 @@
 //! (8×8 block mosaic) and a lossless VP8L WebP (solid colour), each decodable by ordinary decoders.
 //! Big images are real PNG pixels, or ignorable padding segments/chunks for JPEG/WebP. Results are cached
 //! as base64 per (format, size, variant, padding) so multi-MB images cost once per process; the cache holds
-//! at most [`CACHE_MAX_BYTES`] and forgets the oldest entries first.
+//! at most [`CACHE_MAX_BYTES`] and forgets the oldest entries first. A cached image is one shared buffer
+//! ([`B64`]): events carry it, and `splice.rs` writes it, without copying it.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
+use agentd_responses::B64;
 use base64::Engine as _;
 
 /// Output format of an image.
@@ -32,18 +34,19 @@ mod cache;
 use cache::cache;
 pub use cache::{CACHE_MAX_BYTES, cached_bytes};
 
-/// Base64 of an image. `min_bytes` > 0 asks for a file of at least that many bytes (big mode).
-pub fn image_b64(format: Format, width: u32, height: u32, variant: u32, min_bytes: usize) -> Arc<String> {
+/// Base64 of an image (a clone shares the text). `min_bytes` > 0 asks for a file of at least that many bytes
+/// (big mode).
+pub fn image_b64(format: Format, width: u32, height: u32, variant: u32, min_bytes: usize) -> B64 {
     let key = (format, width, height, variant, min_bytes);
     if let Ok(c) = cache().lock()
         && let Some(hit) = c.map.get(&key)
     {
-        return Arc::clone(hit);
+        return hit.clone();
     }
     let bytes = encode(format, width, height, variant, min_bytes);
-    let b64 = Arc::new(base64::engine::general_purpose::STANDARD.encode(bytes));
+    let b64 = B64::from(base64::engine::general_purpose::STANDARD.encode(bytes));
     if let Ok(mut c) = cache().lock() {
-        c.insert(key, Arc::clone(&b64));
+        c.insert(key, b64.clone());
     }
     b64
 }

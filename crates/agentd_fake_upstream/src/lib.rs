@@ -58,6 +58,7 @@ pub mod images;
 pub mod scenario;
 pub mod script;
 mod server;
+mod splice;
 pub mod usage;
 pub mod validate;
 

@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::errors::FakeError;
 use crate::scenario::{Kind, Scenario};
 use crate::script::{self, Step, Turn};
+use crate::splice;
 use crate::validate::validate;
 use crate::{RecordedRequest, Shared};
 
@@ -285,14 +286,12 @@ fn sse_response(shared: &Shared, sc: &Scenario, turn: Turn) -> Response {
         }
         ev.set_sequence_number(seq);
         seq += 1;
-        let json = decorate(&ev, ev.to_json().unwrap_or_default(), sc.unknown);
-        let frame = Bytes::from(format!("event: {}\ndata: {json}\n\n", ev.event_type()));
-        let mut start = 0;
-        while start < frame.len() {
-            let end = (start + chunk).min(frame.len());
-            queue.push_back(Piece::Bytes(frame.slice(start..end)));
-            start = end;
-        }
+        let frame = splice::frame(&mut ev, |ev| {
+            decorate(ev, ev.to_json().unwrap_or_default(), sc.unknown)
+        });
+        let mut writes = VecDeque::new();
+        splice::writes(frame, chunk, &mut writes);
+        queue.extend(writes.into_iter().map(Piece::Bytes));
         terminal_sent = ev.is_terminal();
     }
     if terminal_sent && (sc.done_marker || shared.cfg.send_done) {

@@ -117,6 +117,15 @@ impl B64 {
         }
     }
 
+    /// The text as one shared buffer: no copy when it is held in one piece (built from a `String`, or parsed
+    /// from a flat event), one copy when it is held in several.
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        match &self.0 {
+            Repr::Flat(s) => s.as_bytes().clone(),
+            Repr::Rope(r) => r.join(),
+        }
+    }
+
     /// The text's bytes in the pieces it is held in, in order.
     pub fn chunks(&self) -> Box<dyn Iterator<Item = &[u8]> + '_> {
         match &self.0 {

@@ -2,7 +2,9 @@
 //! are forgotten first, so neither the test server nor the offline model can grow it without end.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
+
+use agentd_responses::B64;
 
 use super::Format;
 
@@ -14,13 +16,13 @@ pub const CACHE_MAX_BYTES: usize = 32 * 1024 * 1024;
 /// Images by key, the keys in insertion order, and their total size.
 #[derive(Default)]
 pub(super) struct Cache {
-    pub(super) map: HashMap<Key, Arc<String>>,
+    pub(super) map: HashMap<Key, B64>,
     order: VecDeque<Key>,
     bytes: usize,
 }
 
 impl Cache {
-    pub(super) fn insert(&mut self, key: Key, value: Arc<String>) {
+    pub(super) fn insert(&mut self, key: Key, value: B64) {
         if value.len() > CACHE_MAX_BYTES || self.map.contains_key(&key) {
             return;
         }
@@ -55,9 +57,9 @@ mod tests {
     #[test]
     fn the_oldest_entries_go_first_and_the_total_stays_under_the_cap() {
         let mut c = Cache::default();
-        let big = Arc::new("x".repeat(CACHE_MAX_BYTES / 3));
+        let big = B64::from("x".repeat(CACHE_MAX_BYTES / 3));
         for variant in 0..10 {
-            c.insert((Format::Png, 1, 1, variant, 1), Arc::clone(&big));
+            c.insert((Format::Png, 1, 1, variant, 1), big.clone());
             assert!(c.bytes <= CACHE_MAX_BYTES);
         }
         assert_eq!(c.map.len(), 3);
@@ -65,7 +67,7 @@ mod tests {
         assert!(!c.map.contains_key(&(Format::Png, 1, 1, 6, 1)));
         c.insert(
             (Format::Png, 2, 2, 0, 0),
-            Arc::new("y".repeat(CACHE_MAX_BYTES + 1)),
+            B64::from("y".repeat(CACHE_MAX_BYTES + 1)),
         );
         assert_eq!(c.map.len(), 3, "an entry over the whole cap is not kept");
     }
