@@ -69,8 +69,15 @@ pub struct Fake {
 }
 
 impl Fake {
-    /// Starts the fake with `event_delay` between every two events of every stream.
+    /// Starts the fake with `event_delay` between every two events of every stream, writing its bodies in
+    /// writes of the fake's default size (1,460 bytes, one TCP segment: what catches a parser that is
+    /// quadratic in a line's reads).
     pub fn start(event_delay: Duration) -> Result<Self> {
+        Self::start_writing(event_delay, FakeConfig::default().chunk_size)
+    }
+
+    /// [`Fake::start`] with `write_bytes` per body write.
+    pub fn start_writing(event_delay: Duration, write_bytes: usize) -> Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .thread_name("fake-upstream")
             .enable_all()
@@ -78,6 +85,7 @@ impl Fake {
         let fake = rt
             .block_on(FakeUpstream::start(FakeConfig {
                 event_delay,
+                chunk_size: write_bytes,
                 ..FakeConfig::default()
             }))
             .context("cannot start the fake upstream")?;

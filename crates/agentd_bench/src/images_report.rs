@@ -28,6 +28,7 @@ pub struct ImagesRun {
     /// Cores and load average (see [`crate::harness::machine_line`]).
     pub machine: String,
     pub event_delay_ms: u64,
+    pub upstream_write_bytes: usize,
     pub clients: usize,
     pub rounds: usize,
     pub turns_per_client: usize,
@@ -326,8 +327,9 @@ pub fn render(r: &ImagesRun) -> String {
     let _ = writeln!(out, "  machine: {}", r.machine);
     let _ = writeln!(
         out,
-        "  fake upstream in-process, {} ms between events; {}",
+        "  fake upstream in-process, {} ms between events, bodies in writes of {} bytes; {}",
         r.event_delay_ms,
+        r.upstream_write_bytes,
         if r.proxy {
             "in the first section agentd reaches it through the timing proxy, which notes when it hands agentd \
              an image's output_item.done"
