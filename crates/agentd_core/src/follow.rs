@@ -32,6 +32,8 @@ struct Follower {
     tenant: TenantId,
     run_id: String,
     last: u64,
+    /// The last id of an unreadable chunk skipped (0: none): the log is read after it.
+    skipped_to: u64,
     source: Source,
     queue: VecDeque<Sequenced>,
     /// Set while reading the log (a live reader never subscribes).
@@ -75,13 +77,14 @@ pub(crate) async fn follow(
         tenant: tenant.clone(),
         run_id: run_id.to_owned(),
         last: after,
+        skipped_to: 0,
         source: Source::Log,
         queue: VecDeque::new(),
         sub: Some(sub),
         rows_due: false,
         checked: Instant::now(),
     };
-    f.queue_chunks(chunks)?;
+    f.queue_chunks(chunks);
     Ok(Some(stream(f)))
 }
 
@@ -97,6 +100,7 @@ pub(crate) fn live(
         tenant: tenant.clone(),
         run_id: run_id.to_owned(),
         last: 0,
+        skipped_to: 0,
         source: Source::Live(rx),
         queue: VecDeque::new(),
         sub: None,
@@ -201,28 +205,50 @@ impl Follower {
         Ok(false)
     }
 
-    /// Queues logged events after `last`; `true` when there were any.
+    /// Queues logged events after `last` (and after a skipped chunk); `true` when there were any.
     async fn fetch(&mut self) -> Result<bool, Failure> {
         let chunks = self
             .inner
             .db
             .scoped(&self.tenant)
-            .run_chunks_after(&self.run_id, self.last as i64)
+            .run_chunks_after(&self.run_id, self.last.max(self.skipped_to) as i64)
             .await?;
-        self.queue_chunks(chunks)
+        Ok(self.queue_chunks(chunks))
     }
 
     /// Queues the events after `last` of chunks read from the log, in order; `true` when there were any.
-    fn queue_chunks(&mut self, chunks: Vec<StoredChunk>) -> Result<bool, Failure> {
+    ///
+    /// A chunk that cannot be read (written by a newer agentd during a rolling deploy, or damaged) is skipped
+    /// with an error logged, never read again: retrying would loop for as long as the reader stays, and a
+    /// resume would fail as a whole. If it held the run's terminal event, a terminal `error` takes its place,
+    /// so the stream still ends with one.
+    fn queue_chunks(&mut self, chunks: Vec<StoredChunk>) -> bool {
         for c in chunks {
-            let events: Vec<Sequenced> = serde_json::from_str(&c.events).map_err(Failure::internal)?;
-            self.queue.extend(events.into_iter().filter(|e| e.id > self.last));
+            match serde_json::from_str::<Vec<Sequenced>>(&c.events) {
+                Ok(events) => self.queue.extend(events.into_iter().filter(|e| e.id > self.last)),
+                Err(e) => {
+                    tracing::error!(run_id = %self.run_id, first_id = c.first_id, last_id = c.last_id,
+                        error = %e, "a run log chunk cannot be read; its events are skipped");
+                    let last_id = u64::try_from(c.last_id).unwrap_or_default();
+                    self.skipped_to = self.skipped_to.max(last_id);
+                    if c.terminal && last_id > self.last {
+                        let f = Failure::new(
+                            Code::Internal,
+                            "The end of this run cannot be read back; the conversation shows how the turn ended.",
+                        );
+                        self.queue.push_back(Sequenced {
+                            id: last_id,
+                            event: TurnEvent::failed(&f),
+                        });
+                    }
+                }
+            }
         }
         self.queue.make_contiguous().sort_by_key(|e| e.id);
         // Chunks never overlap; should two ever hold the same event, it goes out once.
         let mut seen = self.last;
         self.queue.retain(|e| std::mem::replace(&mut seen, e.id) < e.id);
-        Ok(!self.queue.is_empty())
+        !self.queue.is_empty()
     }
 
     /// A run with no live holder and no terminal event will never end by itself: end it.
@@ -232,7 +258,7 @@ impl Follower {
         let Some(state) = scoped.run_state(&self.run_id, lease).await? else {
             return Ok(());
         };
-        if state.finished && state.last_id <= self.last as i64 {
+        if state.finished && state.last_id <= self.last.max(self.skipped_to) as i64 {
             // A reader that asked for events after the end: there are none to wait for.
             self.source = Source::Done;
             return Ok(());

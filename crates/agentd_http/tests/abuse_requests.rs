@@ -307,3 +307,64 @@ async fn resuming_past_the_end_of_a_run_ends_at_once() {
         );
     }
 }
+
+/// A run log chunk this agentd cannot read (an event type from a newer version during a rolling deploy, or a
+/// damaged row) is skipped: the resume still answers and still ends with one terminal event.
+#[tokio::test]
+async fn an_unreadable_run_log_chunk_is_skipped_and_the_stream_still_ends() {
+    let app = TestApp::postgres().await;
+    let tok = app.token("acme", "u1", None);
+    let s = app
+        .stream(
+            &tok,
+            serde_json::json!({"agent": "assistant", "message": "hi #fake:text deltas=6"}),
+        )
+        .await;
+    let run_id = s.first("run.started")["run_id"].as_str().unwrap().to_owned();
+    let agentd_db::Db::Postgres(pool) = &app.db.db else {
+        panic!("postgres")
+    };
+    let from_the_future = r#"[{"id":1,"event":"run.from_the_future","data":{}}]"#;
+    let spoil = |terminal: bool| {
+        sqlx::query("UPDATE run_events SET events = $1 WHERE run_id = $2 AND terminal = $3")
+            .bind(from_the_future)
+            .bind(&run_id)
+            .bind(terminal)
+            .execute(pool)
+    };
+    let resume = || async {
+        let res = app
+            .http
+            .get(app.url(&format!("/v1/runs/{run_id}/events")))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body = tokio::time::timeout(std::time::Duration::from_secs(10), res.text())
+            .await
+            .expect("the stream ends")
+            .unwrap();
+        agentd_testkit::parse_sse(&body)
+    };
+    let spoiled = spoil(false).await.unwrap().rows_affected();
+    assert!(spoiled >= 1, "the run has chunks before its terminal one");
+    let replay = resume().await;
+    let last = replay.last().expect("the terminal chunk's events");
+    assert_eq!(last.event, "run.completed");
+    assert_eq!(last.id, s.events.last().and_then(|e| e.id));
+    assert!(
+        replay.len() < s.events.len(),
+        "the spoiled chunks' events are skipped"
+    );
+    spoil(true).await.unwrap();
+    let replay = resume().await;
+    assert_eq!(replay.len(), 1, "{replay:?}");
+    assert_eq!(replay[0].event, "error");
+    assert_eq!(replay[0].data["code"], "internal");
+    assert_eq!(
+        replay[0].id,
+        s.events.last().and_then(|e| e.id),
+        "in the terminal event's place"
+    );
+}
