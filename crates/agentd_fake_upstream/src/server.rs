@@ -289,9 +289,7 @@ fn sse_response(shared: &Shared, sc: &Scenario, turn: Turn) -> Response {
         let frame = splice::frame(&mut ev, |ev| {
             decorate(ev, ev.to_json().unwrap_or_default(), sc.unknown)
         });
-        let mut writes = VecDeque::new();
-        splice::writes(frame, chunk, &mut writes);
-        queue.extend(writes.into_iter().map(Piece::Bytes));
+        queue.extend(splice::writes(frame, chunk).into_iter().map(Piece::Bytes));
         terminal_sent = ev.is_terminal();
     }
     if terminal_sent && (sc.done_marker || shared.cfg.send_done) {

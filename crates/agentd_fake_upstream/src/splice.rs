@@ -8,8 +8,6 @@
 //! buffer (the image cache's, [`crate::images`]) between them: the bytes on the wire are the same, the image is
 //! not copied.
 
-use std::collections::VecDeque;
-
 use agentd_responses::{B64, OutputItem, StreamEvent};
 use bytes::{Bytes, BytesMut};
 
@@ -63,8 +61,9 @@ pub(crate) fn frame(ev: &mut StreamEvent, json: impl Fn(&StreamEvent) -> String)
 
 /// Cuts a frame's pieces into writes of `size` bytes (the last one shorter), as if the frame were one buffer:
 /// a write that spans two pieces is copied together, every other one is a slice of its piece.
-pub(crate) fn writes(pieces: Vec<Bytes>, size: usize, out: &mut VecDeque<Bytes>) {
+pub(crate) fn writes(pieces: Vec<Bytes>, size: usize) -> Vec<Bytes> {
     let size = size.max(1);
+    let mut out = Vec::new();
     let mut pending = BytesMut::new();
     for mut piece in pieces {
         if !pending.is_empty() {
@@ -73,18 +72,19 @@ pub(crate) fn writes(pieces: Vec<Bytes>, size: usize, out: &mut VecDeque<Bytes>)
             if pending.len() < size {
                 continue;
             }
-            out.push_back(pending.split().freeze());
+            out.push(pending.split().freeze());
         }
         while piece.len() >= size {
-            out.push_back(piece.split_to(size));
+            out.push(piece.split_to(size));
         }
         if !piece.is_empty() {
             pending.extend_from_slice(&piece);
         }
     }
     if !pending.is_empty() {
-        out.push_back(pending.freeze());
+        out.push(pending.freeze());
     }
+    out
 }
 
 /// Every image string of an event, in a fixed order.
@@ -227,9 +227,7 @@ mod tests {
         let pieces = frame(&mut ev, |e| e.to_json().unwrap());
         let whole = joined(&pieces);
         for size in [1, 7, 1460, 16_384, 100_000, whole.len(), whole.len() + 1] {
-            let mut out = VecDeque::new();
-            writes(pieces.clone(), size, &mut out);
-            let out = Vec::from(out);
+            let out = writes(pieces.clone(), size);
             assert_eq!(joined(&out), whole, "size {size}");
             let (last, full) = out.split_last().unwrap();
             assert!(full.iter().all(|w| w.len() == size), "size {size}");
