@@ -1,5 +1,5 @@
 //! One fake serves many streams at once (a benchmark's image load and its text turns, tests in parallel): an
-//! image turn's drawing and multi-MB serializing must not hold up the others, as another user's image does
+//! image turn's drawing must not hold up the others, as another user's image does
 //! not at the real API.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
