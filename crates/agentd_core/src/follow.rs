@@ -219,7 +219,7 @@ impl Follower {
     /// Queues the events after `last` of chunks read from the log, in order; `true` when there were any.
     ///
     /// A chunk that cannot be read (written by a newer agentd during a rolling deploy, or damaged) is skipped
-    /// with an error logged, never read again: retrying would loop for as long as the reader stays, and a
+    /// with an error logged and not fetched again: retrying would loop for as long as the reader stays, and a
     /// resume would fail as a whole. If it held the run's terminal event, a terminal `error` takes its place,
     /// so the stream still ends with one.
     fn queue_chunks(&mut self, chunks: Vec<StoredChunk>) -> bool {

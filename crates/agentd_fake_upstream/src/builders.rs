@@ -1,6 +1,6 @@
 //! The threads that build image turns ([`crate::FakeConfig::build_images_apart`]): drawing an image not yet
-//! in the cache (a multi-MB PNG) takes tens of ms of CPU, which on an async worker would hold up every other
-//! stream of the server (a benchmark's text turns). Serializing the events no longer does (`splice.rs`). One thread per core, fixed for the server's life,
+//! in the cache (a multi-MB PNG) takes tens of ms of CPU, which on an async worker would hold up every
+//! other stream of the server (a benchmark's text turns); serializing the events costs little (`splice.rs`). One thread per core, fixed for the server's life,
 //! as many builds at once as the async workers used to do — not the runtime's blocking pool, whose threads
 //! come and go with the load.
 

@@ -17,10 +17,11 @@ const SPLICE_MIN: usize = 16 * 1024;
 const MARKER: &str = "@@fake-image-";
 
 /// The SSE frame of `ev` (`event:` line, `data:` line, blank line) in pieces, its large image strings shared,
-/// not copied. `json` serializes an event (the caller's decorations included); it sees the event with markers
+/// not copied. The bytes are the serialized frame's as long as the images are plain base64 held in one buffer
+/// (the fake's own, from [`crate::images::image_b64`]): such text needs no escaping. `json` serializes an event (the caller's decorations included); it sees the event with markers
 /// in place of the spliced images. `ev` is left as it was given.
 pub(crate) fn frame(ev: &mut StreamEvent, json: impl Fn(&StreamEvent) -> String) -> Vec<Bytes> {
-    let head = format!("event: {}\ndata: ", ev.event_type());
+    let head = ev_head(ev);
     let (mut taken, mut images) = (Vec::new(), Vec::new());
     for (k, slot) in image_slots(ev).into_iter().enumerate() {
         if slot.len() >= SPLICE_MIN {
@@ -35,6 +36,10 @@ pub(crate) fn frame(ev: &mut StreamEvent, json: impl Fn(&StreamEvent) -> String)
             *slot = images[i].clone();
         }
     }
+    // Some other text of the event looking like a marker would misplace an image: serialize it whole then.
+    if text.matches(&format!("\"{MARKER}")).count() != images.len() {
+        return vec![Bytes::from(format!("{head}{}\n\n", json(ev)))];
+    }
     let mut pieces = Vec::with_capacity(2 * images.len() + 1);
     let mut open = head;
     let mut rest = text.as_str();
@@ -46,12 +51,7 @@ pub(crate) fn frame(ev: &mut StreamEvent, json: impl Fn(&StreamEvent) -> String)
         rest = after;
     }
     if pieces.len() != 2 * images.len() {
-        // Some text of the event looks like a marker: serialize it whole instead.
-        return vec![Bytes::from(format!(
-            "event: {}\ndata: {}\n\n",
-            ev.event_type(),
-            json(ev)
-        ))];
+        return vec![Bytes::from(format!("{}{}\n\n", ev_head(ev), json(ev)))];
     }
     open.push_str(rest);
     open.push_str("\n\n");
@@ -59,8 +59,13 @@ pub(crate) fn frame(ev: &mut StreamEvent, json: impl Fn(&StreamEvent) -> String)
     pieces
 }
 
+fn ev_head(ev: &StreamEvent) -> String {
+    format!("event: {}\ndata: ", ev.event_type())
+}
+
 /// Cuts a frame's pieces into writes of `size` bytes (the last one shorter), as if the frame were one buffer:
-/// a write that spans two pieces is copied together, every other one is a slice of its piece.
+/// a write that spans pieces, and the frame's last one, are copied together; every other one is a slice of its
+/// piece.
 pub(crate) fn writes(pieces: Vec<Bytes>, size: usize) -> Vec<Bytes> {
     let size = size.max(1);
     let mut out = Vec::new();
@@ -177,6 +182,13 @@ mod tests {
                 ..Default::default()
             }),
             call(Some(image(SPLICE_MIN, 6))),
+            OutputItem::Message(MessageItem {
+                content: vec![MessageContent::Refusal {
+                    refusal: format!("{MARKER}9@@"),
+                }],
+                ..Default::default()
+            }),
+            call(Some(image(SPLICE_MIN, 7))),
         ];
         vec![
             StreamEvent::PartialImage(PartialImageEvent {

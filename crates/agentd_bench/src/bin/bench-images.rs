@@ -58,8 +58,8 @@ struct Args {
     /// Size of the fake's body writes, which agentd reads as one body frame each. Default: 16 KiB, what the
     /// Responses API's body arrives in (HTTP/2 DATA frames and TLS records are at most 16 KiB); 1460 (one TCP
     /// segment, the tests' setting) costs agentd a frame per 1,460 bytes.
-    #[arg(long, default_value_t = 16_384)]
-    upstream_write_bytes: usize,
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
+    upstream_write_bytes: u32,
     /// agentd reaches the fake directly, not through the timing proxy (then only agentd's own `ingest_ms`
     /// times the attachments; for checking what the proxy costs).
     #[arg(long)]
@@ -146,7 +146,7 @@ fn run(args: &Args) -> Result<()> {
     }
     let fake = Fake::start_writing(
         Duration::from_millis(args.event_delay_ms),
-        args.upstream_write_bytes,
+        args.upstream_write_bytes as usize,
     )?;
     let proxy = TimingProxy::start(&fake.origin())?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -220,7 +220,7 @@ async fn bench(
         database: dbs.describe(),
         machine: harness::machine_line(load_at_start),
         event_delay_ms: args.event_delay_ms,
-        upstream_write_bytes: args.upstream_write_bytes,
+        upstream_write_bytes: args.upstream_write_bytes as usize,
         clients: args.clients,
         rounds: args.rounds,
         turns_per_client: args.turns_per_client,
