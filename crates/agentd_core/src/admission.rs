@@ -204,17 +204,20 @@ impl Admission {
                         check_image_input(&agent, &req.attachments)?;
                         let (started, first) = opening(inner, &who.tenant_id, &run_id, id, &agent)?;
                         tx.append_chunk(&first).await?;
-                        // The tenant's rate cell, then the authoritative count of its live runs. Taken after the
-                        // lease, so the cell's row lock (which orders a tenant's admissions across replicas) is
-                        // held from here to the commit.
+                        // The tenant's rate cell (charged, or only locked when there is no rate limit), then
+                        // the authoritative count of its live runs. Taken after the lease, so the cell's row
+                        // lock (which orders a tenant's admissions across replicas) is held from here to the
+                        // commit; without it each admission counts in a snapshot blind to the others.
                         if s.rate_limit_per_minute > 0 {
                             let rate = tx.take_rate(s.rate_limit_per_minute, now_us).await?;
                             check_rate(inner, &who.tenant_id, rate, now_us)?;
-                            if s.concurrent_limit > 0
-                                && tx.live_runs(lease).await? > i64::from(s.concurrent_limit)
-                            {
-                                return Err(too_many(s.concurrent_limit));
-                            }
+                        } else if s.concurrent_limit > 0 {
+                            tx.lock_tenant().await?;
+                        }
+                        if s.concurrent_limit > 0
+                            && tx.live_runs(lease).await? > i64::from(s.concurrent_limit)
+                        {
+                            return Err(too_many(s.concurrent_limit));
                         }
                         (id, agent, last_response_id, false, started)
                     }

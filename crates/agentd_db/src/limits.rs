@@ -65,6 +65,20 @@ impl TurnTx {
         Ok(refused(tat, now_us, tolerance))
     }
 
+    /// Takes the tenant's rate cell's row lock without charging it: with a concurrency limit but no rate
+    /// limit, what orders the live-run count that follows ([`TurnTx::live_runs`]) replica against replica.
+    pub async fn lock_tenant(&mut self) -> Result<(), DbError> {
+        let sql = "INSERT INTO tenant_rate (tenant_id, tat_us, admitted) VALUES ($1, 0, 1) \
+                   ON CONFLICT (tenant_id) DO UPDATE SET admitted = tenant_rate.admitted";
+        let t = self.tenant.clone();
+        with_tx!(self, |c| sqlx::query(sql)
+            .bind(t.as_str())
+            .execute(c)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
     /// How many of this tenant's conversations a live run holds (heartbeat younger than `lease`), this
     /// transaction's own lease included. Read after [`TurnTx::take_rate`], it sees every admission that took the
     /// tenant's rate cell before this one.

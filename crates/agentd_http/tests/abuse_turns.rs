@@ -383,3 +383,69 @@ async fn bad_gateway_bodies_never_echo_the_upstream() {
     }
     still_healthy(&app).await;
 }
+
+/// `CHAT_STREAM_CONCURRENT_LIMIT` holds on its own, with the rate limit off: turns admitted at the same moment,
+/// each counting live runs in a snapshot that cannot see the others' uncommitted leases, must not all pass. The
+/// tenant's rate cell is locked (and not charged) to order them. To make them meet, a side transaction holds
+/// what each turn's admission writes — the conversations' rows for turns on existing conversations, the (new)
+/// users' rows for new conversations (`agentd_open_turn`) — so the burst waits, then goes at once.
+#[tokio::test]
+async fn the_concurrency_limit_holds_without_a_rate_limit() {
+    use sqlx::Connection as _;
+    let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
+        .turns(|t| {
+            t.rate_limit_per_minute = 0;
+            t.concurrent_limit = 2;
+        })
+        .start()
+        .await;
+    let tok = app.token("acme", "u1", None);
+    let n = 12;
+    let mut conversations = Vec::new();
+    for _ in 0..n {
+        let v = app
+            .chat_json(&tok, json!({"agent": "assistant", "message": "hi"}))
+            .await;
+        conversations.push(v["conversation_id"].as_str().unwrap().to_owned());
+    }
+    let mut side = sqlx::PgConnection::connect(&app.db.settings.url).await.unwrap();
+    for existing in [false, true] {
+        let mut hold = side.begin().await.unwrap();
+        let hold_sql = if existing {
+            "SELECT id FROM conversations WHERE tenant_id = 'acme' FOR UPDATE"
+        } else {
+            "INSERT INTO users (tenant_id, id, created_at) \
+             SELECT 'acme', 'new' || i, now() FROM generate_series(0, 11) AS i"
+        };
+        sqlx::query(hold_sql).execute(&mut *hold).await.unwrap();
+        let burst: Vec<_> = (0..n)
+            .map(|i| {
+                let mut body = json!({"agent": "assistant", "message": "x #fake:text delay=1500"});
+                if existing {
+                    body["conversation_id"] = json!(conversations[i]);
+                    app.spawn_chat(&tok, body)
+                } else {
+                    app.spawn_chat(&app.token("acme", &format!("new{i}"), None), body)
+                }
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        hold.commit().await.unwrap();
+        let statuses: Vec<StatusCode> = futures_util::future::join_all(burst)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let admitted = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        let refused = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count();
+        assert_eq!(
+            (admitted, refused),
+            (2, n - 2),
+            "existing conversations: {existing}; {statuses:?}"
+        );
+    }
+    still_healthy(&app).await;
+}
