@@ -3,21 +3,44 @@
 //! `LISTEN agentd_run_events`. A note says which logged event the chunk follows and, when the chunk was small
 //! enough for a notification, carries its events: a reader that holds everything up to there takes them from
 //! here without a query. A reader that finds a gap, or a note without events, reads the rows; a missed
-//! notification costs it at most its poll interval.
+//! notification costs it at most its poll interval — half a second while this replica is not listening, a few
+//! seconds while it is (notes are then missed only when a writer's notification failed, which it logs), and
+//! every reader reads the rows again when the listener comes back ([`RunBus::generation`]).
 
 use agentd_db::Db;
 use agentd_db::journal::ChunkNote;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// Notes kept per followed run; a reader further behind reads the rows.
 const RECENT: usize = 64;
+/// How long a reader waits for a note before it looks again: while notes may be missed, and while they are heard.
+const POLL_DEAF: Duration = Duration::from_millis(500);
+const POLL_LISTENING: Duration = Duration::from_secs(5);
 
 /// The registry of runs being followed. Cheap to clone.
-#[derive(Clone, Default)]
-pub struct RunBus(Arc<Mutex<HashMap<String, Slot>>>);
+#[derive(Clone)]
+pub struct RunBus(Arc<Mutex<HashMap<String, Slot>>>, Arc<Hearing>);
+
+/// Whether every write is heard: always in one process (SQLite), on PostgreSQL while the listener is connected.
+struct Hearing {
+    listening: AtomicBool,
+    /// Bumped whenever the listener (re)connects: what was written before may not have been heard.
+    generation: AtomicU64,
+}
+
+impl Default for RunBus {
+    fn default() -> Self {
+        let hearing = Hearing {
+            listening: AtomicBool::new(true),
+            generation: AtomicU64::new(0),
+        };
+        Self(Arc::default(), Arc::new(hearing))
+    }
+}
 
 /// A followed run: the highest last id heard of, and the latest notes, oldest first.
 struct Slot {
@@ -40,18 +63,23 @@ impl RunBus {
             return;
         }
         let (bus, db) = (self.clone(), db.clone());
+        bus.hearing(false);
         tokio::spawn(async move {
             loop {
                 match db.listen_run_events().await {
-                    Ok(Some(mut listener)) => loop {
-                        match listener.recv().await {
-                            Ok(note) => bus.published(note),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "run event notifications interrupted; readers poll meanwhile");
-                                break;
+                    Ok(Some(mut listener)) => {
+                        bus.hearing(true);
+                        loop {
+                            match listener.recv().await {
+                                Ok(note) => bus.published(note),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "run event notifications interrupted; readers poll meanwhile");
+                                    bus.hearing(false);
+                                    break;
+                                }
                             }
                         }
-                    },
+                    }
                     Ok(None) => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot listen for run events; readers poll meanwhile");
@@ -60,6 +88,39 @@ impl RunBus {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
+    }
+
+    /// The listener came (back) or went: readers' poll interval changes, and on its return every reader reads
+    /// the rows once (notes of what was written meanwhile were lost). All readers are woken to see it.
+    fn hearing(&self, listening: bool) {
+        let h = &self.1;
+        if listening {
+            h.generation.fetch_add(1, Ordering::SeqCst);
+        }
+        h.listening.store(listening, Ordering::SeqCst);
+        let map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for slot in map.values() {
+            slot.tip.send_modify(|_| {});
+        }
+    }
+
+    /// Every write is heard now (one process, or PostgreSQL's listener connected).
+    pub(crate) fn listening(&self) -> bool {
+        self.1.listening.load(Ordering::SeqCst)
+    }
+
+    /// How long a reader waits for a note before it looks again (the rows while deaf, the run's state else).
+    pub(crate) fn poll_interval(&self) -> Duration {
+        if self.listening() {
+            POLL_LISTENING
+        } else {
+            POLL_DEAF
+        }
+    }
+
+    /// Changes when notes may have been missed: a reader that saw another value reads the rows.
+    pub(crate) fn generation(&self) -> u64 {
+        self.1.generation.load(Ordering::SeqCst)
     }
 
     /// Follows `run`.

@@ -8,7 +8,7 @@ use crate::bus::Subscription;
 use crate::context::Context;
 use crate::event::{Sequenced, TurnEvent};
 use crate::failure::{Code, Failure};
-use crate::journal::{POLL, RunRef, chunk};
+use crate::journal::{RunRef, chunk};
 use agentd_db::TenantId;
 use agentd_db::journal::{ChunkNote, StoredChunk};
 use futures_util::Stream;
@@ -43,6 +43,8 @@ struct Follower {
     rows_due: bool,
     /// When the run was last known alive (an event, or a look at its lease).
     checked: Instant,
+    /// The bus's generation when the rows were last due: another means notes may have been missed.
+    generation: u64,
 }
 
 /// The events of a run after id `after` (0: all): replay, then live until the terminal event; `None` when the
@@ -68,8 +70,8 @@ pub(crate) async fn follow(
             format!("No run {run_id:?}; the id comes from the run.started event of a stream."),
         ));
     };
-    // A reader already past a finished run's end gets nothing and the stream ends.
-    if state.finished && state.last_id <= after as i64 {
+    // A reader that has a finished run's end gets nothing and the stream ends.
+    if state.finished && state.last_id == after as i64 {
         return Ok(None);
     }
     let mut f = Follower {
@@ -83,8 +85,15 @@ pub(crate) async fn follow(
         sub: Some(sub),
         rows_due: false,
         checked: Instant::now(),
+        generation: ctx.bus.generation(),
     };
     f.queue_chunks(chunks);
+    if state.finished && state.last_id < after as i64 {
+        f.queue_missed_end(state.last_id).await?;
+        if f.queue.is_empty() {
+            return Ok(None);
+        }
+    }
     Ok(Some(stream(f)))
 }
 
@@ -106,6 +115,7 @@ pub(crate) fn live(
         sub: None,
         rows_due: true,
         checked: Instant::now(),
+        generation: ctx.bus.generation(),
     })
 }
 
@@ -165,18 +175,24 @@ impl Follower {
             }
             if self.checked.elapsed() >= LIVENESS {
                 self.checked = Instant::now();
-                if let Err(e) = self.end_if_dead().await {
+                // The run's state also says whether the log holds events this reader has not heard of.
+                self.rows_due = self.end_if_dead().await.unwrap_or_else(|e| {
                     tracing::warn!(run_id = %self.run_id, error = %e, "cannot check the run's holder");
-                }
-                if matches!(self.source, Source::Done) {
+                    true
+                });
+                if !self.queue.is_empty() || matches!(self.source, Source::Done) {
                     break;
                 }
-                self.rows_due = true;
                 continue;
             }
-            let woken = sub.changed(POLL).await;
+            let bus = &self.inner.bus;
+            let woken = sub.changed(bus.poll_interval()).await;
+            let generation = bus.generation();
+            let missed = std::mem::replace(&mut self.generation, generation) != generation;
+            // While every write is heard, a silent wait reads no rows: the liveness check that follows does.
+            let deaf = !woken && !bus.listening();
             match self.take_notes(&sub) {
-                Ok(gap) => self.rows_due = gap || !woken,
+                Ok(gap) => self.rows_due |= gap || missed || deaf,
                 Err(e) => {
                     tracing::warn!(run_id = %self.run_id, error = %e, "unreadable run event note; reading the log");
                     self.rows_due = true;
@@ -192,7 +208,8 @@ impl Follower {
     /// Queues the events of notes that follow on from what this reader has, in order; `true` when a note did
     /// not (a gap, or a chunk too large for a notification): the rows must be read.
     fn take_notes(&mut self, sub: &Subscription) -> Result<bool, Failure> {
-        let mut have = self.last as i64;
+        // Past a skipped chunk too: its note (if kept) is as unreadable as its row.
+        let mut have = self.last.max(self.skipped_to) as i64;
         for note in sub.notes_after(have) {
             let Some(events) = note.events.as_deref().filter(|_| note.prev_id <= have) else {
                 return Ok(true);
@@ -251,20 +268,57 @@ impl Follower {
         !self.queue.is_empty()
     }
 
-    /// A run with no live holder and no terminal event will never end by itself: end it.
-    async fn end_if_dead(&mut self) -> Result<(), Failure> {
+    /// Queues the terminal event of a finished run whose log ends at `last_id`, below what this reader has: it
+    /// saw previews (never logged) after the log's last event, and then the end was written by a reader that
+    /// found the run's holder dead, with the id after the log's. Nothing is queued for a reader that has that
+    /// id (it has the end) or when the end cannot be read.
+    async fn queue_missed_end(&mut self, last_id: i64) -> Result<(), Failure> {
+        if last_id <= 0 || self.last as i64 == last_id {
+            return Ok(());
+        }
+        let tail = self
+            .inner
+            .db
+            .scoped(&self.tenant)
+            .run_chunks_after(&self.run_id, last_id - 1)
+            .await?;
+        let have = std::mem::replace(&mut self.last, (last_id - 1) as u64);
+        self.queue_chunks(tail);
+        self.last = have;
+        self.queue.retain(|e| e.event.is_terminal());
+        Ok(())
+    }
+
+    /// A run with no live holder and no terminal event will never end by itself: end it. `true` when the log
+    /// holds events after this reader's (the rows are due).
+    async fn end_if_dead(&mut self) -> Result<bool, Failure> {
         let lease = self.inner.settings.lease();
         let scoped = self.inner.db.scoped(&self.tenant);
         let Some(state) = scoped.run_state(&self.run_id, lease).await? else {
-            return Ok(());
+            // Gone: its turn was given back before the upstream accepted it (the request that sent it got the
+            // error), or its conversation was deleted. Nothing more will be written.
+            let f = Failure::new(
+                Code::RunNotFound,
+                "This run no longer exists: its turn did not start (the request that sent it got the error), \
+                 or its conversation was deleted.",
+            );
+            self.queue.push_back(Sequenced {
+                id: self.last.max(self.skipped_to) + 1,
+                event: TurnEvent::failed(&f),
+            });
+            return Ok(false);
         };
+        let behind = state.last_id > self.last.max(self.skipped_to) as i64;
         if state.finished && state.last_id <= self.last.max(self.skipped_to) as i64 {
-            // A reader that asked for events after the end: there are none to wait for.
-            self.source = Source::Done;
-            return Ok(());
+            // Past the log's end, which this reader never got: see `queue_missed_end`.
+            self.queue_missed_end(state.last_id).await?;
+            if self.queue.is_empty() {
+                self.source = Source::Done;
+            }
+            return Ok(false);
         }
         if state.live || state.finished {
-            return Ok(());
+            return Ok(behind);
         }
         let f = Failure::new(
             Code::Unavailable,
@@ -287,6 +341,6 @@ impl Follower {
             tracing::warn!(run_id = %self.run_id, "run ended: its holder's lease expired without a terminal event");
             self.inner.bus.published(ChunkNote::of(&end));
         }
-        Ok(())
+        Ok(true)
     }
 }

@@ -10,7 +10,6 @@ use agentd_db::journal::{ChunkNote, EventChunk};
 use agentd_db::{Db, TenantId};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -187,9 +186,6 @@ async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
         }
     }
 }
-
-/// How often a follower re-reads the log when no notification came.
-pub(crate) const POLL: Duration = Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {

@@ -202,3 +202,54 @@ async fn following_a_run_reads_its_rows_once() {
         followed.len()
     );
 }
+
+/// A reader of a run that goes quiet (a long image generation, here a 6 s stall) does not read the rows twice a
+/// second: while the replica hears every write, it waits for notes and reads the rows only every few seconds.
+/// (Each open reader polled on its own every 500 ms: a tenant's hundreds of readers of idle runs were hundreds
+/// of queries a second.)
+#[tokio::test]
+async fn a_reader_of_a_quiet_run_does_not_poll_the_rows() {
+    let pg = PrivatePostgres::start(&["log_statement=all", "log_line_prefix='%v|'"]);
+    let db = agentd_testkit::fresh_postgres_at(&pg.admin_url).await;
+    let app = TestApp::builder(db).start().await;
+    let tok = app.token("acme", "u1", None);
+    let msg = format!(
+        "hi {}",
+        Scenario::text()
+            .deltas(3)
+            .stall(std::time::Duration::from_secs(6))
+            .directive()
+    );
+    let (original, started) = app
+        .stream_started(&tok, json!({"agent": "assistant", "message": msg}))
+        .await;
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
+    let rest = tokio::spawn(async move { original.text().await.unwrap() });
+    // Give the listener time to connect, as it has on a replica that has been up for a while.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let from = pg.log_len();
+    let res = app
+        .http
+        .get(app.url(&format!("/v1/runs/{run_id}/events")))
+        .bearer_auth(&tok)
+        .header("last-event-id", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let followed = agentd_testkit::parse_sse(&res.text().await.unwrap());
+    let live = agentd_testkit::parse_sse(&rest.await.unwrap());
+    assert_eq!(followed.last().map(|e| e.event.as_str()), Some("run.completed"));
+    assert_eq!(followed.last().map(|e| e.id), live.last().map(|e| e.id));
+
+    let reads = pg
+        .log_since(from)
+        .lines()
+        .filter(|l| l.contains("FROM run_events WHERE run_id") && l.contains("last_id >"))
+        .count();
+    assert!(
+        reads <= 4,
+        "the follower read the rows {reads} times over a 6 s stall"
+    );
+}
