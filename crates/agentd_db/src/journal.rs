@@ -177,8 +177,10 @@ impl Db {
     /// Deletes the runs whose every chunk is older than `before` (all tenants), whole — never a run's first
     /// chunks while its later ones stay, which would make a replay start mid-run; returns how many chunks.
     pub async fn purge_run_events(&self, before: DateTime<Utc>) -> Result<u64, DbError> {
-        let sql = "DELETE FROM run_events WHERE created_at < $1 \
-                   AND run_id NOT IN (SELECT run_id FROM run_events WHERE created_at >= $1)";
+        // NOT EXISTS, not NOT IN: an anti-join however many runs are recent (NOT IN falls back to a scan of
+        // the recent rows per row once they no longer fit in work_mem).
+        let sql = "DELETE FROM run_events WHERE created_at < $1 AND NOT EXISTS \
+                   (SELECT 1 FROM run_events n WHERE n.run_id = run_events.run_id AND n.created_at >= $1)";
         Ok(with_pool!(self, |p| sqlx::query(sql)
             .bind(before)
             .execute(p)
