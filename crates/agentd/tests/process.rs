@@ -134,3 +134,43 @@ async fn get(server: &ServerProcess, path: &str, tok: &str) -> (reqwest::StatusC
         .unwrap();
     (res.status(), res.json().await.unwrap_or_default())
 }
+
+/// On its development secret the server gives the playground a full-scope token for tenant `demo` — only to a
+/// browser on its own machine, even when it listens on every interface (as the container image does): not to
+/// another address, and not through a proxy, which would make every client look local.
+#[tokio::test]
+async fn the_dev_token_is_given_only_to_this_machine() {
+    let server = ServerProcess::start(opts().env("BIND_ADDR", "0.0.0.0:0")).await;
+    let port = server.addr().port();
+    let token_for = |ip: std::net::IpAddr, proxied: bool| {
+        let mut req = server.http().get(format!(
+            "http://{}/playground/config.json",
+            std::net::SocketAddr::new(ip, port)
+        ));
+        if proxied {
+            req = req.header("x-forwarded-for", "203.0.113.9");
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            res.json::<serde_json::Value>().await.unwrap()["dev_token"].clone()
+        }
+    };
+    let local = std::net::IpAddr::from([127, 0, 0, 1]);
+    assert!(
+        token_for(local, false).await.is_string(),
+        "the zero-config playground works"
+    );
+    assert!(token_for(local, true).await.is_null(), "through a proxy");
+    // This machine's address on its outward interface, if it has one (a UDP connect sends nothing).
+    let outward = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").and_then(|()| s.local_addr()))
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    if let Some(ip) = outward {
+        assert!(token_for(ip, false).await.is_null(), "from {ip}");
+    } else {
+        eprintln!("no outward interface: only the proxied case is checked");
+    }
+}

@@ -1,15 +1,18 @@
 //! The playground page: `GET /` and its static files under `/playground/` (plain HTML, CSS and ES modules from
 //! `crates/agentd_http/assets/`, embedded in the binary: no build step, no CDN), their headers (a strict
 //! Content-Security-Policy, revalidated caching with ETags), and `GET /playground/config.json`, which hands the
-//! page the development token when — and only when — the server runs on its zero-config dev secret.
+//! page the development token when — and only when — the server runs on its zero-config dev secret and the
+//! browser is on the same machine.
 
 use crate::AppState;
 use crate::openapi::errors::route_errors;
+use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::Digest as _;
+use std::net::SocketAddr;
 use std::sync::LazyLock;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -138,18 +141,36 @@ async fn asset(State(state): State<AppState>, Path(file): Path<String>, headers:
 
 /// The playground's configuration
 ///
-/// The development token, only ever set when the server runs on its development secret; never cached. No
-/// token.
+/// The development token, only ever set when the server runs on its development secret, and only for a
+/// browser on the server's own machine (a loopback peer, no proxy header); never cached. No token.
 #[utoipa::path(get, path = "/playground/config.json", tag = "playground", operation_id = "playgroundConfig",
     responses((status = 200, description = "The configuration.", body = PlaygroundConfig<'static>)))]
-async fn config(State(state): State<AppState>) -> Response {
+async fn config(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
     let config = PlaygroundConfig {
-        dev_token: state.playground.dev_token.as_deref(),
+        dev_token: state
+            .playground
+            .dev_token
+            .as_deref()
+            .filter(|_| same_machine(peer.map(|Extension(ConnectInfo(p))| p), &headers)),
     };
     let mut res = Json(config).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+/// A request from this machine: a loopback peer, not relayed by a proxy (which would make every client look
+/// local). The development token is a full-scope token for tenant `demo`: a server on its development secret
+/// that listens on every interface (as the container image does) must not hand it to the network.
+fn same_machine(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
+    let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    !proxied && peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
 }
 
 async fn serve(state: &AppState, i: usize, headers: &HeaderMap) -> Response {
@@ -251,6 +272,23 @@ mod tests {
         assert_eq!(origin_of("http://u:p@h:1/x").as_deref(), Some("http://h:1"));
         assert_eq!(origin_of("javascript:alert(1)"), None);
         assert_eq!(origin_of("http://evil;script-src *"), None);
+    }
+
+    #[test]
+    fn the_dev_token_is_for_this_machine_only() {
+        let peer = |ip: &str| Some(SocketAddr::new(ip.parse().unwrap(), 40000));
+        let none = HeaderMap::new();
+        assert!(same_machine(peer("127.0.0.1"), &none));
+        assert!(same_machine(peer("::1"), &none));
+        assert!(same_machine(peer("::ffff:127.0.0.1"), &none));
+        assert!(!same_machine(peer("172.17.0.1"), &none), "a container's host");
+        assert!(!same_machine(peer("10.1.2.3"), &none));
+        assert!(!same_machine(None, &none), "peer unknown");
+        for h in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+            let mut proxied = HeaderMap::new();
+            proxied.insert(h, HeaderValue::from_static("203.0.113.9"));
+            assert!(!same_machine(peer("127.0.0.1"), &proxied), "{h}");
+        }
     }
 
     #[test]
