@@ -309,3 +309,64 @@ async fn weak_jwt_secrets_are_refused_at_startup_whatever_app_env_says() {
     .await;
     assert_healthy(&server, "a strong secret").await;
 }
+
+/// A signed download link needs no token, so anyone holding one can open many connections and read nothing.
+/// Served from local disk in pieces, forty such readers of a 15 MB image cost the server a few buffers, not a
+/// copy of the file each (600 MB when it was read whole per request); and a reader that does read gets it all.
+#[tokio::test]
+async fn stalled_downloads_do_not_hold_a_copy_of_the_file_each() {
+    use base64::Engine as _;
+    use tokio::io::AsyncWriteExt as _;
+    let server = ServerProcess::start(opts()).await;
+    let tok = server.token("acme", "u1");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(
+            agentd_fake_upstream::images::image_b64(
+                agentd_fake_upstream::images::Format::Png,
+                64,
+                64,
+                7,
+                15_000_000,
+            )
+            .as_str()
+            .as_bytes(),
+        )
+        .unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(png.clone()).file_name("big.png"),
+    );
+    let res = server
+        .http()
+        .post(server.url("/v1/uploads"))
+        .bearer_auth(&tok)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let url = reqwest::Url::parse(res.json::<Value>().await.unwrap()["url"].as_str().unwrap()).unwrap();
+    let target = format!("{}?{}", url.path(), url.query().unwrap());
+
+    let before = server.rss_kb();
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let req = format!("GET {target} HTTP/1.1\r\nhost: agentd\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        stalled.push(tcp);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = server.rss_kb();
+    eprintln!("rss {before} KiB before, {during} KiB with 40 stalled downloads of 15 MB");
+    assert!(
+        during < before + 100 * 1024,
+        "RSS grew from {before} KiB to {during} KiB with 40 readers that read nothing"
+    );
+    drop(stalled);
+    let whole = server.http().get(url).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.content_length(), Some(png.len() as u64));
+    assert!(whole.bytes().await.unwrap() == png, "the download is the upload");
+    assert_healthy(&server, "40 stalled downloads").await;
+}

@@ -47,6 +47,23 @@ pub struct Blob {
     pub content_type: String,
 }
 
+/// An object being read in pieces ([`BlobStore::get_stream`]).
+pub struct BlobStream {
+    /// Its size, when known before reading.
+    pub len: Option<u64>,
+    pub content_type: String,
+    pub body: std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>,
+}
+
+impl fmt::Debug for BlobStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobStream")
+            .field("len", &self.len)
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for Blob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the bytes themselves: they would end up in logs.
@@ -154,6 +171,18 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 
     /// Reads an object; [`StorageError::NotFound`] when there is none.
     async fn get(&self, key: &ObjectKey) -> Result<Blob>;
+
+    /// Reads an object to serve it: in pieces where the backend can (local disk, 64 KiB at a time), so that a
+    /// reader — a slow one, or many at once — never makes the server hold a copy of the whole object each.
+    /// By default [`Self::get`] as one piece (the memory store's shares its one copy).
+    async fn get_stream(&self, key: &ObjectKey) -> Result<BlobStream> {
+        let blob = self.get(key).await?;
+        Ok(BlobStream {
+            len: Some(blob.bytes.len() as u64),
+            content_type: blob.content_type,
+            body: Box::pin(futures_util::stream::iter([Ok(blob.bytes)])),
+        })
+    }
 
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, key: &ObjectKey) -> Result<()>;

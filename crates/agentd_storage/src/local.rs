@@ -12,7 +12,7 @@ use chrono::Utc;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Result, StorageError};
-use crate::{Blob, BlobStore, Provider, SignedUrl, UrlOptions, UrlSigner};
+use crate::{Blob, BlobStore, BlobStream, Provider, SignedUrl, UrlOptions, UrlSigner};
 use agentd_ids::{KeyPrefix, ObjectKey};
 
 const META_SUFFIX: &str = ".meta";
@@ -133,6 +133,26 @@ impl BlobStore for LocalStore {
             Err(_) => DEFAULT_CONTENT_TYPE.to_owned(),
         };
         Ok(Blob { bytes, content_type })
+    }
+
+    #[tracing::instrument(level = "debug", name = "local.get_stream", skip(self), fields(key = %key))]
+    async fn get_stream(&self, key: &ObjectKey) -> Result<BlobStream> {
+        // An open file keeps its bytes even if the object is replaced (renamed over) or deleted meanwhile.
+        let file = match tokio::fs::File::open(self.data_path(key)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+            Err(e) => return Err(io_error("open", e)),
+        };
+        let len = file.metadata().await.ok().map(|m| m.len());
+        let content_type = match tokio::fs::read_to_string(self.meta_path(key)).await {
+            Ok(ct) => ct,
+            Err(_) => DEFAULT_CONTENT_TYPE.to_owned(),
+        };
+        Ok(BlobStream {
+            len,
+            content_type,
+            body: Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024)),
+        })
     }
 
     #[tracing::instrument(level = "debug", name = "local.delete", skip(self), fields(key = %key))]

@@ -210,14 +210,19 @@ async fn file(
         return Err(denied());
     }
     let parsed = ObjectKey::parse(&key).map_err(|_| denied())?;
-    let blob = state.store.get(&parsed).await.map_err(|e| {
+    // In pieces: a download never makes the server hold the whole file per reader, however slowly it reads.
+    let blob = state.store.get_stream(&parsed).await.map_err(|e| {
         if e.is_not_found() {
             ApiError::not_found("attachment_not_found", "This file no longer exists.")
         } else {
             ApiError::unavailable("object store", e)
         }
     })?;
-    let mut res = blob.bytes.into_response();
+    let mut res = axum::body::Body::from_stream(blob.body).into_response();
+    if let Some(len) = blob.len {
+        res.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
     let ct = HeaderValue::from_str(&blob.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     res.headers_mut().insert(header::CONTENT_TYPE, ct);
