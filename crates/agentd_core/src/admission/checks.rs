@@ -38,10 +38,13 @@ pub(super) fn check_image_input(agent: &Agent, attachments: &[Uuid]) -> Result<(
     ))
 }
 
+/// The key asked for is shown cut to 64 characters: a request must not make its error as large as itself.
 pub(super) fn agent_not_found(key: &str) -> Failure {
+    let shown: String = key.chars().take(64).collect();
+    let cut = if shown.len() < key.len() { "…" } else { "" };
     Failure::new(
         Code::AgentNotFound,
-        format!("No agent {key:?}; GET /v1/agents lists the agents."),
+        format!("No agent {shown:?}{cut}; GET /v1/agents lists the agents."),
     )
 }
 
@@ -178,4 +181,20 @@ pub(super) fn too_many(limit: u32) -> Failure {
         ),
     )
     .retry_after(2)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unknown_agent_is_named_but_not_echoed_whole() {
+        let f = super::agent_not_found("designer");
+        assert_eq!(
+            f.message,
+            "No agent \"designer\"; GET /v1/agents lists the agents."
+        );
+        let long = "é".repeat(400_000);
+        let f = super::agent_not_found(&long);
+        assert!(f.message.len() < 300, "{} bytes", f.message.len());
+        assert!(f.message.contains("…; GET /v1/agents"), "{}", f.message);
+    }
 }
