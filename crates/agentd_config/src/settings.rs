@@ -215,6 +215,12 @@ impl Settings {
                 1,
                 24 * 90,
             ),
+            (
+                "RUN_READERS_PER_TENANT",
+                u64::from(t.run_readers_per_tenant),
+                0,
+                100_000,
+            ),
             ("SHUTDOWN_GRACE_SECONDS", t.shutdown_grace_seconds, 0, 3600),
             (
                 "HTTP_HEADER_TIMEOUT_SECONDS",

@@ -1,12 +1,13 @@
 //! What every room of a turn shares: the database, the agents, the object store, the upstream client, the
 //! settings, the image work pool, the run event log and its readers' bus, the rate limit's remembered refusals,
-//! and the shutdown signals.
+//! what each tenant holds at once, and the shutdown signals.
 
 use crate::TurnSettings;
 use crate::bus::RunBus;
 use crate::failure::{Code, Failure};
 use crate::ingest::IngestPool;
 use crate::journal::Journal;
+use crate::per_tenant::PerTenant;
 use crate::rate::RefusalMemo;
 use agentd_agents::{AgentRegistry, ImageDefaults};
 use agentd_db::{Db, TenantId};
@@ -33,7 +34,9 @@ pub(crate) struct Context {
     /// Fired when the shutdown grace ends: running turns save what they have and stop.
     pub cut: CancellationToken,
     /// Uploads being received, per tenant (in this process).
-    pub uploads: std::sync::Mutex<std::collections::HashMap<TenantId, u32>>,
+    pub uploads: PerTenant,
+    /// Run readers open (`GET /v1/runs/{id}/events`), per tenant (in this process).
+    pub readers: PerTenant,
     /// Tenants the rate limit refused, until when.
     pub refusals: RefusalMemo,
 }

@@ -9,6 +9,7 @@ use crate::context::Context;
 use crate::event::{Sequenced, TurnEvent};
 use crate::failure::{Code, Failure};
 use crate::journal::{RunRef, chunk};
+use crate::per_tenant::Held;
 use agentd_db::TenantId;
 use agentd_db::journal::{ChunkNote, StoredChunk};
 use futures_util::Stream;
@@ -19,6 +20,11 @@ use tokio::sync::mpsc;
 
 /// How often a follower checks that a silent run's holder is still alive.
 const LIVENESS: Duration = Duration::from_secs(2);
+/// How far past the log's last id the end of a run whose holder died is written. The holder's counter may have
+/// run ahead of its log by any number of events its clients received — previews, which are never logged, and
+/// what its journal had not written yet when it died — and a client resuming after one of those must still find
+/// the end after its `Last-Event-ID`: no run gets 2^32 events ahead of its log.
+const DEAD_END_GAP: i64 = 1 << 32;
 
 /// Where the next events come from.
 enum Source {
@@ -45,6 +51,8 @@ struct Follower {
     checked: Instant,
     /// The bus's generation when the rows were last due: another means notes may have been missed.
     generation: u64,
+    /// A resumed reader's place in its tenant's `RUN_READERS_PER_TENANT` (a turn's own stream has none).
+    _reader: Option<Held>,
 }
 
 /// The events of a run after id `after` (0: all): replay, then live until the terminal event; `None` when the
@@ -55,6 +63,16 @@ pub(crate) async fn follow(
     run_id: &str,
     after: u64,
 ) -> Result<Option<impl Stream<Item = Sequenced> + Send + use<>>, Failure> {
+    let max = ctx.settings.run_readers_per_tenant;
+    let Some(reader) = ctx.readers.take(tenant, max) else {
+        return Err(Failure::new(
+            Code::RateLimited,
+            format!(
+                "This tenant already has {max} run streams open on this server (RUN_READERS_PER_TENANT); close one first."
+            ),
+        )
+        .retry_after(2));
+    };
     // Ids are i64 in the log.
     let after = after.min(i64::MAX as u64);
     // Subscribed before the read, so that a chunk written after it is heard of.
@@ -70,8 +88,8 @@ pub(crate) async fn follow(
             format!("No run {run_id:?}; the id comes from the run.started event of a stream."),
         ));
     };
-    // A reader that has a finished run's end gets nothing and the stream ends.
-    if state.finished && state.last_id == after as i64 {
+    // A reader already past a finished run's end gets nothing and the stream ends.
+    if state.finished && state.last_id <= after as i64 {
         return Ok(None);
     }
     let mut f = Follower {
@@ -86,14 +104,9 @@ pub(crate) async fn follow(
         rows_due: false,
         checked: Instant::now(),
         generation: ctx.bus.generation(),
+        _reader: Some(reader),
     };
     f.queue_chunks(chunks);
-    if state.finished && state.last_id < after as i64 {
-        f.queue_missed_end(state.last_id).await?;
-        if f.queue.is_empty() {
-            return Ok(None);
-        }
-    }
     Ok(Some(stream(f)))
 }
 
@@ -116,6 +129,7 @@ pub(crate) fn live(
         rows_due: true,
         checked: Instant::now(),
         generation: ctx.bus.generation(),
+        _reader: None,
     })
 }
 
@@ -268,27 +282,6 @@ impl Follower {
         !self.queue.is_empty()
     }
 
-    /// Queues the terminal event of a finished run whose log ends at `last_id`, below what this reader has: it
-    /// saw previews (never logged) after the log's last event, and then the end was written by a reader that
-    /// found the run's holder dead, with the id after the log's. Nothing is queued for a reader that has that
-    /// id (it has the end) or when the end cannot be read.
-    async fn queue_missed_end(&mut self, last_id: i64) -> Result<(), Failure> {
-        if last_id <= 0 || self.last as i64 == last_id {
-            return Ok(());
-        }
-        let tail = self
-            .inner
-            .db
-            .scoped(&self.tenant)
-            .run_chunks_after(&self.run_id, last_id - 1)
-            .await?;
-        let have = std::mem::replace(&mut self.last, (last_id - 1) as u64);
-        self.queue_chunks(tail);
-        self.last = have;
-        self.queue.retain(|e| e.event.is_terminal());
-        Ok(())
-    }
-
     /// A run with no live holder and no terminal event will never end by itself: end it. `true` when the log
     /// holds events after this reader's (the rows are due).
     async fn end_if_dead(&mut self) -> Result<bool, Failure> {
@@ -310,11 +303,8 @@ impl Follower {
         };
         let behind = state.last_id > self.last.max(self.skipped_to) as i64;
         if state.finished && state.last_id <= self.last.max(self.skipped_to) as i64 {
-            // Past the log's end, which this reader never got: see `queue_missed_end`.
-            self.queue_missed_end(state.last_id).await?;
-            if self.queue.is_empty() {
-                self.source = Source::Done;
-            }
+            // A reader that asked for events after the end: there are none to wait for.
+            self.source = Source::Done;
             return Ok(false);
         }
         if state.live || state.finished {
@@ -325,7 +315,7 @@ impl Follower {
             "The server running this turn stopped before it finished; send the message again.",
         )
         .retryable(true);
-        let id = state.last_id.max(self.last as i64).saturating_add(1);
+        let id = state.last_id.max(self.last as i64).saturating_add(DEAD_END_GAP);
         let ev = Sequenced {
             id: id as u64,
             event: TurnEvent::failed(&f),

@@ -6,6 +6,7 @@ use crate::context::Context;
 use crate::failure::{Code, Failure};
 use crate::image_check::{self, IngestFailure};
 use crate::ingest::{self, Placement};
+use crate::per_tenant::Held;
 use agentd_db::{AttachmentMeta, TenantId};
 use agentd_storage::BlobStore;
 use bytes::Bytes;
@@ -41,48 +42,20 @@ pub(crate) async fn data_urls(
 pub const UPLOADS_AT_ONCE: u32 = 4;
 
 /// An admitted upload; gives its slot back on drop.
-pub struct UploadPermit {
-    ctx: Arc<Context>,
-    tenant: TenantId,
-}
-
-impl Drop for UploadPermit {
-    fn drop(&mut self) {
-        let mut map = self
-            .ctx
-            .uploads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&self.tenant) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&self.tenant);
-            }
-        }
-    }
-}
+pub struct UploadPermit(#[expect(dead_code, reason = "held for its drop")] Held);
 
 /// See [`crate::Turns::admit_upload`].
 pub(crate) async fn admit_upload(ctx: &Arc<Context>, tenant: &TenantId) -> Result<UploadPermit, Failure> {
-    {
-        let mut map = ctx
-            .uploads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = map.entry(tenant.clone()).or_default();
-        if *n >= UPLOADS_AT_ONCE {
-            return Err(Failure::new(
-                Code::RateLimited,
-                format!("This tenant is already sending {UPLOADS_AT_ONCE} uploads at once; retry when one is done."),
-            )
-            .retry_after(1));
-        }
-        *n += 1;
-    }
-    let permit = UploadPermit {
-        ctx: ctx.clone(),
-        tenant: tenant.clone(),
+    let Some(held) = ctx.uploads.take(tenant, UPLOADS_AT_ONCE) else {
+        return Err(Failure::new(
+            Code::RateLimited,
+            format!(
+                "This tenant is already sending {UPLOADS_AT_ONCE} uploads at once; retry when one is done."
+            ),
+        )
+        .retry_after(1));
     };
+    let permit = UploadPermit(held);
     let per_minute = ctx.settings.rate_limit_per_minute;
     if per_minute > 0 {
         ctx.check_refusal(tenant)?;

@@ -27,6 +27,7 @@ mod ingest;
 mod inputs;
 mod journal;
 pub mod metrics;
+mod per_tenant;
 mod persist;
 mod rate;
 mod relay;

@@ -46,6 +46,10 @@ pub struct TurnSettings {
     pub lease_seconds: u64,
     /// `RUN_EVENTS_RETENTION_HOURS`: how long a run's events stay resumable.
     pub run_events_retention_hours: u64,
+    /// `RUN_READERS_PER_TENANT`: resumed streams (`GET /v1/runs/{id}/events`) a tenant may have open at once
+    /// on one replica (0 = unlimited). Each holds a task, up to its run's replay in memory, and a look at the
+    /// database every few seconds.
+    pub run_readers_per_tenant: u32,
 }
 
 impl TurnSettings {
@@ -79,6 +83,7 @@ impl Default for TurnSettings {
             max_images_per_turn: 4,
             lease_seconds: 30,
             run_events_retention_hours: 24,
+            run_readers_per_tenant: 100,
         }
     }
 }

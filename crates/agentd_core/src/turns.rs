@@ -98,6 +98,7 @@ impl Turns {
             accepting: AtomicBool::new(true),
             cut: CancellationToken::new(),
             uploads: Default::default(),
+            readers: Default::default(),
             refusals: Default::default(),
         });
         tokio::spawn(crate::housekeeping::run(

@@ -1,6 +1,7 @@
 //! `GET /v1/runs/{run_id}/events` at the edges of a run's life, over HTTP on PostgreSQL: a run that vanishes
-//! under its readers (its turn given back when the upstream refused it) ends their streams, and a reader whose
-//! `Last-Event-ID` is past the log's end still gets the end it never saw. Neither may leave a stream open.
+//! under its readers (its turn given back when the upstream refused it) ends their streams, a run whose holder
+//! died ends past every id its clients may have seen, and a tenant's open readers are capped. No stream is
+//! left open.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -98,11 +99,13 @@ async fn a_run_given_back_before_the_upstream_accepted_it_ends_its_readers() {
     assert_eq!(late.status(), 404);
 }
 
-/// A reader that saw previews (never logged) after the log's last event, whose run was then ended by another
-/// reader that found its holder dead (the end's id follows the log's, not the previews'), asks for events after
-/// an id past the end: it must get that end, or an `EventSource` would reconnect forever.
+/// A run whose holder died is ended by whichever reader notices, and the end's id must be past every id the
+/// holder may have sent: its clients received previews (never logged) and events its journal had not written
+/// when it died. A client resuming after such an id must still get the end — an empty stream makes a browser
+/// `EventSource` reconnect forever. Here the holder's death is staged: a finished run loses its end from the
+/// log and its conversation a stale lease; one reader ends it, then one that had seen further resumes.
 #[tokio::test]
-async fn a_reader_past_the_logs_end_still_gets_the_end() {
+async fn the_end_of_a_run_whose_holder_died_is_past_every_id_it_sent() {
     let app = TestApp::postgres().await;
     let tok = app.token("acme", "u1", None);
     let s = app
@@ -112,22 +115,101 @@ async fn a_reader_past_the_logs_end_still_gets_the_end() {
         )
         .await;
     let run_id = s.first("run.started")["run_id"].as_str().unwrap().to_owned();
-    let end = s.events.last().unwrap();
-    assert_eq!(end.event, "run.completed");
-    let end_id = end.id.unwrap();
+    let end_id = s.events.last().unwrap().id.unwrap();
+    let agentd_db::Db::Postgres(pool) = &app.db.db else {
+        panic!("postgres")
+    };
+    sqlx::query("DELETE FROM run_events WHERE run_id = $1 AND terminal")
+        .bind(&run_id)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE conversations SET active_run_id = $1, active_run_at = now() - interval '1 hour', \
+         active_run_started_at = now() - interval '1 hour' WHERE tenant_id = 'acme'",
+    )
+    .bind(&run_id)
+    .execute(pool)
+    .await
+    .unwrap();
 
-    assert!(
-        resume(&app, &tok, &run_id, Some(end_id)).await.is_empty(),
-        "a reader that has the end gets nothing"
-    );
-    for past in [end_id + 1, end_id + 40] {
-        let got = resume(&app, &tok, &run_id, Some(past)).await;
-        assert_eq!(got.len(), 1, "{got:?}");
-        assert_eq!(
-            (got[0].event.as_str(), got[0].id),
-            ("run.completed", Some(end_id))
-        );
-        assert_eq!(got[0].data, end.data);
+    let first = resume(&app, &tok, &run_id, None).await;
+    let end = first.last().unwrap();
+    assert_eq!(end.event, "error", "{first:?}");
+    assert_eq!(end.data["code"], "unavailable");
+    assert_eq!(first.len(), s.events.len(), "the logged events, then the end");
+    // A client that had received up to what would have been the end (and a few previews more).
+    for seen in [end_id, end_id + 5] {
+        let again = resume(&app, &tok, &run_id, Some(seen)).await;
+        assert_eq!(again.len(), 1, "after {seen}: {again:?}");
+        assert_eq!((again[0].event.as_str(), again[0].id), ("error", end.id));
+        assert!(end.id.unwrap() > seen);
     }
-    assert_eq!(resume(&app, &tok, &run_id, None).await.len(), s.events.len());
+    assert!(
+        resume(&app, &tok, &run_id, end.id).await.is_empty(),
+        "the end's own id: nothing after it"
+    );
+}
+
+/// Each open reader holds a task, its run's replay and a look at the database now and then: a tenant may have
+/// `RUN_READERS_PER_TENANT` open on a replica, and one more is `429 rate_limited` — its own count, not another
+/// tenant's — until one closes.
+#[tokio::test]
+async fn a_tenant_may_open_only_so_many_readers_at_once() {
+    let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
+        .turns(|t| t.run_readers_per_tenant = 2)
+        .start()
+        .await;
+    let tok = app.token("acme", "u1", None);
+    let (original, started) = app
+        .stream_started(
+            &tok,
+            json!({"agent": "assistant", "message": "hi #fake:text deltas=40 gap=100"}),
+        )
+        .await;
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
+    let open = |tok: String| {
+        let req = app
+            .http
+            .get(app.url(&format!("/v1/runs/{run_id}/events")))
+            .bearer_auth(tok);
+        async move { req.send().await.unwrap() }
+    };
+    let first = open(tok.clone()).await;
+    let second = open(tok.clone()).await;
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    let third = open(tok.clone()).await;
+    assert_eq!(third.status(), 429);
+    assert!(third.headers().contains_key("retry-after"));
+    let body: serde_json::Value = third.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("RUN_READERS_PER_TENANT"),
+        "{body}"
+    );
+    // Another tenant is judged on its own count: told there is no such run, not refused.
+    let other = open(app.token("otherco", "u1", None)).await;
+    assert_eq!(other.status(), 404);
+    // A reader that leaves gives its place back (noticed at the next event written to it).
+    drop(first);
+    let again = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let res = open(tok.clone()).await;
+            if res.status() == 200 {
+                return res;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a place is given back when a reader leaves");
+    let (a, b) = tokio::join!(second.text(), again.text());
+    for events in [a.unwrap(), b.unwrap()] {
+        let events = agentd_testkit::parse_sse(&events);
+        assert_eq!(events.last().map(|e| e.event.as_str()), Some("run.completed"));
+    }
+    drop(original);
 }

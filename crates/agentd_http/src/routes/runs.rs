@@ -27,13 +27,14 @@ pub struct After {
     pub after: Option<u64>,
 }
 
-route_errors!(EventsErrors = AUTH + ["invalid_request", "run_not_found", "not_found"]);
+route_errors!(EventsErrors = AUTH + ["invalid_request", "run_not_found", "not_found", "rate_limited"]);
 
 /// Resume a run's events
 ///
 /// Replays the run's kept events after `Last-Event-ID` (or `after`), then follows the run live until its
 /// terminal event. The ids are those of the original stream, so a browser `EventSource` resumes by itself.
-/// Any replica serves any run; runs are kept for RUN_EVENTS_RETENTION_HOURS (default 24).
+/// Any replica serves any run; runs are kept for RUN_EVENTS_RETENTION_HOURS (default 24). A tenant may have
+/// RUN_READERS_PER_TENANT (default 100) of these streams open on one replica; beyond, `429 rate_limited`.
 #[utoipa::path(get, path = "/v1/runs/{run_id}/events", tag = "chat", operation_id = "runEvents",
     params(
         ("run_id" = String, Path, description = "The `run_id` of the stream's `run.started` event."),
