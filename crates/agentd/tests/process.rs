@@ -137,7 +137,8 @@ async fn get(server: &ServerProcess, path: &str, tok: &str) -> (reqwest::StatusC
 
 /// On its development secret the server gives the playground a full-scope token for tenant `demo` — only to a
 /// browser on its own machine, even when it listens on every interface (as the container image does): not to
-/// another address, and not through a proxy, which would make every client look local.
+/// another address, not through a proxy (which would make every client look local), and not to a page whose
+/// name was rebound to 127.0.0.1.
 #[tokio::test]
 async fn the_dev_token_is_given_only_to_this_machine() {
     let server = ServerProcess::start(opts().env("BIND_ADDR", "0.0.0.0:0")).await;
@@ -162,6 +163,16 @@ async fn the_dev_token_is_given_only_to_this_machine() {
         "the zero-config playground works"
     );
     assert!(token_for(local, true).await.is_null(), "through a proxy");
+    // A page of another site whose name was rebound to 127.0.0.1 asks with that name.
+    let rebound = server
+        .http()
+        .get(format!("http://127.0.0.1:{port}/playground/config.json"))
+        .header("host", format!("evil.example:{port}"))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = rebound.json().await.unwrap();
+    assert!(body["dev_token"].is_null(), "for a rebound name: {body}");
     // This machine's address on its outward interface, if it has one (a UDP connect sends nothing).
     let outward = std::net::UdpSocket::bind("0.0.0.0:0")
         .and_then(|s| s.connect("192.0.2.1:9").and_then(|()| s.local_addr()))

@@ -4,11 +4,12 @@
 //! enough for a notification, carries its events: a reader that holds everything up to there takes them from
 //! here without a query. A reader that finds a gap, or a note without events, reads the rows; a missed
 //! notification costs it at most its poll interval — half a second while this replica is not listening, a few
-//! seconds while it is (notes are then missed only when a writer's notification failed, which it logs), and
-//! every reader reads the rows again when the listener comes back ([`RunBus::generation`]).
+//! seconds while it is (a writer whose notification failed logs it; a dead run's end is announced only by
+//! the reader that wrote it, to its own replica) — and every reader reads the rows again when the listener
+//! comes back, or reconnected after a lost connection ([`RunBus::generation`]).
 
 use agentd_db::Db;
-use agentd_db::journal::ChunkNote;
+use agentd_db::journal::{ChunkNote, Heard};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,7 +72,13 @@ impl RunBus {
                         bus.hearing(true);
                         loop {
                             match listener.recv().await {
-                                Ok(note) => bus.published(note),
+                                Ok(Heard::Note(note)) => bus.published(note),
+                                Ok(Heard::Reconnected) => {
+                                    tracing::warn!(
+                                        "run event notifications reconnected; readers read the rows once"
+                                    );
+                                    bus.hearing(true);
+                                }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "run event notifications interrupted; readers poll meanwhile");
                                     bus.hearing(false);

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// How often a follower checks that a silent run's holder is still alive.
+/// How often at most a follower checks that a silent run's holder is still alive: every 2 s while its replica
+/// polls the rows (listener down), after each 5 s wait for notes while it listens (so a dead holder is found
+/// within 5 s of its lease's expiry, for 0.2 queries a second per idle reader).
 const LIVENESS: Duration = Duration::from_secs(2);
 /// How far past the log's last id the end of a run whose holder died is written. The holder's counter may have
 /// run ahead of its log by any number of events its clients received — previews, which are never logged, and
@@ -75,7 +77,9 @@ pub(crate) async fn follow(
     };
     // Ids are i64 in the log.
     let after = after.min(i64::MAX as u64);
-    // Subscribed before the read, so that a chunk written after it is heard of.
+    // Subscribed before the read, so that a chunk written after it is heard of; the generation too, so that
+    // notes lost to a reconnect during the read are made up for.
+    let generation = ctx.bus.generation();
     let sub = ctx.bus.subscribe(run_id);
     let found = ctx
         .db
@@ -103,7 +107,7 @@ pub(crate) async fn follow(
         sub: Some(sub),
         rows_due: false,
         checked: Instant::now(),
-        generation: ctx.bus.generation(),
+        generation,
         _reader: Some(reader),
     };
     f.queue_chunks(chunks);
@@ -315,7 +319,8 @@ impl Follower {
             "The server running this turn stopped before it finished; send the message again.",
         )
         .retryable(true);
-        let id = state.last_id.max(self.last as i64).saturating_add(DEAD_END_GAP);
+        // From the log's last id only: a reader's own position is whatever its client claimed.
+        let id = state.last_id.saturating_add(DEAD_END_GAP);
         let ev = Sequenced {
             id: id as u64,
             event: TurnEvent::failed(&f),

@@ -47,8 +47,8 @@ pub struct TurnSettings {
     /// `RUN_EVENTS_RETENTION_HOURS`: how long a run's events stay resumable.
     pub run_events_retention_hours: u64,
     /// `RUN_READERS_PER_TENANT`: resumed streams (`GET /v1/runs/{id}/events`) a tenant may have open at once
-    /// on one replica (0 = unlimited). Each holds a task, up to its run's replay in memory, and a look at the
-    /// database every few seconds.
+    /// on one replica (0 = unlimited). Each holds its connection, up to its run's replay in memory, and a look
+    /// at the database every few seconds.
     pub run_readers_per_tenant: u32,
 }
 

@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 mod notes;
-pub use notes::RunListener;
+pub use notes::{Heard, RunListener};
 
 /// The PostgreSQL notification channel of new run events.
 pub const CHANNEL: &str = "agentd_run_events";

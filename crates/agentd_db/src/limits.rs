@@ -80,8 +80,8 @@ impl TurnTx {
     }
 
     /// How many of this tenant's conversations a live run holds (heartbeat younger than `lease`), this
-    /// transaction's own lease included. Read after [`TurnTx::take_rate`], it sees every admission that took the
-    /// tenant's rate cell before this one.
+    /// transaction's own lease included. Read after [`TurnTx::take_rate`] (or [`TurnTx::lock_tenant`]), it sees
+    /// every admission that took the tenant's rate cell before this one.
     pub async fn live_runs(&mut self, lease: chrono::Duration) -> Result<i64, DbError> {
         let sql = "SELECT COUNT(*) FROM conversations WHERE tenant_id = $1 AND active_run_id IS NOT NULL \
                    AND active_run_at >= $2";

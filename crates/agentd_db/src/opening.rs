@@ -4,7 +4,8 @@
 //! leave its rate cell created, uncharged).
 //!
 //! On PostgreSQL the opening is one call of `agentd_open_turn` (migration `…04_open_turn.sql`, which says why it
-//! is a function and not one statement). [`Scoped::open_turn`] calls it on its own, so a plain turn's admission
+//! is a function and not one statement; `…05_open_turn_concurrency.sql` has it lock the rate cell for a
+//! concurrency limit alone too). [`Scoped::open_turn`] calls it on its own, so a plain turn's admission
 //! is one round trip with no BEGIN and COMMIT; [`TurnTx::open_turn`] calls it inside a transaction that has more
 //! to do (an idempotency claim, the budget, attachments). SQLite runs the same steps one by one in its
 //! transaction.
@@ -25,8 +26,8 @@ pub struct OpenTurn<'a> {
     pub lease: Duration,
     /// `CHAT_STREAM_CONCURRENT_LIMIT` (0 = none).
     pub concurrent: u32,
-    /// `CHAT_RATE_LIMIT_PER_MINUTE` (0 = none). With it, the live-run count is taken under the tenant's rate
-    /// cell, in order across replicas; without it only the conversation insert's own guard counts.
+    /// `CHAT_RATE_LIMIT_PER_MINUTE` (0 = none). The live-run count is taken under the tenant's rate cell, in
+    /// order across replicas, with a rate limit or a concurrency limit (the cell is then locked, not charged).
     pub rate_per_minute: u32,
     /// Now, in microseconds since the epoch: the rate cell's clock reads no earlier than this (it reads the
     /// clock again once it holds the cell, so that instants follow the order admissions take it).

@@ -805,10 +805,13 @@ async fn written_chunks_are_announced_with_their_events_when_small() {
 
     let mut notes = Vec::new();
     for _ in 0..4 {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
             .await
             .expect("a notification within 5 s")
             .unwrap();
+        let agentd_db::journal::Heard::Note(n) = heard else {
+            panic!("{heard:?}")
+        };
         notes.push((n.run_id, n.prev_id, n.last_id, n.events));
     }
     notes.sort();
@@ -827,5 +830,55 @@ async fn written_chunks_are_announced_with_their_events_when_small() {
             .await
             .is_err(),
         "the duplicate writes announced nothing"
+    );
+}
+
+/// A listener whose connection is cut says so once it has reconnected (notifications sent meanwhile are gone, so
+/// the readers must read the rows), then hears the next write: sqlx's `recv` would have reconnected silently.
+#[tokio::test]
+async fn a_listener_whose_connection_was_cut_says_it_reconnected() {
+    let t = agentd_testkit::fresh_postgres().await;
+    let db = &t.db;
+    let tenant = tid("t");
+    db.provision_tenant(&tenant).await.unwrap();
+    let mut listener = db.listen_run_events().await.unwrap().expect("PostgreSQL listens");
+    let Db::Postgres(pool) = db else {
+        panic!("postgres")
+    };
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(cut, 1, "the listener's connection");
+    let ten = std::time::Duration::from_secs(10);
+    let heard = tokio::time::timeout(ten, listener.recv())
+        .await
+        .expect("word within 10 s")
+        .unwrap();
+    assert!(
+        matches!(heard, agentd_db::journal::Heard::Reconnected),
+        "{heard:?}"
+    );
+    let chunk = agentd_db::journal::EventChunk {
+        run_id: "r".to_owned(),
+        tenant: tenant.clone(),
+        conversation_id: Uuid::now_v7(),
+        first_id: 1,
+        last_id: 1,
+        events: "[]".to_owned(),
+        terminal: false,
+        prev_id: 0,
+    };
+    db.append_chunks(&[chunk]).await.unwrap();
+    let heard = tokio::time::timeout(ten, listener.recv())
+        .await
+        .expect("a note within 10 s")
+        .unwrap();
+    assert!(
+        matches!(&heard, agentd_db::journal::Heard::Note(n) if n.run_id == "r"),
+        "{heard:?}"
     );
 }

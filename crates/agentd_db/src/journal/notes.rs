@@ -22,14 +22,27 @@ impl Db {
     }
 }
 
+/// What the listener heard.
+#[derive(Debug)]
+pub enum Heard {
+    Note(ChunkNote),
+    /// The connection was lost and has been made again (listening again): notifications sent meanwhile are
+    /// gone, so whoever waits for them must read the rows.
+    Reconnected,
+}
+
 impl RunListener {
-    /// The next notification. After a lost connection the listener reconnects; notifications sent meanwhile are
-    /// lost (readers poll as well).
-    pub async fn recv(&mut self) -> Result<ChunkNote, DbError> {
+    /// The next notification, or word that some were lost. An `Err` means it could not reconnect.
+    pub async fn recv(&mut self) -> Result<Heard, DbError> {
         loop {
-            let n = self.0.recv().await?;
-            if let Some(note) = ChunkNote::parse(n.payload()) {
-                return Ok(note);
+            // `try_recv`, not `recv`: `recv` reconnects without a word, and readers would not know to look.
+            match self.0.try_recv().await? {
+                None => return Ok(Heard::Reconnected),
+                Some(n) => {
+                    if let Some(note) = ChunkNote::parse(n.payload()) {
+                        return Ok(Heard::Note(note));
+                    }
+                }
             }
         }
     }

@@ -163,14 +163,26 @@ async fn config(
     res
 }
 
-/// A request from this machine: a loopback peer, not relayed by a proxy (which would make every client look
-/// local). The development token is a full-scope token for tenant `demo`: a server on its development secret
-/// that listens on every interface (as the container image does) must not hand it to the network.
+/// A request from a browser on this machine: a loopback peer, not relayed by a proxy (which would make every
+/// client look local), asking for a loopback name (a page on another site whose name was rebound to 127.0.0.1
+/// asks with its own). The development token is a full-scope token for tenant `demo`: a server on its
+/// development secret that listens on every interface (as the container image does) must not hand it out.
 fn same_machine(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
     let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
         .iter()
         .any(|h| headers.contains_key(*h));
-    !proxied && peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(name, _)| name);
+    let loopback_name = ["localhost", "127.0.0.1", "[::1]"]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n));
+    !proxied && loopback_name && peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
 }
 
 async fn serve(state: &AppState, i: usize, headers: &HeaderMap) -> Response {
@@ -277,7 +289,30 @@ mod tests {
     #[test]
     fn the_dev_token_is_for_this_machine_only() {
         let peer = |ip: &str| Some(SocketAddr::new(ip.parse().unwrap(), 40000));
-        let none = HeaderMap::new();
+        let host = |h: &'static str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, HeaderValue::from_static(h));
+            m
+        };
+        for h in [
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "LOCALHOST",
+            "[::1]",
+        ] {
+            assert!(same_machine(peer("127.0.0.1"), &host(h)), "{h}");
+        }
+        for h in [
+            "evil.example:8080",
+            "evil.example",
+            "10.0.0.1:8080",
+            "localhost.evil.example",
+            "",
+        ] {
+            assert!(!same_machine(peer("127.0.0.1"), &host(h)), "a page on {h:?}");
+        }
+        let none = host("localhost:8080");
         assert!(same_machine(peer("127.0.0.1"), &none));
         assert!(same_machine(peer("::1"), &none));
         assert!(same_machine(peer("::ffff:127.0.0.1"), &none));
@@ -285,7 +320,7 @@ mod tests {
         assert!(!same_machine(peer("10.1.2.3"), &none));
         assert!(!same_machine(None, &none), "peer unknown");
         for h in ["x-forwarded-for", "forwarded", "x-real-ip"] {
-            let mut proxied = HeaderMap::new();
+            let mut proxied = host("localhost:8080");
             proxied.insert(h, HeaderValue::from_static("203.0.113.9"));
             assert!(!same_machine(peer("127.0.0.1"), &proxied), "{h}");
         }
