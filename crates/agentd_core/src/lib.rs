@@ -47,4 +47,5 @@ pub use failure::{Code, Failure};
 pub use image_check::ImageFormat;
 pub use inputs::{UPLOADS_AT_ONCE, UploadPermit};
 pub use settings::TurnSettings;
-pub use turns::{EventFeed, Mode, Started, TurnParts, Turns, client_config};
+pub use turns::{EventFeed, Mode, Started, TurnParts, Turns};
+pub use upstream::client_config;

@@ -128,26 +128,28 @@ impl Turns {
             metrics::refused(&f);
             return Err(f);
         }
-        let admission = match Admission::take(inner, who, req)
-            .await
-            .inspect_err(metrics::refused)?
-        {
-            Admitted::Replay { run_id, result } => return Ok(Started::Replay { run_id, result }),
-            Admitted::Turn(a) => *a,
-        };
-        let (run_id, tenant) = (admission.run_id.clone(), admission.tenant.clone());
+        // Admission runs in the turn's tracked task too: a shutdown waits for an admission in flight as for a
+        // running turn, and a client that leaves mid-admission cancels nothing half-way (what was taken becomes
+        // a turn that runs without it, as any turn whose client left).
+        let tenant = who.tenant_id.clone();
         let (events_tx, events_rx) = mpsc::channel(LIVE_QUEUE);
         let (accepted_tx, accepted_rx) = oneshot::channel();
-        let span = tracing::info_span!("turn", tenant_id = %tenant, run_id = %run_id, agent = %admission.agent.key,
-            conversation_id = %admission.conversation_id);
-        inner
-            .tracker
-            .spawn(run(self.clone(), admission, mode, since, accepted_tx, events_tx).instrument(span));
+        let task = admit_and_run(
+            self.clone(),
+            who.clone(),
+            req,
+            mode,
+            since,
+            accepted_tx,
+            events_tx,
+        );
+        inner.tracker.spawn(task.instrument(tracing::Span::current()));
         match accepted_rx.await {
-            Ok(Ok(())) => Ok(Started::Live {
+            Ok(Ok(Begun::Live { run_id })) => Ok(Started::Live {
                 events: Box::pin(follow::live(&self.0, &tenant, &run_id, events_rx)),
                 run_id,
             }),
+            Ok(Ok(Begun::Replay { run_id, result })) => Ok(Started::Replay { run_id, result }),
             Ok(Err(f)) => {
                 metrics::refused(&f);
                 Err(f)
@@ -239,13 +241,52 @@ impl Turns {
     }
 }
 
-/// The turn task.
+/// What the turn task tells [`Turns::start`] once its turn has begun.
+enum Begun {
+    Live {
+        run_id: String,
+    },
+    Replay {
+        run_id: Option<String>,
+        result: Box<TurnResult>,
+    },
+}
+
+/// The turn task: admission, then the turn.
+async fn admit_and_run(
+    turns: Turns,
+    who: Principal,
+    req: TurnRequest,
+    mode: Mode,
+    since: Instant,
+    accepted: oneshot::Sender<Result<Begun, Failure>>,
+    live: mpsc::Sender<Sequenced>,
+) {
+    let admission = match Admission::take(&turns.0, &who, req).await {
+        Ok(Admitted::Turn(a)) => *a,
+        Ok(Admitted::Replay { run_id, result }) => {
+            let _ = accepted.send(Ok(Begun::Replay { run_id, result }));
+            return;
+        }
+        Err(f) => {
+            let _ = accepted.send(Err(f));
+            return;
+        }
+    };
+    let span = tracing::info_span!("turn", tenant_id = %admission.tenant, run_id = %admission.run_id,
+        agent = %admission.agent.key, conversation_id = %admission.conversation_id);
+    run(turns, admission, mode, since, accepted, live)
+        .instrument(span)
+        .await;
+}
+
+/// The turn, once admitted.
 async fn run(
     turns: Turns,
     mut admission: Admission,
     mode: Mode,
     since: Instant,
-    accepted: oneshot::Sender<Result<(), Failure>>,
+    accepted: oneshot::Sender<Result<Begun, Failure>>,
     live: mpsc::Sender<Sequenced>,
 ) {
     let inner = &turns.0;
@@ -258,7 +299,8 @@ async fn run(
         }
     };
     admission.commit();
-    let _ = accepted.send(Ok(()));
+    let run_id = admission.run_id.clone();
+    let _ = accepted.send(Ok(Begun::Live { run_id }));
     let _heartbeat = heartbeat(inner, &admission);
     let run = RunRef {
         run_id: admission.run_id.as_str().into(),
@@ -348,23 +390,4 @@ fn heartbeat(inner: &Context, a: &Admission) -> AbortOnDropHandle<()> {
             }
         }
     }))
-}
-
-/// The client configuration for `base_url` under these settings.
-pub fn client_config(
-    s: &TurnSettings,
-    base_url: String,
-    api_key: Option<String>,
-) -> agentd_responses::ClientConfig {
-    let mut cfg = agentd_responses::ClientConfig::new(base_url, api_key);
-    cfg.connect_timeout = Duration::from_secs(s.connect_timeout_seconds);
-    cfg.idle_timeout = Duration::from_secs(s.idle_timeout_seconds);
-    cfg.total_timeout = Duration::from_secs(s.total_timeout_seconds);
-    cfg.max_retries = s.max_retries;
-    cfg.max_event_bytes = s.max_event_mb as usize * 1024 * 1024;
-    if s.large_events_at_once > 0 {
-        cfg.large_events_at_once = s.large_events_at_once as usize;
-    }
-    cfg.user_agent = format!("agentd/{}", env!("CARGO_PKG_VERSION"));
-    cfg
 }

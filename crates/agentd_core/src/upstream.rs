@@ -1,11 +1,33 @@
-//! The upstream side of a turn: the Responses request built from the agent, and upstream failures mapped to
-//! the contract's codes (502 `upstream_error`, 503 `upstream_unavailable`, 504 `upstream_timeout`).
+//! The upstream side of a turn: the client's configuration from the turn settings, the Responses request built
+//! from the agent, and upstream failures mapped to the contract's codes (502 `upstream_error`, 503
+//! `upstream_unavailable`, 504 `upstream_timeout`).
 
+use crate::TurnSettings;
 use crate::failure::{Code, Failure};
 use agentd_agents::Agent;
 use agentd_responses::{
     CreateResponse, Error, ImageGenerationTool, Input, InputContentPart, InputItem, InputMessage, Tool,
 };
+use std::time::Duration;
+
+/// The client configuration for `base_url` under these settings.
+pub fn client_config(
+    s: &TurnSettings,
+    base_url: String,
+    api_key: Option<String>,
+) -> agentd_responses::ClientConfig {
+    let mut cfg = agentd_responses::ClientConfig::new(base_url, api_key);
+    cfg.connect_timeout = Duration::from_secs(s.connect_timeout_seconds);
+    cfg.idle_timeout = Duration::from_secs(s.idle_timeout_seconds);
+    cfg.total_timeout = Duration::from_secs(s.total_timeout_seconds);
+    cfg.max_retries = s.max_retries;
+    cfg.max_event_bytes = s.max_event_mb as usize * 1024 * 1024;
+    if s.large_events_at_once > 0 {
+        cfg.large_events_at_once = s.large_events_at_once as usize;
+    }
+    cfg.user_agent = format!("agentd/{}", env!("CARGO_PKG_VERSION"));
+    cfg
+}
 
 /// The request of one turn: the agent's model, instructions and effective tools, the user's text, and the
 /// response the conversation continues from. `partial_images` is the agent's on streaming turns and 0 on

@@ -631,3 +631,42 @@ async fn shutdown_lets_running_turns_finish_and_refuses_new_ones() {
     );
     assert_eq!(running.await.unwrap(), StatusCode::OK);
 }
+
+/// A turn still being admitted when the shutdown begins (here held at the tenant's rate cell by a side
+/// transaction) is waited for like a running turn: the shutdown does not return, and the database pool close,
+/// under a turn that then calls the upstream and cannot save its reply.
+#[tokio::test]
+async fn shutdown_waits_for_a_turn_still_being_admitted() {
+    use sqlx::Connection as _;
+    let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
+        .turns(|t| t.rate_limit_per_minute = 100)
+        .start()
+        .await;
+    let tok = app.token("acme", "u1", None);
+    let first = app
+        .chat(&tok, json!({"agent": "assistant", "message": "hi"}))
+        .await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let mut side = sqlx::PgConnection::connect(&app.db.settings.url).await.unwrap();
+    let mut hold = side.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM tenant_rate WHERE tenant_id = 'acme' FOR UPDATE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let admitting = app.spawn_chat(&tok, json!({"agent": "assistant", "message": "held"}));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let turns = app.state.turns.clone();
+    let shutdown = tokio::spawn(async move { turns.shutdown().await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !shutdown.is_finished(),
+        "the shutdown returned with a turn still being admitted"
+    );
+    hold.commit().await.unwrap();
+    assert_eq!(
+        admitting.await.unwrap(),
+        StatusCode::OK,
+        "admitted before the shutdown, it runs"
+    );
+    assert!(shutdown.await.unwrap(), "and ends within the grace period");
+}
