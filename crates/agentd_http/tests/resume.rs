@@ -40,11 +40,11 @@ async fn a_run_given_back_before_the_upstream_accepted_it_ends_its_readers() {
         .chat_json(&tok, json!({"agent": "assistant", "message": "hi"}))
         .await;
     let conversation = first["conversation_id"].as_str().unwrap().to_owned();
-    // Refused with 503 three times (two retries a second apart): admitted, visible, then given back.
+    // Refused with 503 three times (two retries three seconds apart): admitted, visible, then given back.
     let refused = app.spawn_chat(
         &tok,
         json!({"agent": "assistant", "conversation_id": conversation,
-               "message": "x #fake:text fail=503 retry-after=1"}),
+               "message": "x #fake:text fail=503 retry-after=3"}),
     );
     let run_id = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
@@ -77,7 +77,7 @@ async fn a_run_given_back_before_the_upstream_accepted_it_ends_its_readers() {
                 .await
                 .unwrap();
             assert_eq!(res.status(), 200);
-            tokio::time::timeout(Duration::from_secs(15), res.text())
+            tokio::time::timeout(Duration::from_secs(30), res.text())
                 .await
                 .expect("the reader's stream ends once the run is gone")
                 .unwrap()
