@@ -83,6 +83,7 @@ impl Turns {
         let bus = RunBus::default();
         bus.listen(&parts.db);
         let journal = Journal::start(parts.db.clone(), bus.clone());
+        let admissions_at_once = (parts.db.max_connections() / 4).max(1);
         let inner = Arc::new(Context {
             journal,
             bus,
@@ -99,6 +100,8 @@ impl Turns {
             cut: CancellationToken::new(),
             uploads: Default::default(),
             readers: Default::default(),
+            admitting: Default::default(),
+            admissions_at_once,
             refusals: Default::default(),
         });
         tokio::spawn(crate::housekeeping::run(
