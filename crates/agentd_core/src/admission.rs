@@ -99,12 +99,6 @@ impl Admission {
             check_image_input(agent, &req.attachments)?;
         }
 
-        // At most a quarter of the pool's connections admit one tenant's turns at once: a tenant's flood waits
-        // here holding none, and the rest of it finds its refusal remembered below.
-        let _passage = inner
-            .admitting
-            .enter(&who.tenant_id, inner.admissions_at_once)
-            .await;
         // A tenant this process saw refused is refused again without a statement (an idempotent retry may
         // still replay its result, so that check waits for the key's claim).
         if req.idempotency.is_none() {

@@ -7,7 +7,7 @@ use crate::bus::RunBus;
 use crate::failure::{Code, Failure};
 use crate::ingest::IngestPool;
 use crate::journal::Journal;
-use crate::per_tenant::{Gates, PerTenant};
+use crate::per_tenant::PerTenant;
 use crate::rate::RefusalMemo;
 use agentd_agents::{AgentRegistry, ImageDefaults};
 use agentd_db::{Db, TenantId};
@@ -37,9 +37,6 @@ pub(crate) struct Context {
     pub uploads: PerTenant,
     /// Run readers open (`GET /v1/runs/{id}/events`), per tenant (in this process).
     pub readers: PerTenant,
-    /// Admissions using the database, per tenant (in this process), and how many at once: a quarter of the pool.
-    pub admitting: Gates,
-    pub admissions_at_once: u32,
     /// Tenants the rate limit refused, until when.
     pub refusals: RefusalMemo,
 }

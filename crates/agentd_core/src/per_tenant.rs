@@ -1,11 +1,10 @@
-//! What each tenant holds at once in this process — uploads being received, run readers open, admissions using
-//! the database — counted per tenant, so that one tenant cannot take all of it: [`PerTenant::take`] gives a
-//! [`Held`] that counts until it is dropped (or nothing, past the limit), [`Gates::enter`] waits for its turn.
+//! What each tenant holds at once in this process — uploads being received, run readers open — counted per
+//! tenant, so that one tenant cannot take all of it: [`PerTenant::take`] gives a [`Held`] that counts until it
+//! is dropped.
 
 use agentd_db::TenantId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Counts per tenant. Cheap to clone.
 #[derive(Clone, Default)]
@@ -45,47 +44,6 @@ impl Drop for Held {
     }
 }
 
-/// A gate per tenant that lets `n` through at once; the others wait in line, holding nothing else.
-#[derive(Clone, Default)]
-pub(crate) struct Gates(Arc<Mutex<HashMap<TenantId, Arc<Semaphore>>>>);
-
-/// Passage through a tenant's gate; the next in line goes when it is dropped.
-pub(crate) struct Passage {
-    permit: Option<OwnedSemaphorePermit>,
-    gates: Gates,
-    tenant: TenantId,
-}
-
-impl Gates {
-    /// Waits until fewer than `n` (at least 1) of `tenant` are through.
-    pub(crate) async fn enter(&self, tenant: &TenantId, n: u32) -> Passage {
-        let gate = {
-            let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            let gate = map.entry(tenant.clone());
-            Arc::clone(gate.or_insert_with(|| Arc::new(Semaphore::new(n.max(1) as usize))))
-        };
-        // The semaphore is never closed.
-        let permit = gate.acquire_owned().await.ok();
-        Passage {
-            permit,
-            gates: self.clone(),
-            tenant: tenant.clone(),
-        }
-    }
-}
-
-impl Drop for Passage {
-    fn drop(&mut self) {
-        drop(self.permit.take());
-        let mut map = self.gates.0.lock().unwrap_or_else(PoisonError::into_inner);
-        // Forgotten once nobody is through or waiting: only the map holds the gate (clones are made under the
-        // lock, so none is on its way).
-        if map.get(&self.tenant).is_some_and(|g| Arc::strong_count(g) == 1) {
-            map.remove(&self.tenant);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,24 +62,5 @@ mod tests {
         assert!(many.iter().all(Option::is_some), "0: no limit");
         let map = counts.0.lock().unwrap();
         assert!(!map.contains_key(&b), "a tenant holding nothing is forgotten");
-    }
-
-    #[tokio::test]
-    async fn a_gate_lets_n_of_a_tenant_through_and_forgets_it_when_empty() {
-        let gates = Gates::default();
-        let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
-        let first = gates.enter(&a, 1).await;
-        let waiting = {
-            let (gates, a) = (gates.clone(), a.clone());
-            tokio::spawn(async move { gates.enter(&a, 1).await })
-        };
-        tokio::task::yield_now().await;
-        let other = gates.enter(&b, 1).await; // another tenant's gate is its own
-        assert!(!waiting.is_finished(), "the second of `a` waits");
-        drop(first);
-        let second = waiting.await.unwrap();
-        drop(second);
-        drop(other);
-        assert!(gates.0.lock().unwrap().is_empty(), "empty gates are forgotten");
     }
 }

@@ -83,7 +83,6 @@ impl Turns {
         let bus = RunBus::default();
         bus.listen(&parts.db);
         let journal = Journal::start(parts.db.clone(), bus.clone());
-        let admissions_at_once = (parts.db.max_connections() / 4).max(1);
         let inner = Arc::new(Context {
             journal,
             bus,
@@ -100,8 +99,6 @@ impl Turns {
             cut: CancellationToken::new(),
             uploads: Default::default(),
             readers: Default::default(),
-            admitting: Default::default(),
-            admissions_at_once,
             refusals: Default::default(),
         });
         tokio::spawn(crate::housekeeping::run(

@@ -201,11 +201,6 @@ impl Db {
         Scoped { db: self, tenant }
     }
 
-    /// The pool's size (`DATABASE_MAX_CONNECTIONS`; at most 8 on SQLite).
-    pub fn max_connections(&self) -> u32 {
-        with_pool!(self, |p| p.options().get_max_connections())
-    }
-
     /// The pool now: connections open, and how many of them are idle (for the metrics).
     pub fn pool_connections(&self) -> (u32, usize) {
         with_pool!(self, |p| (p.size(), p.num_idle()))
