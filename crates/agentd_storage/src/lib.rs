@@ -174,7 +174,7 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 
     /// Reads an object to serve it: in pieces where the backend can (local disk, 64 KiB at a time), so that a
     /// reader — a slow one, or many at once — never makes the server hold a copy of the whole object each.
-    /// By default [`Self::get`] as one piece (the memory store's shares its one copy).
+    /// By default [`Self::get`] as one piece (for the memory store a shared view of its one copy).
     async fn get_stream(&self, key: &ObjectKey) -> Result<BlobStream> {
         let blob = self.get(key).await?;
         Ok(BlobStream {
