@@ -287,24 +287,9 @@ async fn resuming_past_the_end_of_a_run_ends_at_once() {
         .await;
     let run_id = s.first("run.started")["run_id"].as_str().unwrap().to_owned();
     let last = s.events.last().and_then(|e| e.id).unwrap();
-    for after in [last.to_string(), (last + 5).to_string(), u64::MAX.to_string()] {
-        let res = app
-            .http
-            .get(app.url(&format!("/v1/runs/{run_id}/events")))
-            .bearer_auth(&tok)
-            .header("last-event-id", &after)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "after {after}");
-        let body = tokio::time::timeout(std::time::Duration::from_secs(10), res.text())
-            .await
-            .unwrap_or_else(|_| panic!("after {after}: the stream did not end"))
-            .unwrap();
-        assert!(
-            agentd_testkit::parse_sse(&body).is_empty(),
-            "after {after}: {body}"
-        );
+    for after in [last, last + 5, u64::MAX] {
+        let events = app.resume(&tok, &run_id, Some(after)).await;
+        assert!(events.is_empty(), "after {after}: {events:?}");
     }
 }
 
@@ -332,21 +317,7 @@ async fn an_unreadable_run_log_chunk_is_skipped_and_the_stream_still_ends() {
             .bind(terminal)
             .execute(pool)
     };
-    let resume = || async {
-        let res = app
-            .http
-            .get(app.url(&format!("/v1/runs/{run_id}/events")))
-            .bearer_auth(&tok)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        let body = tokio::time::timeout(std::time::Duration::from_secs(10), res.text())
-            .await
-            .expect("the stream ends")
-            .unwrap();
-        agentd_testkit::parse_sse(&body)
-    };
+    let resume = || app.resume(&tok, &run_id, None);
     let spoiled = spoil(false).await.unwrap().rows_affected();
     assert!(spoiled >= 1, "the run has chunks before its terminal one");
     let replay = resume().await;

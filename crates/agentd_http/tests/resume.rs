@@ -9,29 +9,6 @@ use agentd_testkit::TestApp;
 use serde_json::json;
 use std::time::Duration;
 
-/// The run's events after `last_event_id` (none: all), read to the end within 10 s.
-async fn resume(
-    app: &TestApp,
-    tok: &str,
-    run_id: &str,
-    last_event_id: Option<u64>,
-) -> Vec<agentd_testkit::SseEvent> {
-    let mut req = app
-        .http
-        .get(app.url(&format!("/v1/runs/{run_id}/events")))
-        .bearer_auth(tok);
-    if let Some(id) = last_event_id {
-        req = req.header("last-event-id", id.to_string());
-    }
-    let res = req.send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let body = tokio::time::timeout(Duration::from_secs(10), res.text())
-        .await
-        .expect("the stream ends")
-        .unwrap();
-    agentd_testkit::parse_sse(&body)
-}
-
 #[tokio::test]
 async fn a_run_given_back_before_the_upstream_accepted_it_ends_its_readers() {
     let app = TestApp::postgres().await;
@@ -89,13 +66,7 @@ async fn a_run_given_back_before_the_upstream_accepted_it_ends_its_readers() {
     assert_eq!(last.event, "error", "{events:?}");
     assert_eq!(last.data["code"], "run_not_found", "{events:?}");
     // And a reader arriving now is told there is no such run.
-    let late = app
-        .http
-        .get(app.url(&format!("/v1/runs/{run_id}/events")))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
+    let late = app.run_events(&tok, &run_id, None).await;
     assert_eq!(late.status(), 404);
 }
 
@@ -133,20 +104,20 @@ async fn the_end_of_a_run_whose_holder_died_is_past_every_id_it_sent() {
     .await
     .unwrap();
 
-    let first = resume(&app, &tok, &run_id, None).await;
+    let first = app.resume(&tok, &run_id, None).await;
     let end = first.last().unwrap();
     assert_eq!(end.event, "error", "{first:?}");
     assert_eq!(end.data["code"], "unavailable");
     assert_eq!(first.len(), s.events.len(), "the logged events, then the end");
     // A client that had received up to what would have been the end (and a few previews more).
     for seen in [end_id, end_id + 5] {
-        let again = resume(&app, &tok, &run_id, Some(seen)).await;
+        let again = app.resume(&tok, &run_id, Some(seen)).await;
         assert_eq!(again.len(), 1, "after {seen}: {again:?}");
         assert_eq!((again[0].event.as_str(), again[0].id), ("error", end.id));
         assert!(end.id.unwrap() > seen);
     }
     assert!(
-        resume(&app, &tok, &run_id, end.id).await.is_empty(),
+        app.resume(&tok, &run_id, end.id).await.is_empty(),
         "the end's own id: nothing after it"
     );
 }
@@ -169,11 +140,8 @@ async fn a_tenant_may_open_only_so_many_readers_at_once() {
         .await;
     let run_id = started["run_id"].as_str().unwrap().to_owned();
     let open = |tok: String| {
-        let req = app
-            .http
-            .get(app.url(&format!("/v1/runs/{run_id}/events")))
-            .bearer_auth(tok);
-        async move { req.send().await.unwrap() }
+        let (app, run_id) = (&app, &run_id);
+        async move { app.run_events(&tok, run_id, None).await }
     };
     let first = open(tok.clone()).await;
     let second = open(tok.clone()).await;

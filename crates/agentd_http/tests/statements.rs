@@ -151,36 +151,27 @@ async fn a_tenant_past_its_rate_limit_costs_no_statement() {
     assert_eq!(app.chat(&other, hi()).await.status(), 200);
 }
 
-#[tokio::test]
-async fn following_a_run_reads_its_rows_once() {
+/// A turn of `scenario` streamed on a private cluster that logs every statement, and followed by a second reader
+/// from id 1 once `settle` has passed: the follower's events (checked to be the original stream's, ending with
+/// `run.completed`) and how many times it read the run's rows.
+async fn follow_and_count_row_reads(
+    scenario: Scenario,
+    settle: std::time::Duration,
+) -> (Vec<agentd_testkit::SseEvent>, usize) {
     let pg = PrivatePostgres::start(&["log_statement=all", "log_line_prefix='%v|'"]);
     let db = agentd_testkit::fresh_postgres_at(&pg.admin_url).await;
     let app = TestApp::builder(db).start().await;
     let tok = app.token("acme", "u1", None);
-    let msg = format!(
-        "hi {}",
-        Scenario::text()
-            .deltas(40)
-            .gap(std::time::Duration::from_millis(25))
-            .directive()
-    );
+    let msg = format!("hi {}", scenario.directive());
     let (original, started) = app
         .stream_started(&tok, json!({"agent": "assistant", "message": msg}))
         .await;
     let run_id = started["run_id"].as_str().unwrap().to_owned();
     let rest = tokio::spawn(async move { original.text().await.unwrap() });
+    tokio::time::sleep(settle).await;
 
     let from = pg.log_len();
-    let res = app
-        .http
-        .get(app.url(&format!("/v1/runs/{run_id}/events")))
-        .bearer_auth(&tok)
-        .header("last-event-id", "1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let followed = agentd_testkit::parse_sse(&res.text().await.unwrap());
+    let followed = app.resume(&tok, &run_id, Some(1)).await;
     let live = agentd_testkit::parse_sse(&rest.await.unwrap());
     let ids = |evs: &[agentd_testkit::SseEvent]| evs.iter().map(|e| e.id).collect::<Vec<_>>();
     assert_eq!(
@@ -189,13 +180,21 @@ async fn following_a_run_reads_its_rows_once() {
         "the follower saw the original stream's events"
     );
     assert_eq!(followed.last().map(|e| e.event.as_str()), Some("run.completed"));
-    assert!(followed.len() >= 30, "{} events", followed.len());
-
     let reads = pg
         .log_since(from)
         .lines()
         .filter(|l| l.contains("FROM run_events WHERE run_id") && l.contains("last_id >"))
         .count();
+    (followed, reads)
+}
+
+#[tokio::test]
+async fn following_a_run_reads_its_rows_once() {
+    let scenario = Scenario::text()
+        .deltas(40)
+        .gap(std::time::Duration::from_millis(25));
+    let (followed, reads) = follow_and_count_row_reads(scenario, std::time::Duration::ZERO).await;
+    assert!(followed.len() >= 30, "{} events", followed.len());
     assert!(
         reads <= 2,
         "the follower read the rows {reads} times for {} events",
@@ -209,45 +208,11 @@ async fn following_a_run_reads_its_rows_once() {
 /// of queries a second.)
 #[tokio::test]
 async fn a_reader_of_a_quiet_run_does_not_poll_the_rows() {
-    let pg = PrivatePostgres::start(&["log_statement=all", "log_line_prefix='%v|'"]);
-    let db = agentd_testkit::fresh_postgres_at(&pg.admin_url).await;
-    let app = TestApp::builder(db).start().await;
-    let tok = app.token("acme", "u1", None);
-    let msg = format!(
-        "hi {}",
-        Scenario::text()
-            .deltas(3)
-            .stall(std::time::Duration::from_secs(6))
-            .directive()
-    );
-    let (original, started) = app
-        .stream_started(&tok, json!({"agent": "assistant", "message": msg}))
-        .await;
-    let run_id = started["run_id"].as_str().unwrap().to_owned();
-    let rest = tokio::spawn(async move { original.text().await.unwrap() });
-    // Give the listener time to connect, as it has on a replica that has been up for a while.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-
-    let from = pg.log_len();
-    let res = app
-        .http
-        .get(app.url(&format!("/v1/runs/{run_id}/events")))
-        .bearer_auth(&tok)
-        .header("last-event-id", "1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let followed = agentd_testkit::parse_sse(&res.text().await.unwrap());
-    let live = agentd_testkit::parse_sse(&rest.await.unwrap());
-    assert_eq!(followed.last().map(|e| e.event.as_str()), Some("run.completed"));
-    assert_eq!(followed.last().map(|e| e.id), live.last().map(|e| e.id));
-
-    let reads = pg
-        .log_since(from)
-        .lines()
-        .filter(|l| l.contains("FROM run_events WHERE run_id") && l.contains("last_id >"))
-        .count();
+    let scenario = Scenario::text()
+        .deltas(3)
+        .stall(std::time::Duration::from_secs(6));
+    // The listener is given time to connect, as it has on a replica that has been up for a while.
+    let (_, reads) = follow_and_count_row_reads(scenario, std::time::Duration::from_millis(300)).await;
     assert!(
         reads <= 4,
         "the follower read the rows {reads} times over a 6 s stall"

@@ -292,6 +292,35 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `GET /v1/runs/{run_id}/events`, after `last_event_id` (the `Last-Event-ID` header) if given.
+    pub async fn run_events(
+        &self,
+        token: &str,
+        run_id: &str,
+        last_event_id: Option<u64>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .get(self.url(&format!("/v1/runs/{run_id}/events")))
+            .bearer_auth(token);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        req.send().await.unwrap()
+    }
+
+    /// [`Self::run_events`], which must answer 200, read to the end (10 s at most: a stream that does not end
+    /// fails the test).
+    pub async fn resume(&self, token: &str, run_id: &str, last_event_id: Option<u64>) -> Vec<SseEvent> {
+        let res = self.run_events(token, run_id, last_event_id).await;
+        assert_eq!(res.status(), 200, "resume {run_id} after {last_event_id:?}");
+        let raw = tokio::time::timeout(std::time::Duration::from_secs(10), res.text())
+            .await
+            .unwrap_or_else(|_| panic!("resume {run_id} after {last_event_id:?}: the stream did not end"))
+            .unwrap();
+        parse_sse(&raw)
+    }
+
     /// `POST /v1/chat/stream` with `body`, read to the end (60 s at most).
     pub async fn stream(&self, token: &str, body: serde_json::Value) -> Streamed {
         let res = self.post_stream(token, &body).await;
