@@ -35,11 +35,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         None => tracing::info!("metrics off (METRICS_ADDR is empty)"),
     }
     tracing::info!(%addr, "listening");
-    let header_timeout = Duration::from_secs(app.state.settings.header_timeout_seconds.max(1));
+    let timeouts = agentd::server::ConnTimeouts::of(&app.state.settings);
     let mut server = tokio::spawn(agentd::server::serve(
         listener,
         app.router,
-        header_timeout,
+        timeouts,
         stop.clone(),
     ));
     tokio::select! {

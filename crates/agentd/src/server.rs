@@ -1,8 +1,13 @@
 //! The HTTP server loop: accepts connections and serves the router over HTTP/1.1 with `TCP_NODELAY` (small SSE
-//! writes go out at once), a header read timeout (`HTTP_HEADER_TIMEOUT_SECONDS`: a client that sends a header
-//! byte every few seconds, or sits idle on a kept-alive connection, is cut off), and graceful shutdown: when
-//! `stop` fires the listener closes and open connections finish their requests. `axum::serve` sets no timer, so
-//! it cannot time out headers; this is the few lines it would otherwise be.
+//! writes go out at once), two timers and graceful shutdown:
+//! - a header read timeout (`HTTP_HEADER_TIMEOUT_SECONDS`): a client that sends a header byte every few seconds,
+//!   or sits idle on a kept-alive connection, is cut off;
+//! - a write timeout (`HTTP_WRITE_TIMEOUT_SECONDS`): a response whose bytes the client has stopped taking (the
+//!   socket's buffers full, no write going through for that long) is cut off, so that readers who read nothing
+//!   (of a signed download link, which needs no token) cannot pile up connections without end;
+//! - when `stop` fires the listener closes and open connections finish their requests.
+//!
+//! `axum::serve` sets no timer, so it can time out neither; this is the few lines it would otherwise be.
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -10,14 +15,34 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_io_timeout::TimeoutWriter;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
+
+/// How long a connection may wait on its client.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnTimeouts {
+    /// For a request's headers (and on an idle kept-alive connection).
+    pub header: Duration,
+    /// For a write to go through: the client takes no bytes of a response for this long.
+    pub write: Duration,
+}
+
+impl ConnTimeouts {
+    /// From `HTTP_HEADER_TIMEOUT_SECONDS` and `HTTP_WRITE_TIMEOUT_SECONDS`.
+    pub fn of(settings: &agentd_http::HttpSettings) -> Self {
+        Self {
+            header: Duration::from_secs(settings.header_timeout_seconds.max(1)),
+            write: Duration::from_secs(settings.write_timeout_seconds.max(1)),
+        }
+    }
+}
 
 /// Serves `router` on `listener` until `stop` fires, then waits for open connections to finish.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
-    header_timeout: Duration,
+    timeouts: ConnTimeouts,
     stop: CancellationToken,
 ) {
     let graceful = GracefulShutdown::new();
@@ -42,10 +67,14 @@ pub async fn serve(
                 req
             },
         ));
+        // The countdown starts when a write cannot go through (the socket's buffers are full) and ends when one
+        // does: a slow reader that keeps reading is never cut off.
+        let mut io = TimeoutWriter::new(tcp);
+        io.set_timeout(Some(timeouts.write));
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(tcp), service);
+            .header_read_timeout(timeouts.header)
+            .serve_connection(TokioIo::new(Box::pin(io)), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -310,14 +310,10 @@ async fn weak_jwt_secrets_are_refused_at_startup_whatever_app_env_says() {
     assert_healthy(&server, "a strong secret").await;
 }
 
-/// A signed download link needs no token, so anyone holding one can open many connections and read nothing.
-/// Served from local disk in pieces, forty such readers of a 15 MB image cost the server a few buffers, not a
-/// copy of the file each (600 MB when it was read whole per request); and a reader that does read gets it all.
-#[tokio::test]
-async fn stalled_downloads_do_not_hold_a_copy_of_the_file_each() {
+/// Uploads a PNG of about `bytes` (local disk, so its signed link is served by agentd): the bytes, and the
+/// link's path and query.
+async fn upload_png(server: &ServerProcess, bytes: usize) -> (Vec<u8>, reqwest::Url) {
     use base64::Engine as _;
-    use tokio::io::AsyncWriteExt as _;
-    let server = ServerProcess::start(opts()).await;
     let tok = server.token("acme", "u1");
     let png = base64::engine::general_purpose::STANDARD
         .decode(
@@ -326,7 +322,7 @@ async fn stalled_downloads_do_not_hold_a_copy_of_the_file_each() {
                 64,
                 64,
                 7,
-                15_000_000,
+                bytes,
             )
             .as_str()
             .as_bytes(),
@@ -346,15 +342,52 @@ async fn stalled_downloads_do_not_hold_a_copy_of_the_file_each() {
         .unwrap();
     assert_eq!(res.status(), 201);
     let url = reqwest::Url::parse(res.json::<Value>().await.unwrap()["url"].as_str().unwrap()).unwrap();
-    let target = format!("{}?{}", url.path(), url.query().unwrap());
+    (png, url)
+}
 
+/// `GET` of a signed link on a raw connection with a receive buffer of `rcvbuf` bytes (small, so that the
+/// server's writes block soon after the client stops reading).
+async fn raw_get(server: &ServerProcess, url: &reqwest::Url, rcvbuf: u32) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(rcvbuf).unwrap();
+    let mut tcp = socket.connect(server.addr()).await.unwrap();
+    let req = format!(
+        "GET {}?{} HTTP/1.1\r\nhost: agentd\r\n\r\n",
+        url.path(),
+        url.query().unwrap()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    tcp
+}
+
+/// Reads until the server closes (`true`), or `until` bytes came or nothing for 10 s (`false`), pausing `pause`
+/// after each read; the bytes read.
+async fn read_on(tcp: &mut tokio::net::TcpStream, pause: Duration, until: usize) -> (usize, bool) {
+    use tokio::io::AsyncReadExt as _;
+    let (mut total, mut buf) = (0, vec![0u8; 1 << 20]);
+    while total < until {
+        match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await {
+            Err(_) => return (total, false),
+            Ok(Ok(0) | Err(_)) => return (total, true),
+            Ok(Ok(n)) => total += n,
+        }
+        tokio::time::sleep(pause).await;
+    }
+    (total, false)
+}
+
+/// A signed download link needs no token, so anyone holding one can open many connections and read nothing.
+/// Served from local disk in pieces, forty such readers of a 15 MB image cost the server a few buffers, not a
+/// copy of the file each (600 MB when it was read whole per request); and a reader that does read gets it all.
+#[tokio::test]
+async fn stalled_downloads_do_not_hold_a_copy_of_the_file_each() {
+    let server = ServerProcess::start(opts()).await;
+    let (png, url) = upload_png(&server, 15_000_000).await;
     let before = server.rss_kb();
     let mut stalled = Vec::new();
     for _ in 0..40 {
-        let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-        let req = format!("GET {target} HTTP/1.1\r\nhost: agentd\r\n\r\n");
-        tcp.write_all(req.as_bytes()).await.unwrap();
-        stalled.push(tcp);
+        stalled.push(raw_get(&server, &url, 64 * 1024).await);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = server.rss_kb();
@@ -369,4 +402,33 @@ async fn stalled_downloads_do_not_hold_a_copy_of_the_file_each() {
     assert_eq!(whole.content_length(), Some(png.len() as u64));
     assert!(whole.bytes().await.unwrap() == png, "the download is the upload");
     assert_healthy(&server, "40 stalled downloads").await;
+}
+
+/// Nor can they hold their connections for ever: a response the client has stopped taking is cut off after
+/// `HTTP_WRITE_TIMEOUT_SECONDS` (here 1) of writes that cannot go through, while a slow reader who keeps
+/// reading (a few hundred KB every 250 ms, so the server's writes block between its reads) gets the whole file
+/// however long it takes. (Before, the stalled connection stayed open: its reader got all 8 MB when it came
+/// back.)
+#[tokio::test]
+async fn a_download_nobody_reads_is_cut_off_and_a_slow_one_is_not() {
+    let server = ServerProcess::start(opts().env("HTTP_WRITE_TIMEOUT_SECONDS", "1")).await;
+    let (png, url) = upload_png(&server, 8_000_000).await;
+    let mut stalled = raw_get(&server, &url, 64 * 1024).await;
+    let mut slow = raw_get(&server, &url, 256 * 1024).await;
+    let whole = png.len() + 1; // the head too
+    let slow = tokio::spawn(async move { read_on(&mut slow, Duration::from_millis(250), whole).await });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (got, closed) = read_on(&mut stalled, Duration::ZERO, usize::MAX).await;
+    assert!(
+        closed && got < png.len(),
+        "a reader that stopped for 4 s got {got} of {} bytes, closed: {closed}",
+        png.len()
+    );
+    let (got, closed) = slow.await.unwrap();
+    assert!(
+        !closed && got >= whole,
+        "a slow reader got {got} bytes (the file is {}), closed: {closed}",
+        png.len()
+    );
+    assert_healthy(&server, "a stalled and a slow download").await;
 }

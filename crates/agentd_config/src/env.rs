@@ -14,6 +14,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("TENANT_CACHE_SECONDS", "http.tenant_cache_seconds"),
     ("HTTP_HEADER_TIMEOUT_SECONDS", "http.header_timeout_seconds"),
     ("HTTP_BODY_TIMEOUT_SECONDS", "http.body_timeout_seconds"),
+    ("HTTP_WRITE_TIMEOUT_SECONDS", "http.write_timeout_seconds"),
     ("DATABASE_URL", "database.url"),
     ("AUTO_MIGRATE", "database.auto_migrate"),
     ("DATABASE_MAX_CONNECTIONS", "database.max_connections"),

@@ -234,6 +234,12 @@ impl Settings {
                 1,
                 3600,
             ),
+            (
+                "HTTP_WRITE_TIMEOUT_SECONDS",
+                self.http.write_timeout_seconds,
+                1,
+                3600,
+            ),
         ] {
             if !(min..=max).contains(&v) {
                 p.push(format!("{var}={v} is not allowed: use {min} to {max}"));

@@ -29,6 +29,9 @@ pub struct HttpSettings {
     pub header_timeout_seconds: u64,
     /// `HTTP_BODY_TIMEOUT_SECONDS`: longest time to receive a request body, however it trickles in.
     pub body_timeout_seconds: u64,
+    /// `HTTP_WRITE_TIMEOUT_SECONDS`: longest time a response may wait for its client to take more of it (the
+    /// connection's buffers full); then the connection closes.
+    pub write_timeout_seconds: u64,
 }
 
 impl Default for HttpSettings {
@@ -40,6 +43,7 @@ impl Default for HttpSettings {
             tenant_cache_seconds: 5,
             header_timeout_seconds: 10,
             body_timeout_seconds: 60,
+            write_timeout_seconds: 60,
         }
     }
 }

@@ -82,9 +82,9 @@ impl TestAppBuilder {
             .await
             .unwrap();
         let state = app.state.clone();
-        let header_timeout = std::time::Duration::from_secs(state.settings.header_timeout_seconds);
+        let timeouts = agentd::server::ConnTimeouts::of(&state.settings);
         let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(agentd::server::serve(listener, app.router, header_timeout, stop));
+        tokio::spawn(agentd::server::serve(listener, app.router, timeouts, stop));
         TestApp {
             addr,
             state,
