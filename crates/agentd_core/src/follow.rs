@@ -1,8 +1,9 @@
 //! Reading a run's events: live from the turn task when this process runs it and the client keeps up, else
-//! from the run event log — replayed after a given id, then followed until the terminal event: from the notes
-//! of new chunks on the [`crate::bus`] while they follow on from what the reader has, else from the rows. A run whose
-//! holder died (its lease expired without a terminal event) is ended here with a terminal `error`, by whichever
-//! reader notices first, so no stream hangs.
+//! from the run event log — replayed after a given id, a page of chunks at a time (a reader never holds a whole
+//! long run), then followed until the terminal event: from the notes of new chunks on the [`crate::bus`] while
+//! they follow on from what the reader has, else from the rows. A run whose holder died (its lease expired
+//! without a terminal event) is ended here with a terminal `error`, by whichever reader notices first, so no
+//! stream hangs.
 
 use crate::bus::Subscription;
 use crate::context::Context;
@@ -11,7 +12,7 @@ use crate::failure::{Code, Failure};
 use crate::journal::{RunRef, chunk};
 use crate::per_tenant::Held;
 use agentd_db::TenantId;
-use agentd_db::journal::{ChunkNote, StoredChunk};
+use agentd_db::journal::{CHUNKS_PER_READ, ChunkNote, StoredChunk};
 use futures_util::Stream;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -47,7 +48,8 @@ struct Follower {
     /// Set while reading the log (a live reader never subscribes).
     sub: Option<Subscription>,
     /// The rows must be read: when a live reader turns to the log (a resuming one read them as it started),
-    /// after a gap in the notes, a poll timeout or an error.
+    /// after a full page of them (the log is read a page at a time), a gap in the notes, a poll timeout or an
+    /// error.
     rows_due: bool,
     /// When the run was last known alive (an event, or a look at its lease).
     checked: Instant,
@@ -110,7 +112,7 @@ pub(crate) async fn follow(
         generation,
         _reader: Some(reader),
     };
-    f.queue_chunks(chunks);
+    f.queue_page(chunks);
     Ok(Some(stream(f)))
 }
 
@@ -184,6 +186,8 @@ impl Follower {
                 self.rows_due = false;
                 match self.fetch().await {
                     Ok(true) => break,
+                    // A full page of chunks that could not be read: the next page.
+                    Ok(false) if self.rows_due => continue,
                     Ok(false) => {}
                     Err(e) => {
                         tracing::warn!(run_id = %self.run_id, error = %e, "cannot read the run log; retrying");
@@ -240,7 +244,8 @@ impl Follower {
         Ok(false)
     }
 
-    /// Queues logged events after `last` (and after a skipped chunk); `true` when there were any.
+    /// Queues logged events after `last` (and after a skipped chunk), a page of them; `true` when there were
+    /// any.
     async fn fetch(&mut self) -> Result<bool, Failure> {
         let chunks = self
             .inner
@@ -248,7 +253,14 @@ impl Follower {
             .scoped(&self.tenant)
             .run_chunks_after(&self.run_id, self.last.max(self.skipped_to) as i64)
             .await?;
-        Ok(self.queue_chunks(chunks))
+        Ok(self.queue_page(chunks))
+    }
+
+    /// Queues a page of chunks read from the log; a full page leaves the rows due for the next one. `true` when
+    /// it held events.
+    fn queue_page(&mut self, chunks: Vec<StoredChunk>) -> bool {
+        self.rows_due |= chunks.len() >= CHUNKS_PER_READ;
+        self.queue_chunks(chunks)
     }
 
     /// Queues the events after `last` of chunks read from the log, in order; `true` when there were any.

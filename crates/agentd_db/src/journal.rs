@@ -46,6 +46,11 @@ pub struct ChunkNote {
     pub events: Option<String>,
 }
 
+/// Chunks read at most per statement ([`Scoped::run_chunks_after`], [`Scoped::run_resume`]): a reader holds one
+/// page of a run's log at a time, however long the run (its reply alone may be `CHAT_MAX_REPLY_MB`, in
+/// thousands of deltas). A full page means there may be more: read again after its last id.
+pub const CHUNKS_PER_READ: usize = 16;
+
 /// A stored chunk, read back.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct StoredChunk {
@@ -231,14 +236,15 @@ impl TurnTx {
 }
 
 impl Scoped<'_> {
-    /// The run's chunks holding events after `after`, in order.
+    /// The run's chunks holding events after `after`, in order: the first [`CHUNKS_PER_READ`] of them.
     pub async fn run_chunks_after(&self, run: &str, after: i64) -> Result<Vec<StoredChunk>, DbError> {
         let sql = "SELECT first_id, last_id, events, terminal FROM run_events \
-                   WHERE run_id = $1 AND tenant_id = $2 AND last_id > $3 ORDER BY first_id";
+                   WHERE run_id = $1 AND tenant_id = $2 AND last_id > $3 ORDER BY first_id LIMIT $4";
         Ok(with_pool!(self.db, |p| sqlx::query_as(sql)
             .bind(run)
             .bind(self.t())
             .bind(after)
+            .bind(CHUNKS_PER_READ as i64)
             .fetch_all(p)
             .await)?)
     }
@@ -258,8 +264,8 @@ impl Scoped<'_> {
         Ok(state_of(row))
     }
 
-    /// [`Self::run_state`] and the run's chunks holding events after `after`, in order, in one statement (one
-    /// snapshot): what a resuming reader needs first.
+    /// [`Self::run_state`] and the run's chunks holding events after `after`, in order (the first
+    /// [`CHUNKS_PER_READ`]), in one statement (one snapshot): what a resuming reader needs first.
     pub async fn run_resume(
         &self,
         run: &str,
@@ -271,7 +277,8 @@ impl Scoped<'_> {
              e.first_id, e.last_id, e.events, e.terminal ",
             run_state_from!(),
             " LEFT JOIN (SELECT first_id, last_id, events, terminal FROM run_events \
-             WHERE run_id = $1 AND tenant_id = $2 AND last_id > $4) AS e ON TRUE ORDER BY e.first_id"
+             WHERE run_id = $1 AND tenant_id = $2 AND last_id > $4 ORDER BY first_id LIMIT $5) AS e ON TRUE \
+             ORDER BY e.first_id"
         );
         type Row = (
             Option<Uuid>,
@@ -289,6 +296,7 @@ impl Scoped<'_> {
             .bind(self.t())
             .bind(now() - lease)
             .bind(after)
+            .bind(CHUNKS_PER_READ as i64)
             .fetch_all(p)
             .await)?;
         let Some(state) = rows.first().and_then(|r| state_of((r.0, r.1, r.2, r.3, r.4))) else {

@@ -1,6 +1,6 @@
 //! What a resuming reader reads of a run, on PostgreSQL and SQLite alike: its state (the log and the lease
 //! holding it, either of which may be missing) and its chunks after an id — in one statement, confined to the
-//! tenant.
+//! tenant, a page at a time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -17,7 +17,10 @@ macro_rules! both {
     };
 }
 
-both!(a_run_is_read_with_its_lease_and_the_chunks_after_an_id);
+both!(
+    a_run_is_read_with_its_lease_and_the_chunks_after_an_id,
+    a_long_run_is_read_a_page_at_a_time
+);
 
 fn chunk(
     tenant: &TenantId,
@@ -119,4 +122,40 @@ async fn a_run_is_read_with_its_lease_and_the_chunks_after_an_id(db: &Db) {
             .map(|(st, c)| (st, c.len())),
         Some((done, 3))
     );
+}
+
+/// However long a run's log, one read holds at most `CHUNKS_PER_READ` chunks of it (a reply of
+/// `CHAT_MAX_REPLY_MB` may be thousands); the next page is read after the last id of the one before.
+async fn a_long_run_is_read_a_page_at_a_time(db: &Db) {
+    use agentd_db::journal::CHUNKS_PER_READ;
+    let t = TenantId::parse("t").unwrap();
+    db.provision_tenant(&t).await.unwrap();
+    let s = db.scoped(&t);
+    let conv = s.create_conversation("a", "assistant", "").await.unwrap();
+    let n = 2 * CHUNKS_PER_READ as i64 + 5;
+    let chunks: Vec<_> = (1..=n).map(|i| chunk(&t, conv.id, i - 1, i, i, i == n)).collect();
+    db.append_chunks(&chunks).await.unwrap();
+    let minutes = Duration::minutes(15);
+    let (state, first) = s.run_resume("r1", 0, minutes).await.unwrap().unwrap();
+    assert_eq!(
+        (state.last_id, state.finished),
+        (n, true),
+        "the state is the whole run's"
+    );
+    let mut read: Vec<i64> = first.iter().map(|c| c.last_id).collect();
+    assert_eq!(read, (1..=CHUNKS_PER_READ as i64).collect::<Vec<_>>());
+    let mut pages = 1;
+    loop {
+        let page = s.run_chunks_after("r1", *read.last().unwrap()).await.unwrap();
+        assert!(page.len() <= CHUNKS_PER_READ);
+        read.extend(page.iter().map(|c| c.last_id));
+        pages += 1;
+        if page.len() < CHUNKS_PER_READ {
+            break;
+        }
+    }
+    assert_eq!(read, (1..=n).collect::<Vec<_>>(), "every chunk once, in order");
+    assert_eq!(pages, 3);
+    let (_, tail) = s.run_resume("r1", n - 2, minutes).await.unwrap().unwrap();
+    assert_eq!(tail.len(), 2, "a resume near the end reads only the end");
 }

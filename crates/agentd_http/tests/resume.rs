@@ -1,7 +1,7 @@
 //! `GET /v1/runs/{run_id}/events` at the edges of a run's life, over HTTP on PostgreSQL: a run that vanishes
 //! under its readers (its turn given back when the upstream refused it) ends their streams, a run whose holder
-//! died ends past every id its clients may have seen, and a tenant's open readers are capped. No stream is
-//! left open.
+//! died ends past every id its clients may have seen, a run logged in many chunks is read a page at a time, and
+//! a tenant's open readers are capped. No stream is left open.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -180,4 +180,62 @@ async fn a_tenant_may_open_only_so_many_readers_at_once() {
         assert_eq!(events.last().map(|e| e.event.as_str()), Some("run.completed"));
     }
     drop(original);
+}
+
+/// A reader holds one page of a run's log at a time (`CHUNKS_PER_READ` chunks), yet a run logged in many more
+/// chunks replays whole — every event once, in order — to a reader that joins while it runs (pages, then
+/// live), and after it ended, from the start and from its middle. (Without reading the next page at once, each
+/// page after the first waited for the reader's liveness check: seconds a page.)
+#[tokio::test]
+async fn a_run_logged_in_many_chunks_is_replayed_a_page_at_a_time() {
+    use agentd_db::journal::CHUNKS_PER_READ;
+    let app = TestApp::postgres().await;
+    let tok = app.token("acme", "u1", None);
+    let (original, started) = app
+        .stream_started(
+            &tok,
+            json!({"agent": "assistant", "message": "hi #fake:text deltas=150 gap=10"}),
+        )
+        .await;
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let joined = app.resume(&tok, &run_id, None).await;
+    let rest = agentd_testkit::parse_sse(&original.text().await.unwrap());
+    let end = rest.last().unwrap();
+    assert_eq!(end.event, "run.completed");
+    let end = end.id.unwrap();
+    let agentd_db::Db::Postgres(pool) = &app.db.db else {
+        panic!("postgres")
+    };
+    let chunks: i64 = sqlx::query_scalar("SELECT count(*) FROM run_events WHERE run_id = $1")
+        .bind(&run_id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(
+        chunks > 2 * CHUNKS_PER_READ as i64,
+        "the run is logged in {chunks} chunks, more than two pages"
+    );
+    let ids =
+        |events: &[agentd_testkit::SseEvent]| -> Vec<u64> { events.iter().map(|e| e.id.unwrap()).collect() };
+    // A text run sends no previews: its ids are 1, 2, … up to the end.
+    assert_eq!(ids(&joined), (1..=end).collect::<Vec<_>>(), "joined while it ran");
+    assert_eq!(
+        ids(&app.resume(&tok, &run_id, None).await),
+        (1..=end).collect::<Vec<_>>()
+    );
+    let middle = end / 2;
+    assert_eq!(
+        ids(&app.resume(&tok, &run_id, Some(middle)).await),
+        (middle + 1..=end).collect::<Vec<_>>()
+    );
+    let text: String = joined
+        .iter()
+        .filter(|e| e.event == "message.delta")
+        .map(|e| e.data["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        joined.last().unwrap().data["message"]["content"].as_str(),
+        Some(text.as_str())
+    );
 }
