@@ -1,7 +1,8 @@
-//! `agentd serve`: binds (`BIND_ADDR`, and `METRICS_ADDR` for [`crate::metrics`]), builds the application ([`crate::AppBuilder`]), announces itself (with a ready token
-//! when running on the development secret), and shuts down in order on SIGINT/SIGTERM: readiness and new turns
-//! answer 503 at once while the listener stays open, running turns get `SHUTDOWN_GRACE_SECONDS` (those still
-//! running then are saved as they stand), and only then do the listener and the database pool close.
+//! `agentd serve`: raises its open-files limit, binds (`BIND_ADDR`, and `METRICS_ADDR` for [`crate::metrics`]),
+//! builds the application ([`crate::AppBuilder`]), announces itself (with a ready token when running on the
+//! development secret), and shuts down in order on SIGINT/SIGTERM: readiness and new turns answer 503 at once
+//! while the listener stays open, running turns get `SHUTDOWN_GRACE_SECONDS` (those still running then are saved
+//! as they stand), and only then do the listener and the database pool close.
 
 use agentd::AppBuilder;
 use agentd_config::Settings;
@@ -10,6 +11,7 @@ use std::time::Duration;
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     crate::telemetry::init(&settings.log);
     tracing::info!(config = %settings.redacted(), "starting agentd");
+    raise_open_files_limit();
     let listener = tokio::net::TcpListener::bind(settings.http.bind_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on BIND_ADDR={}: {e}", settings.http.bind_addr))?;
@@ -60,6 +62,22 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every connection is a file descriptor, and the usual soft limit (1024 under systemd and recent container
+/// runtimes) would let a thousand idle clients stop every other from being accepted: the soft limit goes up to
+/// the hard one, as Go programs do by themselves. A hard limit that is still low is worth a warning.
+fn raise_open_files_limit() {
+    const LOW: u64 = 4096;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < LOW => tracing::warn!(
+            open_files = n,
+            "the open-files limit allows only {n} connections, files and sockets at once; raise its hard limit \
+             (`ulimit -Hn`, LimitNOFILE= in a systemd unit, --ulimit nofile= in docker run)"
+        ),
+        Ok(n) => tracing::debug!(open_files = n, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
 }
 
 #[expect(
