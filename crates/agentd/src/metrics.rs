@@ -79,16 +79,14 @@ pub fn serve(listener: TcpListener, handle: PrometheusHandle, app: AppState, sto
             }
         }
     });
+    let app_settings = app.settings.clone();
     let router = axum::Router::new()
         .route("/metrics", axum::routing::get(scrape))
         .fallback(not_found)
         .with_state(Scrape { handle, app });
-    tokio::spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "the metrics listener failed");
-        }
-    });
+    // The same server loop as the API's, with its timeouts: a scraper that stalls cannot hold connections.
+    let timeouts = agentd::server::ConnTimeouts::of(&app_settings);
+    tokio::spawn(agentd::server::serve(listener, router, timeouts, stop));
 }
 
 async fn scrape(State(s): State<Scrape>) -> impl IntoResponse {

@@ -3,8 +3,9 @@
 //! - a header read timeout (`HTTP_HEADER_TIMEOUT_SECONDS`): a client that sends a header byte every few seconds,
 //!   or sits idle on a kept-alive connection, is cut off;
 //! - a write timeout (`HTTP_WRITE_TIMEOUT_SECONDS`): a response whose bytes the client has stopped taking (the
-//!   socket's buffers full, no write going through for that long) is cut off, so that readers who read nothing
-//!   (of a signed download link, which needs no token) cannot pile up connections without end;
+//!   socket full, no write going through for that long; on Linux the socket holds at most 128 KiB unsent, so a
+//!   write goes through whenever the client took 64 KiB) is cut off, so that readers who read nothing — of a
+//!   signed download link, which needs no token, or a stream — cannot pile up connections without end;
 //! - when `stop` fires the listener closes and open connections finish their requests.
 //!
 //! `axum::serve` sets no timer, so it can time out neither; this is the few lines it would otherwise be.
@@ -18,6 +19,10 @@ use tokio::net::TcpListener;
 use tokio_io_timeout::TimeoutWriter;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
+
+/// Unsent bytes a connection's socket holds at most (`TCP_NOTSENT_LOWAT`, Linux).
+#[cfg(target_os = "linux")]
+const NOT_SENT_LOW_WATER: u32 = 128 * 1024;
 
 /// How long a connection may wait on its client.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +65,11 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
+        // At most this much unsent in the kernel per connection (beside what is in flight): a client that stops
+        // reading holds that, not a send buffer of megabytes, and each write that goes through means it took
+        // at least half of it — which is what the write timeout waits for.
+        #[cfg(target_os = "linux")]
+        let _ = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(NOT_SENT_LOW_WATER);
         let service = TowerToHyperService::new(router.clone().map_request(
             move |req: hyper::Request<hyper::body::Incoming>| {
                 let mut req = req.map(axum::body::Body::new);

@@ -405,19 +405,19 @@ async fn stalled_downloads_do_not_hold_a_copy_of_the_file_each() {
 }
 
 /// Nor can they hold their connections for ever: a response the client has stopped taking is cut off after
-/// `HTTP_WRITE_TIMEOUT_SECONDS` (here 1) of writes that cannot go through, while a slow reader who keeps
-/// reading (a few hundred KB every 250 ms, so the server's writes block between its reads) gets the whole file
-/// however long it takes. (Before, the stalled connection stayed open: its reader got all 8 MB when it came
-/// back.)
+/// `HTTP_WRITE_TIMEOUT_SECONDS` (here 2) of writes that cannot go through, while a slow reader who keeps
+/// reading (what came, every 100 ms, through a small receive buffer, so that the server's writes block between
+/// its reads) gets the whole file however long it takes. (Before, the stalled connection stayed open: its
+/// reader got all 8 MB when it came back.)
 #[tokio::test]
 async fn a_download_nobody_reads_is_cut_off_and_a_slow_one_is_not() {
-    let server = ServerProcess::start(opts().env("HTTP_WRITE_TIMEOUT_SECONDS", "1")).await;
+    let server = ServerProcess::start(opts().env("HTTP_WRITE_TIMEOUT_SECONDS", "2")).await;
     let (png, url) = upload_png(&server, 8_000_000).await;
     let mut stalled = raw_get(&server, &url, 64 * 1024).await;
-    let mut slow = raw_get(&server, &url, 256 * 1024).await;
+    let mut slow = raw_get(&server, &url, 128 * 1024).await;
     let whole = png.len() + 1; // the head too
-    let slow = tokio::spawn(async move { read_on(&mut slow, Duration::from_millis(250), whole).await });
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let slow = tokio::spawn(async move { read_on(&mut slow, Duration::from_millis(100), whole).await });
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let (got, closed) = read_on(&mut stalled, Duration::ZERO, usize::MAX).await;
     assert!(
         closed && got < png.len(),
