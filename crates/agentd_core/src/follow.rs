@@ -41,8 +41,9 @@ struct Follower {
     tenant: TenantId,
     run_id: String,
     last: u64,
-    /// The last id of an unreadable chunk skipped (0: none): the log is read after it.
-    skipped_to: u64,
+    /// The last id of the chunks read from the log so far (0: none): the log is read after it, so that a chunk
+    /// that could not be read, or held nothing new, is not read again.
+    read_to: u64,
     source: Source,
     queue: VecDeque<Sequenced>,
     /// Set while reading the log (a live reader never subscribes).
@@ -103,7 +104,7 @@ pub(crate) async fn follow(
         tenant: tenant.clone(),
         run_id: run_id.to_owned(),
         last: after,
-        skipped_to: 0,
+        read_to: 0,
         source: Source::Log,
         queue: VecDeque::new(),
         sub: Some(sub),
@@ -128,7 +129,7 @@ pub(crate) fn live(
         tenant: tenant.clone(),
         run_id: run_id.to_owned(),
         last: 0,
-        skipped_to: 0,
+        read_to: 0,
         source: Source::Live(rx),
         queue: VecDeque::new(),
         sub: None,
@@ -231,7 +232,7 @@ impl Follower {
     /// not (a gap, or a chunk too large for a notification): the rows must be read.
     fn take_notes(&mut self, sub: &Subscription) -> Result<bool, Failure> {
         // Past a skipped chunk too: its note (if kept) is as unreadable as its row.
-        let mut have = self.last.max(self.skipped_to) as i64;
+        let mut have = self.last.max(self.read_to) as i64;
         for note in sub.notes_after(have) {
             let Some(events) = note.events.as_deref().filter(|_| note.prev_id <= have) else {
                 return Ok(true);
@@ -244,14 +245,14 @@ impl Follower {
         Ok(false)
     }
 
-    /// Queues logged events after `last` (and after a skipped chunk), a page of them; `true` when there were
+    /// Queues logged events after `last` (and after the chunks read so far), a page of them; `true` when there were
     /// any.
     async fn fetch(&mut self) -> Result<bool, Failure> {
         let chunks = self
             .inner
             .db
             .scoped(&self.tenant)
-            .run_chunks_after(&self.run_id, self.last.max(self.skipped_to) as i64)
+            .run_chunks_after(&self.run_id, self.last.max(self.read_to) as i64)
             .await?;
         Ok(self.queue_page(chunks))
     }
@@ -271,13 +272,13 @@ impl Follower {
     /// so the stream still ends with one.
     fn queue_chunks(&mut self, chunks: Vec<StoredChunk>) -> bool {
         for c in chunks {
+            let last_id = u64::try_from(c.last_id).unwrap_or_default();
+            self.read_to = self.read_to.max(last_id);
             match serde_json::from_str::<Vec<Sequenced>>(&c.events) {
                 Ok(events) => self.queue.extend(events.into_iter().filter(|e| e.id > self.last)),
                 Err(e) => {
                     tracing::error!(run_id = %self.run_id, first_id = c.first_id, last_id = c.last_id,
                         error = %e, "a run log chunk cannot be read; its events are skipped");
-                    let last_id = u64::try_from(c.last_id).unwrap_or_default();
-                    self.skipped_to = self.skipped_to.max(last_id);
                     if c.terminal && last_id > self.last {
                         let f = Failure::new(
                             Code::Internal,
@@ -312,13 +313,13 @@ impl Follower {
                  or its conversation was deleted.",
             );
             self.queue.push_back(Sequenced {
-                id: self.last.max(self.skipped_to) + 1,
+                id: self.last.max(self.read_to) + 1,
                 event: TurnEvent::failed(&f),
             });
             return Ok(false);
         };
-        let behind = state.last_id > self.last.max(self.skipped_to) as i64;
-        if state.finished && state.last_id <= self.last.max(self.skipped_to) as i64 {
+        let behind = state.last_id > self.last.max(self.read_to) as i64;
+        if state.finished && state.last_id <= self.last.max(self.read_to) as i64 {
             // A reader that asked for events after the end: there are none to wait for.
             self.source = Source::Done;
             return Ok(false);

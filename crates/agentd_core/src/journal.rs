@@ -38,6 +38,9 @@ enum Entry {
 const QUEUE: usize = 8192;
 /// Events written at most per statement.
 const BATCH: usize = 2048;
+/// Bytes of events a chunk holds at most (one larger event is a chunk by itself): readers read the log a page of
+/// chunks at a time (`agentd_db::journal::CHUNKS_PER_READ`), so this bounds what a page holds.
+const CHUNK_BYTES: usize = 64 * 1024;
 
 /// The process's run event log writer. Cheap to clone.
 #[derive(Clone)]
@@ -120,49 +123,79 @@ struct Open {
     prev: i64,
     first: i64,
     last: i64,
+    /// The events' bytes.
+    bytes: usize,
     events: Vec<String>,
+}
+
+/// A batch of entries, sorted out: the flushes to acknowledge once it is written, the chunks to announce, and
+/// the events as chunks — one per run, or consecutive ones of at most [`CHUNK_BYTES`].
+struct Sorted {
+    acks: Vec<oneshot::Sender<()>>,
+    announce: Vec<EventChunk>,
+    chunks: Vec<EventChunk>,
+}
+
+fn sort_out(batch: impl Iterator<Item = Entry>) -> Sorted {
+    let (mut acks, mut announce) = (Vec::new(), Vec::new());
+    let mut open: Vec<Open> = Vec::new();
+    for entry in batch {
+        match entry {
+            Entry::Flush(ack) => acks.push(ack),
+            Entry::Announce(c) => announce.push(c),
+            // A run's ids only grow (previews leave gaps, which chunks may span).
+            Entry::Event { run, prev, id, json } => {
+                let at = open.iter().rposition(|o| o.run.run_id == run.run_id);
+                match at.map(|i| &mut open[i]) {
+                    Some(o) if o.bytes + json.len() <= CHUNK_BYTES => {
+                        o.last = id;
+                        o.bytes += json.len();
+                        o.events.push(json);
+                    }
+                    // Full: the next chunk follows on from it.
+                    full => {
+                        let prev = full.map_or(prev, |o| o.last);
+                        open.push(Open {
+                            run,
+                            prev,
+                            first: id,
+                            last: id,
+                            bytes: json.len(),
+                            events: vec![json],
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let chunks = open
+        .iter()
+        .map(|o| {
+            let refs: Vec<&str> = o.events.iter().map(String::as_str).collect();
+            chunk(&o.run, o.prev, o.first, o.last, &refs, false)
+        })
+        .collect();
+    Sorted {
+        acks,
+        announce,
+        chunks,
+    }
 }
 
 async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
     let mut batch = Vec::with_capacity(64);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let mut acks = Vec::new();
-        let mut announce = Vec::new();
-        let mut chunks: Vec<EventChunk> = Vec::new();
-        // The events of one run become one chunk.
-        let mut open: Vec<Open> = Vec::new();
-        for entry in batch.drain(..) {
-            match entry {
-                Entry::Flush(ack) => acks.push(ack),
-                Entry::Announce(c) => announce.push(c),
-                // A run's ids only grow (previews leave gaps, which chunks may span).
-                Entry::Event { run, prev, id, json } => {
-                    match open.iter_mut().rfind(|o| o.run.run_id == run.run_id) {
-                        Some(o) => {
-                            o.last = id;
-                            o.events.push(json);
-                        }
-                        None => open.push(Open {
-                            run,
-                            prev,
-                            first: id,
-                            last: id,
-                            events: vec![json],
-                        }),
-                    }
-                }
-            }
-        }
+        let Sorted {
+            acks,
+            announce,
+            chunks,
+        } = sort_out(batch.drain(..));
         // Already committed: announced first, not after this batch's write.
         if !announce.is_empty()
             && let Err(e) = db.announce(&announce).await
         {
             tracing::warn!(error = %e, runs = announce.len(),
                 "cannot notify other replicas of finished runs; their readers poll");
-        }
-        for o in &open {
-            let refs: Vec<&str> = o.events.iter().map(String::as_str).collect();
-            chunks.push(chunk(&o.run, o.prev, o.first, o.last, &refs, false));
         }
         if !chunks.is_empty() {
             let written = crate::retry::retrying("write run events", || db.append_chunks(&chunks)).await;
@@ -200,6 +233,52 @@ mod tests {
             id,
             event: TurnEvent::Delta(MessageDelta { delta: "x".into() }),
         }
+    }
+
+    /// A run's events in one batch are one chunk up to CHUNK_BYTES, then consecutive chunks, each following on
+    /// from the one before; one event larger than that is a chunk by itself. Another run's are its own.
+    #[test]
+    fn a_batch_becomes_a_chunk_per_run_of_at_most_chunk_bytes() {
+        let run = |id: &str| RunRef {
+            run_id: id.into(),
+            tenant: TenantId::parse("t").unwrap(),
+            conversation_id: Uuid::nil(),
+        };
+        let event = |r: &str, prev: i64, id: i64, bytes: usize| Entry::Event {
+            run: run(r),
+            prev,
+            id,
+            json: "x".repeat(bytes),
+        };
+        let quarter = CHUNK_BYTES / 4;
+        let mut batch = vec![event("b", 0, 1, 10)];
+        batch.extend((1..=9).map(|id| event("a", id - 1, id, quarter)));
+        batch.push(event("a", 9, 11, 2 * CHUNK_BYTES)); // 10 was a preview
+        batch.push(event("a", 11, 12, 10));
+        batch.push(event("b", 1, 2, 10));
+        let sorted = sort_out(batch.into_iter());
+        let spans: Vec<(&str, i64, i64, i64)> = sorted
+            .chunks
+            .iter()
+            .map(|c| (c.run_id.as_str(), c.prev_id, c.first_id, c.last_id))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                ("b", 0, 1, 2),
+                ("a", 0, 1, 4),
+                ("a", 4, 5, 8),
+                ("a", 8, 9, 9),
+                ("a", 9, 11, 11),
+                ("a", 11, 12, 12),
+            ]
+        );
+        assert!(
+            sorted
+                .chunks
+                .iter()
+                .all(|c| c.events.len() <= CHUNK_BYTES + 16 || c.first_id == c.last_id)
+        );
     }
 
     #[tokio::test]

@@ -51,6 +51,19 @@ pub struct ChunkNote {
 /// thousands of deltas). A full page means there may be more: read again after its last id.
 pub const CHUNKS_PER_READ: usize = 16;
 
+/// Where a read of a run's chunks after id `$after` starts: the first id of the chunk holding `$after` (chunks
+/// never overlap), found by a backward step on the primary key — so that each page is an index range from
+/// there, not a scan from the run's first chunk (which made reading a long run page by page quadratic).
+macro_rules! from_chunk {
+    ($after:literal) => {
+        concat!(
+            "COALESCE((SELECT first_id FROM run_events WHERE run_id = $1 AND first_id <= ",
+            $after,
+            " ORDER BY first_id DESC LIMIT 1), 0)"
+        )
+    };
+}
+
 /// A stored chunk, read back.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct StoredChunk {
@@ -238,8 +251,12 @@ impl TurnTx {
 impl Scoped<'_> {
     /// The run's chunks holding events after `after`, in order: the first [`CHUNKS_PER_READ`] of them.
     pub async fn run_chunks_after(&self, run: &str, after: i64) -> Result<Vec<StoredChunk>, DbError> {
-        let sql = "SELECT first_id, last_id, events, terminal FROM run_events \
-                   WHERE run_id = $1 AND tenant_id = $2 AND last_id > $3 ORDER BY first_id LIMIT $4";
+        let sql = concat!(
+            "SELECT first_id, last_id, events, terminal FROM run_events \
+             WHERE run_id = $1 AND tenant_id = $2 AND last_id > $3 AND first_id >= ",
+            from_chunk!("$3"),
+            " ORDER BY first_id LIMIT $4"
+        );
         Ok(with_pool!(self.db, |p| sqlx::query_as(sql)
             .bind(run)
             .bind(self.t())
@@ -277,7 +294,9 @@ impl Scoped<'_> {
              e.first_id, e.last_id, e.events, e.terminal ",
             run_state_from!(),
             " LEFT JOIN (SELECT first_id, last_id, events, terminal FROM run_events \
-             WHERE run_id = $1 AND tenant_id = $2 AND last_id > $4 ORDER BY first_id LIMIT $5) AS e ON TRUE \
+             WHERE run_id = $1 AND tenant_id = $2 AND last_id > $4 AND first_id >= ",
+            from_chunk!("$4"),
+            " ORDER BY first_id LIMIT $5) AS e ON TRUE \
              ORDER BY e.first_id"
         );
         type Row = (

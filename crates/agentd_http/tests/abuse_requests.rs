@@ -294,15 +294,18 @@ async fn resuming_past_the_end_of_a_run_ends_at_once() {
 }
 
 /// A run log chunk this agentd cannot read (an event type from a newer version during a rolling deploy, or a
-/// damaged row) is skipped: the resume still answers and still ends with one terminal event.
+/// damaged row) is skipped: the resume still answers and still ends with one terminal event. Here more than six
+/// pages of them (`CHUNKS_PER_READ` chunks a page): the reader reads on past a page with nothing to show, and
+/// does not read again what held nothing new (before, a page of empty chunks was read again for ever).
 #[tokio::test]
 async fn an_unreadable_run_log_chunk_is_skipped_and_the_stream_still_ends() {
+    use agentd_db::journal::CHUNKS_PER_READ;
     let app = TestApp::postgres().await;
     let tok = app.token("acme", "u1", None);
     let s = app
         .stream(
             &tok,
-            serde_json::json!({"agent": "assistant", "message": "hi #fake:text deltas=6"}),
+            serde_json::json!({"agent": "assistant", "message": "hi #fake:text deltas=250 gap=5 text-kb=2"}),
         )
         .await;
     let run_id = s.first("run.started")["run_id"].as_str().unwrap().to_owned();
@@ -310,16 +313,23 @@ async fn an_unreadable_run_log_chunk_is_skipped_and_the_stream_still_ends() {
         panic!("postgres")
     };
     let from_the_future = r#"[{"id":1,"event":"run.from_the_future","data":{}}]"#;
-    let spoil = |terminal: bool| {
+    let spoil = |terminal: bool, events: &'static str| {
         sqlx::query("UPDATE run_events SET events = $1 WHERE run_id = $2 AND terminal = $3")
-            .bind(from_the_future)
+            .bind(events)
             .bind(&run_id)
             .bind(terminal)
             .execute(pool)
     };
     let resume = || app.resume(&tok, &run_id, None);
-    let spoiled = spoil(false).await.unwrap().rows_affected();
-    assert!(spoiled >= 1, "the run has chunks before its terminal one");
+    let emptied = spoil(false, "[]").await.unwrap().rows_affected();
+    assert!(
+        emptied > 6 * CHUNKS_PER_READ as u64,
+        "the run has {emptied} chunks before its terminal one"
+    );
+    let replay = resume().await;
+    assert_eq!(replay.len(), 1, "only the terminal chunk holds an event");
+    assert_eq!(replay[0].event, "run.completed");
+    spoil(false, from_the_future).await.unwrap();
     let replay = resume().await;
     let last = replay.last().expect("the terminal chunk's events");
     assert_eq!(last.event, "run.completed");
@@ -328,7 +338,7 @@ async fn an_unreadable_run_log_chunk_is_skipped_and_the_stream_still_ends() {
         replay.len() < s.events.len(),
         "the spoiled chunks' events are skipped"
     );
-    spoil(true).await.unwrap();
+    spoil(true, from_the_future).await.unwrap();
     let replay = resume().await;
     assert_eq!(replay.len(), 1, "{replay:?}");
     assert_eq!(replay[0].event, "error");
