@@ -320,6 +320,14 @@ async fn pre_stream_upstream_errors_map_to_the_contract() {
         0,
         "a turn the upstream refused leaves nothing behind"
     );
+    let agentd_db::Db::Postgres(pool) = &app.db.db else {
+        panic!("postgres")
+    };
+    let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE tenant_id = 'acme'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(messages, 0, "not even its user message");
     let res = app
         .chat(
             &tok,
