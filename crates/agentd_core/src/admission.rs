@@ -4,6 +4,9 @@
 //! is one statement (`agentd_db::OpenTurn`). Refusals roll back whole; cheap refusals come before anything
 //! that reads storage (no object bytes are read here at all).
 //!
+//! Before the database, a tenant's admissions in this process are counted: beyond twice its concurrent-turn
+//! limit the rest of a flood is refused without taking a pooled connection.
+//!
 //! The guard is [committed](Admission::commit) once the upstream accepted the turn: from then on the turn
 //! releases the lease and settles the idempotency key in its final transaction. Dropped uncommitted (the
 //! upstream refused, the task died), it gives everything back in one transaction of its own.
@@ -15,7 +18,7 @@ use crate::journal::{RunRef, chunk};
 use crate::retry::retrying;
 use checks::{
     check_attachment_list, check_budget, check_image_input, check_opened, check_rate, input_images,
-    resolve_existing, resolve_new, too_many,
+    resolve_existing, resolve_new, too_many, too_many_admitting,
 };
 
 mod checks;
@@ -104,6 +107,14 @@ impl Admission {
         if req.idempotency.is_none() {
             inner.check_refusal(&who.tenant_id)?;
         }
+        // At most twice as many of a tenant's admissions use the database at once (in this process) as it may
+        // run turns: the rest of a flood is refused here, holding no connection, instead of queueing on the
+        // tenant's rate cell with a pooled connection each until the pool is gone for everyone. (Twice: room for
+        // admissions that find some of its turns ending; the database's count is the one that decides.)
+        let cap = s.concurrent_limit.saturating_mul(2);
+        let Some(_admitting) = inner.admitting.take(&who.tenant_id, cap) else {
+            return Err(too_many_admitting(cap));
+        };
         let scoped = inner.db.scoped(&who.tenant_id);
         let run_id = format!("run_{}", Uuid::now_v7().simple());
         let lease = s.lease();

@@ -1,6 +1,6 @@
-//! What each tenant holds at once in this process — uploads being received, run readers open — counted per
-//! tenant, so that one tenant cannot take all of it: [`PerTenant::take`] gives a [`Held`] that counts until it
-//! is dropped.
+//! What each tenant holds at once in this process — uploads being received, run readers open, admissions using
+//! the database — counted per tenant, so that one tenant cannot take all of it: [`PerTenant::take`] gives a
+//! [`Held`] that counts until it is dropped.
 
 use agentd_db::TenantId;
 use std::collections::HashMap;

@@ -99,6 +99,7 @@ impl Turns {
             cut: CancellationToken::new(),
             uploads: Default::default(),
             readers: Default::default(),
+            admitting: Default::default(),
             refusals: Default::default(),
         });
         tokio::spawn(crate::housekeeping::run(

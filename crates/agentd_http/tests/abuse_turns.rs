@@ -449,3 +449,81 @@ async fn the_concurrency_limit_holds_without_a_rate_limit() {
     }
     still_healthy(&app).await;
 }
+
+/// One tenant's flood of turns cannot take the database pool from the others: at most twice
+/// `CHAT_STREAM_CONCURRENT_LIMIT` (here 2 × 3) of a tenant's admissions use the database at once in a process;
+/// the rest of the flood is refused `429 rate_limited` at once, holding no connection. Here the flood's
+/// admissions are held at the tenant's rate cell by a side transaction, as a slow database would hold them;
+/// another tenant's turn still gets a connection at once (before: the flood took all 16 of the pool's and the
+/// other turn waited out the pool's 5 s, then got 503).
+#[tokio::test]
+async fn one_tenants_flood_does_not_take_the_pool_from_the_others() {
+    use sqlx::Connection as _;
+    // The default pool (the test kit's is 4).
+    let mut db = agentd_testkit::fresh_postgres().await;
+    db.settings.max_connections = 16;
+    db.db = agentd_db::Db::connect(&db.settings).await.unwrap();
+    let app = TestApp::builder(db)
+        .turns(|t| {
+            t.rate_limit_per_minute = 1000;
+            t.concurrent_limit = 3;
+        })
+        .start()
+        .await;
+    let (a, b) = (app.token("acme", "u1", None), app.token("otherco", "u1", None));
+    let hi = || json!({"agent": "assistant", "message": "hi"});
+    assert_eq!(app.chat(&a, hi()).await.status(), StatusCode::OK);
+    let mut side = sqlx::PgConnection::connect(&app.db.settings.url).await.unwrap();
+    let mut hold = side.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM tenant_rate WHERE tenant_id = 'acme' FOR UPDATE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    // Slow turns, so that those admitted still run when the rest are counted.
+    let flood: Vec<_> = (0..24)
+        .map(|_| {
+            let req = app
+                .http
+                .post(app.url("/v1/chat"))
+                .bearer_auth(&a)
+                .json(&json!({"agent": "assistant", "message": "x #fake:text delay=1500"}));
+            tokio::spawn(async move { error_of(req.send().await.unwrap()).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other = tokio::time::timeout(Duration::from_secs(3), app.chat(&b, hi()))
+        .await
+        .expect("another tenant's turn is not held up by the flood");
+    assert_eq!(other.status(), StatusCode::OK);
+    hold.commit().await.unwrap();
+    let answers: Vec<(StatusCode, String, String)> = futures_util::future::join_all(flood)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let count = |status: StatusCode, says: &str| {
+        answers
+            .iter()
+            .filter(|(s, _, m)| *s == status && m.contains(says))
+            .count()
+    };
+    // Six reached the database, where the limit's three were admitted and three refused by the live count;
+    // eighteen were refused before it.
+    assert_eq!(count(StatusCode::OK, ""), 3, "{answers:?}");
+    assert_eq!(
+        count(StatusCode::TOO_MANY_REQUESTS, "already runs 3 turns"),
+        3,
+        "{answers:?}"
+    );
+    assert_eq!(
+        count(StatusCode::TOO_MANY_REQUESTS, "being started"),
+        18,
+        "{answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|(s, c, _)| *s == StatusCode::OK || c == "rate_limited")
+    );
+    still_healthy(&app).await;
+}

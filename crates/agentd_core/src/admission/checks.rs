@@ -173,6 +173,18 @@ pub(super) fn check_rate(
     }
 }
 
+/// The tenant has `limit` admissions using the database in this process already.
+pub(super) fn too_many_admitting(limit: u32) -> Failure {
+    Failure::new(
+        Code::RateLimited,
+        format!(
+            "This tenant already has {limit} turns being started on this server at once (twice \
+             CHAT_STREAM_CONCURRENT_LIMIT); retry in a moment."
+        ),
+    )
+    .retry_after(1)
+}
+
 pub(super) fn too_many(limit: u32) -> Failure {
     Failure::new(
         Code::RateLimited,
