@@ -157,7 +157,7 @@ impl Scoped<'_> {
 
     /// Deletes the conversation that `run` holds the lease of ([`Scoped::lease_for_delete`]), in one
     /// transaction: the uploads only it referenced, its generated-image rows, idempotency results and run
-    /// event log and messages, then the conversation (references cascade). The caller deletes the bytes first.
+    /// event log, then the conversation (messages and references cascade). The caller deletes the bytes first.
     pub async fn delete_conversation_leased(&self, id: Uuid, run: &str) -> Result<DeleteOutcome, DbError> {
         let mut tx = self.begin().await?;
         let t = self.tenant.clone();
@@ -168,8 +168,6 @@ impl Scoped<'_> {
             "DELETE FROM stored_objects WHERE tenant_id = $1 AND conversation_id = $2",
             "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND conversation_id = $2",
             "DELETE FROM run_events WHERE tenant_id = $1 AND conversation_id = $2",
-            // Not left to a cascade: PostgreSQL's messages have no foreign key (migration 20261201000006).
-            "DELETE FROM messages WHERE tenant_id = $1 AND conversation_id = $2",
         ] {
             with_tx!(tx, |c| sqlx::query(sql)
                 .bind(t.as_str())

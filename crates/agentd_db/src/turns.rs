@@ -260,24 +260,14 @@ impl Scoped<'_> {
         let mut tx = self.begin().await?;
         let t = self.tenant.clone();
         if a.created {
-            // Then its messages (the user message admission wrote): PostgreSQL's have no foreign key to cascade.
             let sql = "DELETE FROM conversations WHERE tenant_id = $1 AND id = $2 AND active_run_id = $3";
-            let gone = with_tx!(tx, |c| sqlx::query(sql)
+            with_tx!(tx, |c| sqlx::query(sql)
                 .bind(t.as_str())
                 .bind(a.conversation)
                 .bind(a.run_id)
                 .execute(c)
                 .await
                 .map(|r| r.rows_affected()))?;
-            if gone == 1 {
-                let sql = "DELETE FROM messages WHERE tenant_id = $1 AND conversation_id = $2";
-                with_tx!(tx, |c| sqlx::query(sql)
-                    .bind(t.as_str())
-                    .bind(a.conversation)
-                    .execute(c)
-                    .await
-                    .map(|r| r.rows_affected()))?;
-            }
         } else {
             let sql = "DELETE FROM messages WHERE tenant_id = $1 AND id = $2";
             with_tx!(tx, |c| sqlx::query(sql)
