@@ -79,13 +79,12 @@ pub fn serve(listener: TcpListener, handle: PrometheusHandle, app: AppState, sto
             }
         }
     });
-    let app_settings = app.settings.clone();
+    // The same server loop as the API's, with its timeouts: a scraper that stalls cannot hold connections.
+    let timeouts = agentd::server::ConnTimeouts::of(&app.settings);
     let router = axum::Router::new()
         .route("/metrics", axum::routing::get(scrape))
         .fallback(not_found)
         .with_state(Scrape { handle, app });
-    // The same server loop as the API's, with its timeouts: a scraper that stalls cannot hold connections.
-    let timeouts = agentd::server::ConnTimeouts::of(&app_settings);
     tokio::spawn(agentd::server::serve(listener, router, timeouts, stop));
 }
 

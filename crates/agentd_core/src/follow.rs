@@ -165,6 +165,11 @@ impl Follower {
         }
     }
 
+    /// Where the log is read after: past the events handed out and the chunks already read.
+    fn read_after(&self) -> u64 {
+        self.last.max(self.read_to)
+    }
+
     /// Hands out an event; the terminal one ends the stream.
     fn pass(&mut self, ev: Sequenced) -> Sequenced {
         self.last = self.last.max(ev.id);
@@ -232,7 +237,7 @@ impl Follower {
     /// not (a gap, or a chunk too large for a notification): the rows must be read.
     fn take_notes(&mut self, sub: &Subscription) -> Result<bool, Failure> {
         // Past a skipped chunk too: its note (if kept) is as unreadable as its row.
-        let mut have = self.last.max(self.read_to) as i64;
+        let mut have = self.read_after() as i64;
         for note in sub.notes_after(have) {
             let Some(events) = note.events.as_deref().filter(|_| note.prev_id <= have) else {
                 return Ok(true);
@@ -252,7 +257,7 @@ impl Follower {
             .inner
             .db
             .scoped(&self.tenant)
-            .run_chunks_after(&self.run_id, self.last.max(self.read_to) as i64)
+            .run_chunks_after(&self.run_id, self.read_after() as i64)
             .await?;
         Ok(self.queue_page(chunks))
     }
@@ -313,13 +318,13 @@ impl Follower {
                  or its conversation was deleted.",
             );
             self.queue.push_back(Sequenced {
-                id: self.last.max(self.read_to) + 1,
+                id: self.read_after() + 1,
                 event: TurnEvent::failed(&f),
             });
             return Ok(false);
         };
-        let behind = state.last_id > self.last.max(self.read_to) as i64;
-        if state.finished && state.last_id <= self.last.max(self.read_to) as i64 {
+        let behind = state.last_id > self.read_after() as i64;
+        if state.finished && state.last_id <= self.read_after() as i64 {
             // A reader that asked for events after the end: there are none to wait for.
             self.source = Source::Done;
             return Ok(false);
