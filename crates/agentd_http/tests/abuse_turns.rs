@@ -458,7 +458,6 @@ async fn the_concurrency_limit_holds_without_a_rate_limit() {
 /// other turn waited out the pool's 5 s, then got 503).
 #[tokio::test]
 async fn one_tenants_flood_does_not_take_the_pool_from_the_others() {
-    use sqlx::Connection as _;
     // The default pool (the test kit's is 4).
     let mut db = agentd_testkit::fresh_postgres().await;
     db.settings.max_connections = 16;
@@ -473,12 +472,7 @@ async fn one_tenants_flood_does_not_take_the_pool_from_the_others() {
     let (a, b) = (app.token("acme", "u1", None), app.token("otherco", "u1", None));
     let hi = || json!({"agent": "assistant", "message": "hi"});
     assert_eq!(app.chat(&a, hi()).await.status(), StatusCode::OK);
-    let mut side = sqlx::PgConnection::connect(&app.db.settings.url).await.unwrap();
-    let mut hold = side.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM tenant_rate WHERE tenant_id = 'acme' FOR UPDATE")
-        .execute(&mut *hold)
-        .await
-        .unwrap();
+    let hold = app.hold_rate_cell("acme").await;
     // Slow turns, so that those admitted still run when the rest are counted.
     let flood: Vec<_> = (0..24)
         .map(|_| {

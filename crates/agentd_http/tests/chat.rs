@@ -645,7 +645,6 @@ async fn shutdown_lets_running_turns_finish_and_refuses_new_ones() {
 /// under a turn that then calls the upstream and cannot save its reply.
 #[tokio::test]
 async fn shutdown_waits_for_a_turn_still_being_admitted() {
-    use sqlx::Connection as _;
     let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
         .turns(|t| t.rate_limit_per_minute = 100)
         .start()
@@ -655,12 +654,7 @@ async fn shutdown_waits_for_a_turn_still_being_admitted() {
         .chat(&tok, json!({"agent": "assistant", "message": "hi"}))
         .await;
     assert_eq!(first.status(), StatusCode::OK);
-    let mut side = sqlx::PgConnection::connect(&app.db.settings.url).await.unwrap();
-    let mut hold = side.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM tenant_rate WHERE tenant_id = 'acme' FOR UPDATE")
-        .execute(&mut *hold)
-        .await
-        .unwrap();
+    let hold = app.hold_rate_cell("acme").await;
     let admitting = app.spawn_chat(&tok, json!({"agent": "assistant", "message": "held"}));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let turns = app.state.turns.clone();

@@ -309,6 +309,19 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// Holds `tenant`'s rate cell (its row in `tenant_rate`, PostgreSQL) locked in a side transaction until the
+    /// returned one ends, as a slow admission of that tenant would: its next admissions wait at the cell.
+    pub async fn hold_rate_cell(&self, tenant: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let side = sqlx::PgPool::connect(&self.db.settings.url).await.unwrap();
+        let mut hold = side.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM tenant_rate WHERE tenant_id = $1 FOR UPDATE")
+            .bind(tenant)
+            .execute(&mut *hold)
+            .await
+            .unwrap();
+        hold
+    }
+
     /// [`Self::run_events`], which must answer 200, read to the end (10 s at most: a stream that does not end
     /// fails the test).
     pub async fn resume(&self, token: &str, run_id: &str, last_event_id: Option<u64>) -> Vec<SseEvent> {
