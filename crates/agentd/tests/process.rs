@@ -28,6 +28,20 @@ async fn zero_config_server_comes_up_and_accepts_its_dev_token() {
     assert!(server.logs().iter().any(|l| l.contains("export AGENTD_TOKEN=")));
     let (rss, peak) = (server.rss_kb(), server.peak_rss_kb());
     assert!(rss > 0 && peak >= rss, "rss {rss} KiB, peak {peak} KiB");
+    // The offline model draws its images (tens of ms of CPU each) on threads of its own, not on the async
+    // workers every other stream of the server needs.
+    #[cfg(target_os = "linux")]
+    {
+        let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        assert!(
+            threads.iter().any(|t| t.starts_with("fake-builder")),
+            "{threads:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -101,9 +101,10 @@ pub struct FakeConfig {
     /// appear one after another instead of all at once.
     pub image_pace: Duration,
     /// Build image turns on threads of their own, one per core ([`builders`]), not on the async worker that
-    /// took the request: a test server or a benchmark's fake then holds no other stream up behind an image.
-    /// Off for the offline model, where it raised agentd's RSS growth over sequential image turns under load
-    /// (20–57 MB against 6–13 MB over 15 turns of 3 MB, with three busy loops beside).
+    /// took the request: a test server, a benchmark's fake or the offline model then holds no other stream up
+    /// behind an image. (It was off for the offline model while agentd's heap used transparent huge pages, with
+    /// which it raised agentd's RSS growth over 15 image turns of 3 MB under load to 20–57 MB against 6–13 MB;
+    /// without them, on and off alike grew −13–+17 MB.)
     pub build_images_apart: bool,
 }
 
@@ -135,7 +136,6 @@ impl FakeConfig {
             caps: Some(DirectiveCaps::offline(max_image_bytes)),
             record_requests: false,
             image_pace: Duration::from_millis(150),
-            build_images_apart: false,
             ..Self::default()
         }
     }
