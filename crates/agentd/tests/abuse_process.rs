@@ -361,20 +361,32 @@ async fn raw_get(server: &ServerProcess, url: &reqwest::Url, rcvbuf: u32) -> tok
     tcp
 }
 
-/// Reads until the server closes (`true`), or `until` bytes came or nothing for 10 s (`false`), pausing `pause`
-/// after each read; the bytes read.
-async fn read_on(tcp: &mut tokio::net::TcpStream, pause: Duration, until: usize) -> (usize, bool) {
+/// How a connection's reading ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// Still open: `until` bytes came, or nothing for 10 s.
+    Open,
+    /// The server closed it.
+    Eof,
+    /// With an error, e.g. a reset.
+    Error(std::io::ErrorKind),
+}
+
+/// Reads until the server closes or `until` bytes came or nothing for 10 s, pausing `pause` after each read;
+/// the bytes read and how it ended.
+async fn read_on(tcp: &mut tokio::net::TcpStream, pause: Duration, until: usize) -> (usize, End) {
     use tokio::io::AsyncReadExt as _;
     let (mut total, mut buf) = (0, vec![0u8; 1 << 20]);
     while total < until {
         match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await {
-            Err(_) => return (total, false),
-            Ok(Ok(0) | Err(_)) => return (total, true),
+            Err(_) => return (total, End::Open),
+            Ok(Ok(0)) => return (total, End::Eof),
+            Ok(Err(e)) => return (total, End::Error(e.kind())),
             Ok(Ok(n)) => total += n,
         }
         tokio::time::sleep(pause).await;
     }
-    (total, false)
+    (total, End::Open)
 }
 
 /// A signed download link needs no token, so anyone holding one can open many connections and read nothing.
@@ -405,10 +417,12 @@ async fn stalled_downloads_do_not_hold_a_copy_of_the_file_each() {
 }
 
 /// Nor can they hold their connections for ever: a response the client has stopped taking is cut off after
-/// `HTTP_WRITE_TIMEOUT_SECONDS` (here 2) of writes that cannot go through, while a slow reader who keeps
-/// reading (what came, every 100 ms, through a small receive buffer, so that the server's writes block between
-/// its reads) gets the whole file however long it takes. (Before, the stalled connection stayed open: its
-/// reader got all 8 MB when it came back.)
+/// `HTTP_WRITE_TIMEOUT_SECONDS` (here 2) of writes that cannot go through — with a reset, so that the server's
+/// kernel drops what it still held for the client at once (with a plain close it went on offering it: the reader
+/// got more, then the end) — while a slow reader who keeps reading (what came, every 100 ms, through a small
+/// receive buffer, so that the server's writes block between its reads) gets the whole file however long it
+/// takes. (Before the write timeout, the stalled connection stayed open: its reader got all 8 MB when it came
+/// back.)
 #[tokio::test]
 async fn a_download_nobody_reads_is_cut_off_and_a_slow_one_is_not() {
     let server = ServerProcess::start(opts().env("HTTP_WRITE_TIMEOUT_SECONDS", "2")).await;
@@ -418,16 +432,16 @@ async fn a_download_nobody_reads_is_cut_off_and_a_slow_one_is_not() {
     let whole = png.len() + 1; // the head too
     let slow = tokio::spawn(async move { read_on(&mut slow, Duration::from_millis(100), whole).await });
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let (got, closed) = read_on(&mut stalled, Duration::ZERO, usize::MAX).await;
+    let (got, end) = read_on(&mut stalled, Duration::ZERO, usize::MAX).await;
     assert!(
-        closed && got < png.len(),
-        "a reader that stopped for 4 s got {got} of {} bytes, closed: {closed}",
+        end == End::Error(std::io::ErrorKind::ConnectionReset) && got < png.len(),
+        "a reader that stopped for 4 s got {got} of {} bytes, then {end:?}",
         png.len()
     );
-    let (got, closed) = slow.await.unwrap();
+    let (got, end) = slow.await.unwrap();
     assert!(
-        !closed && got >= whole,
-        "a slow reader got {got} bytes (the file is {}), closed: {closed}",
+        end == End::Open && got >= whole,
+        "a slow reader got {got} bytes (the file is {}), then {end:?}",
         png.len()
     );
     assert_healthy(&server, "a stalled and a slow download").await;
