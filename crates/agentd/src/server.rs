@@ -102,7 +102,7 @@ pub async fn serve(
 
 /// The connection's socket behind its write timer, closed with a reset (`SO_LINGER` 0) once the timer fires: a
 /// plain close would leave the kernel holding what the client never took (up to [`NOT_SENT_LOW_WATER`] and what is
-/// in flight), retrying it to a client that reads nothing for minutes after the connection is gone.
+/// in flight), retrying it to a client that reads nothing for a minute or more after the connection is gone.
 struct ResetOnTimeout(Pin<Box<TimeoutWriter<TcpStream>>>);
 
 impl ResetOnTimeout {
