@@ -51,6 +51,26 @@ fn dot_env_feeds_the_configuration_and_the_environment_wins() {
     );
 }
 
+/// dotenvy 0.15 takes a quote mark in a comment after an even number of spaces for an opening one and reads on
+/// to the end of the file: the error names the line it starts at and says what to do (before, it named no line).
+#[test]
+fn a_quote_in_a_comment_that_the_parser_misreads_is_named_with_its_remedy() {
+    let dir = with_dot_env(
+        "LOG_LEVEL=info\nIMAGE_DEFAULT_QUALITY=medium  # the model's pick\nIMAGE_DEFAULT_FORMAT=jpeg\n",
+    );
+    let out = agentd(dir.path(), &["config"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(".env line 2 (IMAGE_DEFAULT_QUALITY) cannot be read")
+            && err.contains("a line of its own"),
+        "{err}"
+    );
+    // With an odd number of spaces the same comment reads fine.
+    let dir = with_dot_env("IMAGE_DEFAULT_QUALITY=medium   # the model's pick\nIMAGE_DEFAULT_FORMAT=jpeg\n");
+    assert_eq!(config(dir.path(), &[])["image"]["default_format"], "jpeg");
+}
+
 #[test]
 fn a_bad_value_in_dot_env_is_named_like_one_in_the_environment() {
     let dir = with_dot_env("IMAGE_DEFAULT_FORMAT=gif\n");
