@@ -51,22 +51,25 @@ fn dot_env_feeds_the_configuration_and_the_environment_wins() {
     );
 }
 
-/// dotenvy 0.15 takes a quote mark in a comment after an even number of spaces for an opening one and reads on
-/// to the end of the file: the error names the line it starts at and says what to do (before, it named no line).
+/// dotenvy 0.15 takes a quote mark in a comment after an even number of spaces for an opening quote and reads
+/// the following lines as part of the value: up to a later quote mark, which silently loses the settings between
+/// (here IMAGE_DEFAULT_FORMAT), or to the end of the file, an error that named no line. Either way startup now
+/// stops naming the line and the remedy; the same comment after an odd number of spaces reads fine.
 #[test]
-fn a_quote_in_a_comment_that_the_parser_misreads_is_named_with_its_remedy() {
-    let dir = with_dot_env(
-        "LOG_LEVEL=info\nIMAGE_DEFAULT_QUALITY=medium  # the model's pick\nIMAGE_DEFAULT_FORMAT=jpeg\n",
-    );
-    let out = agentd(dir.path(), &["config"], &[]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(".env line 2 (IMAGE_DEFAULT_QUALITY) cannot be read")
-            && err.contains("a line of its own"),
-        "{err}"
-    );
-    // With an odd number of spaces the same comment reads fine.
+fn a_comment_the_parser_would_misread_stops_startup_naming_its_line() {
+    for tail in ["", "SSE_KEEPALIVE_SECONDS=15 # isn't it\n"] {
+        let dir = with_dot_env(&format!(
+            "LOG_LEVEL=info\nIMAGE_DEFAULT_QUALITY=medium  # the model's pick\nIMAGE_DEFAULT_FORMAT=jpeg\n{tail}"
+        ));
+        let out = agentd(dir.path(), &["config"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{tail:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(".env line 2 (IMAGE_DEFAULT_QUALITY) cannot be read")
+                && err.contains("a line of its own"),
+            "{tail:?}: {err}"
+        );
+    }
     let dir = with_dot_env("IMAGE_DEFAULT_QUALITY=medium   # the model's pick\nIMAGE_DEFAULT_FORMAT=jpeg\n");
     assert_eq!(config(dir.path(), &[])["image"]["default_format"], "jpeg");
 }

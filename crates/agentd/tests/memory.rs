@@ -5,14 +5,12 @@
 
 use agentd_testkit::{ServerOptions, ServerProcess};
 
-/// The value of a `Name:   value` line of a `/proc/<pid>/…` file.
-fn proc_field(pid: u32, file: &str, name: &str) -> String {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.split(':').next() == Some(name))
-        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/{file}:\n{text}"));
-    line[name.len() + 1..].trim().to_owned()
+/// The value of a `Name:   value` line of a `/proc/<pid>/…` file; `None` when this kernel has no such file or
+/// line (`smaps_rollup` is Linux 4.14+, `THP_enabled` 5.0+).
+fn proc_field(pid: u32, file: &str, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    let line = text.lines().find(|l| l.split(':').next() == Some(name))?;
+    Some(line[name.len() + 1..].trim().to_owned())
 }
 
 /// Transparent huge pages are off for the server process, and none of its memory is in them after a few turns.
@@ -35,6 +33,13 @@ async fn the_heap_is_kept_in_small_pages() {
         assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     }
     let pid = server.pid();
-    assert_eq!(proc_field(pid, "status", "THP_enabled"), "0");
-    assert_eq!(proc_field(pid, "smaps_rollup", "AnonHugePages"), "0 kB");
+    let (Some(thp), Some(huge)) = (
+        proc_field(pid, "status", "THP_enabled"),
+        proc_field(pid, "smaps_rollup", "AnonHugePages"),
+    ) else {
+        eprintln!("skipped: this kernel has no THP_enabled in status or no smaps_rollup");
+        return;
+    };
+    assert_eq!(thp, "0");
+    assert_eq!(huge, "0 kB");
 }
