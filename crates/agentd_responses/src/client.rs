@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::config::ClientConfig;
 use crate::error::{ApiErrorBody, Error, TimeoutKind};
+use crate::frame::Gate;
 use crate::metrics;
 use crate::request::CreateResponse;
 use crate::response::ResponseObject;
@@ -117,7 +118,7 @@ impl ResponsesClient {
             self.cfg.idle_timeout,
             deadline,
             self.cfg.max_event_bytes,
-            self.large_events.clone(),
+            Gate::new(self.large_events.clone(), self.cfg.stall_timeout),
         ))
     }
 

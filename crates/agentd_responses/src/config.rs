@@ -1,5 +1,5 @@
 //! Client configuration with the defaults recommended by the wire notes (600 s total, 300 s idle gap,
-//! 64 MiB per event, one stream per core buffering an event over 1 MiB at once, 2 retries honouring `retry-after` up to 120 s). `Debug` redacts the API key.
+//! 64 MiB per event, one stream per core buffering an event over 1 MiB at once and pausing at most 30 s in it, 2 retries honouring `retry-after` up to 120 s). `Debug` redacts the API key.
 
 use std::fmt;
 use std::time::Duration;
@@ -21,6 +21,11 @@ pub struct ClientConfig {
     /// Streams of this client that may buffer an event over 1 MiB at once (an image); the others wait, reading
     /// nothing, until one of them has handled its event. Bounds the memory of many concurrent image turns.
     pub large_events_at_once: usize,
+    /// Longest pause in the middle of an event that holds one of those slots. The API writes an event at once
+    /// (its long silences fall between events), so an image that stops arriving halfway is a dead connection;
+    /// without this limit it would keep its slot — and every other image turn waiting for one — for the whole
+    /// `idle_timeout`.
+    pub stall_timeout: Duration,
     /// Retries after the first attempt, only before a body/stream has started.
     pub max_retries: u32,
     /// A `retry-after` longer than this is not waited for: the error is returned instead.
@@ -40,6 +45,7 @@ impl Default for ClientConfig {
             total_timeout: Duration::from_secs(600),
             max_event_bytes: 64 * 1024 * 1024,
             large_events_at_once: one_per_core(),
+            stall_timeout: Duration::from_secs(30),
             max_retries: 2,
             max_retry_after: Duration::from_secs(120),
             retry_base: Duration::from_millis(500),
@@ -76,6 +82,7 @@ impl fmt::Debug for ClientConfig {
             .field("total_timeout", &self.total_timeout)
             .field("max_event_bytes", &self.max_event_bytes)
             .field("large_events_at_once", &self.large_events_at_once)
+            .field("stall_timeout", &self.stall_timeout)
             .field("max_retries", &self.max_retries)
             .field("max_retry_after", &self.max_retry_after)
             .field("retry_base", &self.retry_base)

@@ -15,6 +15,9 @@ pub enum TimeoutKind {
     Idle,
     /// The whole call took longer than `total_timeout`.
     Total,
+    /// An event over 1 MiB (an image) stopped arriving for longer than `stall_timeout` while it held a slot of
+    /// the large-event gate.
+    Stalled,
 }
 
 impl fmt::Display for TimeoutKind {
@@ -23,6 +26,7 @@ impl fmt::Display for TimeoutKind {
             Self::Connect => "connect",
             Self::Idle => "idle",
             Self::Total => "total",
+            Self::Stalled => "stalled mid-event",
         })
     }
 }

@@ -19,18 +19,22 @@
 //! of it is read (without one the stream reads nothing, and TCP holds the upstream back). The slot is given
 //! back when the reader asks for bytes after that block: the relay handles an image inline, so by then the
 //! event has been parsed, decoded and stored and its memory is free. Twenty concurrent image turns then hold
-//! at most `large_events_at_once` (one per core) images in memory, instead of twenty.
+//! at most `large_events_at_once` (one per core) images in memory, instead of twenty. A block that holds a slot
+//! and gets no read for `stall_timeout` ends the stream ([`FrameError::Stalled`]): an upstream that dies in the
+//! middle of an image must not keep the slot, which other streams wait for, until the idle timeout.
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use sse_stream::{Sse, SseByteStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
 use tokio_util::sync::PollSemaphore;
 
 use crate::rope::Rope;
@@ -134,6 +138,21 @@ pub(crate) struct RawBlock {
 pub(crate) enum FrameError {
     Http(reqwest::Error),
     TooLarge,
+    /// No read for the gate's stall limit in a block that holds a slot.
+    Stalled,
+}
+
+/// The client's large-event gate: its slots, and how long a block holding one may wait for its next read.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    pub slots: Arc<Semaphore>,
+    pub stall: Duration,
+}
+
+impl Gate {
+    pub(crate) fn new(slots: Arc<Semaphore>, stall: Duration) -> Self {
+        Self { slots, stall }
+    }
 }
 
 /// Reads shorter than this that continue a block are copied together ([`Partial`]). Small: upstream reads
@@ -199,19 +218,24 @@ pub(crate) struct Framer {
     slot: Option<OwnedSemaphorePermit>,
     /// The block that took the slot has ended: give the slot back on the next read.
     release: bool,
+    /// How long a block holding the slot may wait for a read, and the timer of the wait under way.
+    stall: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl Framer {
-    pub(crate) fn new(inner: ByteStream, limit: usize, large_events: Arc<Semaphore>) -> Self {
+    pub(crate) fn new(inner: ByteStream, limit: usize, gate: Gate) -> Self {
         Self {
             inner,
             counter: BoundaryCounter::new(limit),
             partial: Partial::default(),
             rest: Bytes::new(),
             failed: false,
-            gate: PollSemaphore::new(large_events),
+            gate: PollSemaphore::new(gate.slots),
             slot: None,
             release: false,
+            stall: gate.stall,
+            stalled: None,
         }
     }
 }
@@ -248,7 +272,22 @@ impl Stream for Framer {
                 // `None` only if the semaphore were closed, which it never is: read on ungated.
                 this.slot = ready!(this.gate.poll_acquire(cx));
             }
-            match ready!(this.inner.as_mut().poll_next(cx)) {
+            let Poll::Ready(next) = this.inner.as_mut().poll_next(cx) else {
+                if this.slot.is_some() {
+                    let stall = this.stall;
+                    let timer = this
+                        .stalled
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        // The slot goes back now, not when the stream is dropped.
+                        (this.failed, this.slot, this.stalled) = (true, None, None);
+                        return Poll::Ready(Some(Err(FrameError::Stalled)));
+                    }
+                }
+                return Poll::Pending;
+            };
+            this.stalled = None;
+            match next {
                 Some(Ok(read)) => this.rest = read,
                 Some(Err(e)) => {
                     this.failed = true;

@@ -3,18 +3,16 @@
 //! deadlines, and ends right after a terminal event.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytestring::ByteString;
 use futures_util::{Stream, StreamExt};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::error::{Error, TimeoutKind};
 use crate::events::StreamEvent;
-use crate::frame::{self, ByteStream, Data, FrameError, Framer, PARSE_OFF_WORKERS, RawBlock};
+use crate::frame::{self, ByteStream, Data, FrameError, Framer, Gate, PARSE_OFF_WORKERS, RawBlock};
 use crate::rope::Rope;
 
 struct State {
@@ -42,6 +40,7 @@ async fn next_event(mut st: State) -> Option<(Result<StreamEvent, Error>, State)
             Err(_) => Err(Error::Timeout(kind)),
             Ok(None) => Err(Error::UnexpectedEof),
             Ok(Some(Err(FrameError::TooLarge))) => Err(Error::EventTooLarge { limit: st.limit }),
+            Ok(Some(Err(FrameError::Stalled))) => Err(Error::Timeout(TimeoutKind::Stalled)),
             Ok(Some(Err(FrameError::Http(e)))) => Err(Error::Transport(crate::client::error_chain(&e))),
             Ok(Some(Ok(block))) => match decode(block).await {
                 Decoded::Event(outcome) => outcome,
@@ -156,10 +155,10 @@ impl EventStream {
         idle: Duration,
         deadline: Instant,
         limit: usize,
-        large_events: Arc<Semaphore>,
+        gate: Gate,
     ) -> Self {
         let state = State {
-            frames: Framer::new(body, limit, large_events),
+            frames: Framer::new(body, limit, gate),
             idle,
             deadline,
             limit,
@@ -189,6 +188,8 @@ impl Stream for EventStream {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
 
     /// An upstream that only sends keep-alive comments (`: …` blocks) every 20 ms, forever.
     fn keep_alives() -> ByteStream {
@@ -202,7 +203,7 @@ mod tests {
     async fn keep_alive_comments_do_not_count_as_events_for_the_idle_timeout() {
         let started = Instant::now();
         let deadline = started + Duration::from_secs(5);
-        let gate = Arc::new(Semaphore::new(1));
+        let gate = Gate::new(Arc::new(Semaphore::new(1)), Duration::from_secs(30));
         let mut events = EventStream::new(
             keep_alives(),
             None,
@@ -246,7 +247,7 @@ mod tests {
             Duration::from_secs(5),
             deadline,
             1 << 24,
-            Arc::new(Semaphore::new(1)),
+            Gate::new(Arc::new(Semaphore::new(1)), Duration::from_secs(30)),
         );
         (all, events)
     }
