@@ -3,129 +3,114 @@
 //! environment and before the runtime starts any thread. A variable already set in the environment wins; a
 //! missing `.env` is fine; a malformed one stops startup naming its line (never its value: it may be a secret).
 
+use std::collections::HashSet;
 use std::path::Path;
 
 /// Loads `path` into the process environment without overriding what is set. `Ok(false)` when there is none.
 pub fn load(path: &Path) -> Result<bool, String> {
-    if let Ok(content) = std::fs::read_to_string(path)
-        && let Some((i, line)) = misread_comment(&content)
-    {
-        return Err(format!(
-            "{}{} cannot be read as meant: dotenvy takes a quote mark in a comment after an even number of \
-             spaces or tabs for an opening quote, and reads the lines after it as part of the value; put the \
-             comment on a line of its own",
-            path.display(),
-            line_ref(i, line)
-        ));
-    }
-    match dotenvy::from_path(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.not_found() => Ok(false),
+    let content = match std::fs::read_to_string(path) {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let lines: Vec<&str> = content.lines().collect();
+    let (at, by_comment) = match swallowing(&content, &lines) {
+        Ok(None) => {
+            dotenvy::from_read(content.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+            return Ok(true);
+        }
+        Ok(Some(i)) => (Some(i), true),
         Err(dotenvy::Error::LineParse(bad, _)) => {
-            // `bad` is the line, only its value, or a quoted value that runs on over the lines after it: its
-            // first line finds the line to name by number and variable name.
-            let content = std::fs::read_to_string(path).unwrap_or_default();
+            // `bad` is the line, only its value, or a value that ran on to the end of the file: its first line
+            // finds the line to name by number and variable name.
             let first = bad
                 .lines()
                 .map(str::trim)
                 .find(|l| !l.is_empty())
                 .unwrap_or_default();
-            let at = content
-                .lines()
-                .enumerate()
-                .find(|(_, l)| !first.is_empty() && l.contains(first))
-                .map_or_else(String::new, |(i, l)| line_ref(i, l));
-            Err(format!(
-                "{}{at} cannot be read: write NAME=value, quote values that have spaces or `#` in them \
-                 ('…' or \"…\"), or remove the line",
-                path.display()
-            ))
+            let at = lines.iter().position(|l| !first.is_empty() && l.contains(first));
+            let ran_on = bad.trim_end().contains('\n');
+            (at, ran_on && at.is_some_and(|i| has_comment(lines[i])))
         }
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let at = at.map_or_else(String::new, |i| line_ref(i, lines[i]));
+    let remedy = if by_comment {
+        " as meant: dotenvy takes a quote mark in a comment after an even number of spaces or tabs for an opening \
+         quote, and reads the lines after it as part of the value; put the comment on a line of its own"
+    } else {
+        ": write NAME=value, quote values that have spaces or `#` in them ('…' or \"…\"), or remove the line"
+    };
+    Err(format!("{}{at} cannot be read{remedy}", path.display()))
 }
 
-/// " line N (NAME)" for the 0-based line `i`, or " line N" when it does not start with a variable name: the
-/// rest of the line is never shown (it may be a secret, or a piece of one).
-fn line_ref(i: usize, line: &str) -> String {
+/// The line (0-based) whose value dotenvy reads on over the lines after it, losing their variables: a line with
+/// a comment after its value, followed by variables that dotenvy does not return. dotenvy 0.15 finds where an
+/// entry ends before parsing it, taking `#` for a comment only after an odd number of spaces or tabs, so a quote
+/// mark in a comment after an even number opens a value up to the next quote mark — settings silently lost — or
+/// to the end of the file, the `LineParse` error.
+fn swallowing(content: &str, lines: &[&str]) -> Result<Option<usize>, dotenvy::Error> {
+    let read = dotenvy::from_read_iter(content.as_bytes())
+        .map(|entry| entry.map(|(name, _)| name))
+        .collect::<Result<HashSet<String>, _>>()?;
+    let mut last = None;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(name) = variable(line) else { continue };
+        if read.contains(name) {
+            last = Some(i);
+        } else if let Some(at) = last.filter(|&at| has_comment(lines[at])) {
+            return Ok(Some(at));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `line` has a comment after its value (`#` after a space or a tab).
+fn has_comment(line: &str) -> bool {
+    line.split_once('=')
+        .is_some_and(|(_, v)| v.contains(" #") || v.contains("\t#"))
+}
+
+/// The variable `line` sets (`NAME=…`, `export NAME=…`), if it sets one.
+fn variable(line: &str) -> Option<&str> {
     let l = line.trim_start();
     let l = l.strip_prefix("export ").unwrap_or(l).trim_start();
     let end = l
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
         .unwrap_or(l.len());
     let name = &l[..end];
-    if !name.is_empty() && l[end..].trim_start().starts_with('=') {
-        format!(" line {} ({name})", i + 1)
-    } else {
-        format!(" line {}", i + 1)
-    }
+    (!name.is_empty() && l[end..].trim_start().starts_with('=')).then_some(name)
 }
 
-/// dotenvy 0.15 finds where an entry ends before it parses it, with a scan (`eval_end_state` in its `iter.rs`)
-/// that takes `#` for a comment only after an odd number of spaces or tabs: after an even number a quote mark
-/// in the comment opens a value that swallows the following lines — an error at the end of the file or, when a
-/// later quote mark closes it, settings silently lost. The first line (0-based) with an unquoted value and a
-/// comment that the same scan misreads so.
-fn misread_comment(content: &str) -> Option<(usize, &str)> {
-    content.lines().enumerate().find(|(_, line)| {
-        let Some((_, value)) = line.split_once('=') else {
-            return false;
-        };
-        let value = value.trim_start_matches([' ', '\t']);
-        !line.trim_start().starts_with('#')
-            && !value.starts_with(['\'', '"'])
-            && (value.contains(" #") || value.contains("\t#"))
-            && reads_on(line)
-    })
-}
-
-/// dotenvy's end-of-entry scan over one line (its `\n` left off): whether the line ends inside a quote.
-fn reads_on(line: &str) -> bool {
-    #[derive(Clone, Copy)]
-    enum S {
-        Complete,
-        Space,
-        Escape,
-        Strong,
-        StrongEscape,
-        Weak,
-        WeakEscape,
+/// " line N (NAME)" for the 0-based line `i`, or " line N" when it sets no variable: the rest of the line is never
+/// shown (it may be a secret, or a piece of one).
+fn line_ref(i: usize, line: &str) -> String {
+    match variable(line) {
+        Some(name) => format!(" line {} ({name})", i + 1),
+        None => format!(" line {}", i + 1),
     }
-    let mut s = S::Complete;
-    for c in line.chars() {
-        s = match (s, c) {
-            (S::Space, '#') => return false,
-            (S::Space | S::Complete, '\\') => S::Escape,
-            (S::Space | S::Complete, '"') => S::Weak,
-            (S::Space | S::Complete, '\'') => S::Strong,
-            (S::Complete, c) if c.is_whitespace() && c != '\r' => S::Space,
-            (S::Space | S::Complete | S::Escape, _) => S::Complete,
-            (S::Weak, '\\') => S::WeakEscape,
-            (S::Weak, '"') => S::Complete,
-            (S::Weak | S::WeakEscape, _) => S::Weak,
-            (S::Strong, '\\') => S::StrongEscape,
-            (S::Strong, '\'') => S::Complete,
-            (S::Strong | S::StrongEscape, _) => S::Strong,
-        };
-    }
-    matches!(s, S::Weak | S::WeakEscape | S::Strong | S::StrongEscape)
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
     use super::*;
 
+    fn swallowing(content: &str) -> Result<Option<usize>, dotenvy::Error> {
+        super::swallowing(content, &content.lines().collect::<Vec<_>>())
+    }
+
     #[test]
-    fn a_comment_is_misread_after_an_even_number_of_spaces_with_a_quote_left_open() {
-        assert!(reads_on("A=1  # it's"));
-        assert!(reads_on("A=1\t\t# it's"));
-        assert!(!reads_on("A=1 # it's"));
-        assert!(!reads_on("A=1   # it's"));
-        assert!(!reads_on("A=1  # a \"pair\" of quotes"));
-        assert!(!reads_on("A=1  # no quote"));
-        let content = "# it's fine here\nA=1 # it's\nB='x  # y'\nC=2  # don't\nD=3\n";
-        assert_eq!(misread_comment(content), Some((3, "C=2  # don't")));
-        assert_eq!(misread_comment("A=\"multi\nline\"\n"), None);
+    fn a_comment_that_swallows_the_lines_after_it_is_found() {
+        let content = "# it's fine here\nA=1 # it's\nB='x  # y'\nC=2  # don't\nD=3\nE=4 # isn't\n";
+        assert_eq!(swallowing(content).unwrap(), Some(3));
+        assert_eq!(swallowing("A=1   # it's\nB=2\n").unwrap(), None);
+        assert_eq!(swallowing("A=1  # a \"pair\" of quotes\nB=2\n").unwrap(), None);
+        // A quoted value over several lines is not a comment's doing.
+        assert_eq!(swallowing("A=\"multi\nB=line\"\nC=3\n").unwrap(), None);
+        // To the end of the file: dotenvy's own error.
+        assert!(swallowing("A=1  # it's\nB=2\n").is_err());
     }
 
     #[test]
