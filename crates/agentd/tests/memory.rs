@@ -5,14 +5,6 @@
 
 use agentd_testkit::{ServerOptions, ServerProcess};
 
-/// The value of a `Name:   value` line of a `/proc/<pid>/…` file; `None` when this kernel has no such file or
-/// line (`smaps_rollup` is Linux 4.14+, `THP_enabled` 5.0+).
-fn proc_field(pid: u32, file: &str, name: &str) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
-    let line = text.lines().find(|l| l.split(':').next() == Some(name))?;
-    Some(line[name.len() + 1..].trim().to_owned())
-}
-
 /// Transparent huge pages are off for the server process, and none of its memory is in them after a few turns.
 /// A 2 MiB page that holds a few live objects counts whole in the RSS: before, mimalloc asked for them on its
 /// arenas, and on a kernel in `madvise` mode (Debian's and Ubuntu's default) the idle server already had 12 MB
@@ -32,10 +24,9 @@ async fn the_heap_is_kept_in_small_pages() {
             .unwrap();
         assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     }
-    let pid = server.pid();
     let (Some(thp), Some(huge)) = (
-        proc_field(pid, "status", "THP_enabled"),
-        proc_field(pid, "smaps_rollup", "AnonHugePages"),
+        server.proc_field("status", "THP_enabled"),
+        server.proc_field("smaps_rollup", "AnonHugePages"),
     ) else {
         eprintln!("skipped: this kernel has no THP_enabled in status or no smaps_rollup");
         return;

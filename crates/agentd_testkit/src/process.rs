@@ -240,13 +240,18 @@ impl ServerProcess {
     }
 
     fn status_kb(&self, field: &str) -> u64 {
-        let path = format!("/proc/{}/status", self.pid());
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {path} (has agentd exited?): {e}"));
-        text.lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        self.proc_field("status", field)
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {field} in {path}"))
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status (has agentd exited?)", self.pid()))
+    }
+
+    /// The value of the `name:  value` line of `/proc/<pid>/<file>` (e.g. `status`, `smaps_rollup`), trimmed;
+    /// `None` when the file or the line is missing (older kernels lack some).
+    pub fn proc_field(&self, file: &str, name: &str) -> Option<String> {
+        let text = std::fs::read_to_string(format!("/proc/{}/{file}", self.pid())).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
     }
 
     /// `true` while the process has not exited.
