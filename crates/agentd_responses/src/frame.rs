@@ -34,7 +34,7 @@ use bytestring::ByteString;
 use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use sse_stream::{Sse, SseByteStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::PollSemaphore;
 
 use crate::rope::Rope;
@@ -218,8 +218,10 @@ pub(crate) struct Framer {
     slot: Option<OwnedSemaphorePermit>,
     /// The block that took the slot has ended: give the slot back on the next read.
     release: bool,
-    /// How long a block holding the slot may wait for a read, and the timer of the wait under way.
+    /// How long a block holding the slot may wait for a read; when it last read (or took the slot); and the
+    /// stall timer, set once and moved on only when it fires early — not re-armed at every read of the image.
     stall: Duration,
+    heard: Instant,
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
@@ -235,6 +237,7 @@ impl Framer {
             slot: None,
             release: false,
             stall: gate.stall,
+            heard: Instant::now(),
             stalled: None,
         }
     }
@@ -271,22 +274,27 @@ impl Stream for Framer {
             if this.slot.is_none() && this.partial.len >= LARGE_EVENT {
                 // `None` only if the semaphore were closed, which it never is: read on ungated.
                 this.slot = ready!(this.gate.poll_acquire(cx));
+                this.heard = Instant::now();
             }
             let Poll::Ready(next) = this.inner.as_mut().poll_next(cx) else {
                 if this.slot.is_some() {
-                    let stall = this.stall;
+                    let due = this.heard + this.stall;
                     let timer = this
                         .stalled
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
-                    if timer.as_mut().poll(cx).is_ready() {
-                        // The slot goes back now, not when the stream is dropped.
-                        (this.failed, this.slot, this.stalled) = (true, None, None);
-                        return Poll::Ready(Some(Err(FrameError::Stalled)));
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                    while timer.as_mut().poll(cx).is_ready() {
+                        if Instant::now() >= due {
+                            // The slot goes back now, not when the stream is dropped.
+                            (this.failed, this.slot, this.stalled) = (true, None, None);
+                            return Poll::Ready(Some(Err(FrameError::Stalled)));
+                        }
+                        // Set at an earlier read: wait on from the last one.
+                        timer.as_mut().reset(due);
                     }
                 }
                 return Poll::Pending;
             };
-            this.stalled = None;
+            this.heard = Instant::now();
             match next {
                 Some(Ok(read)) => this.rest = read,
                 Some(Err(e)) => {

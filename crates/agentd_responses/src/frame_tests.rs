@@ -3,8 +3,10 @@
 
 use super::*;
 
-/// The stall limit of the tests that are not about it.
-const STALL: Duration = Duration::from_secs(30);
+/// A gate of one slot with the default stall limit, for the tests that are not about either.
+fn gate() -> Gate {
+    Gate::new(Arc::new(Semaphore::new(1)), Duration::from_secs(30))
+}
 
 fn counts(chunks: &[&[u8]], limit: usize) -> bool {
     shapes(chunks, limit).is_some()
@@ -83,7 +85,7 @@ fn one(bytes: Bytes) -> Rope {
 
 async fn cut(chunks: Vec<Bytes>) -> Seen {
     let body: ByteStream = Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)));
-    let mut framer = Framer::new(body, 1 << 20, Gate::new(Arc::new(Semaphore::new(1)), STALL));
+    let mut framer = Framer::new(body, 1 << 20, gate());
     let mut seen = Vec::new();
     while let Some(block) = framer.next().await {
         let block = block.expect("under the limit");
@@ -200,7 +202,7 @@ async fn a_block_over_the_limit_fails_the_stream_after_the_blocks_before_it() {
         Ok(Bytes::from_static(b"data: 1\n\ndata: 0123456789")),
         Ok(Bytes::from_static(b"data: 2\n\n")),
     ]));
-    let mut framer = Framer::new(body, 12, Gate::new(Arc::new(Semaphore::new(1)), STALL));
+    let mut framer = Framer::new(body, 12, gate());
     assert!(matches!(framer.next().await, Some(Ok(b)) if b.len == 9));
     assert!(matches!(framer.next().await, Some(Err(FrameError::TooLarge))));
     assert!(framer.next().await.is_none());
@@ -213,7 +215,7 @@ async fn tiny_reads_are_copied_together_and_large_ones_kept() {
     // A byte at a time: the block is a handful of pieces, not 200,000.
     let reads: Vec<_> = (0..bytes.len()).map(|i| Ok(bytes.slice(i..=i))).collect();
     let body: ByteStream = Box::pin(futures_util::stream::iter(reads));
-    let mut framer = Framer::new(body, 1 << 20, Gate::new(Arc::new(Semaphore::new(1)), STALL));
+    let mut framer = Framer::new(body, 1 << 20, gate());
     let block = framer.next().await.unwrap().unwrap();
     assert!(
         block.pieces.len() <= 1 + bytes.len() / STAGING + 1,
@@ -225,7 +227,7 @@ async fn tiny_reads_are_copied_together_and_large_ones_kept() {
     let reads: Vec<_> = bytes.chunks(SMALL_READ).map(|c| Ok(bytes.slice_ref(c))).collect();
     let count = reads.len();
     let body: ByteStream = Box::pin(futures_util::stream::iter(reads));
-    let mut framer = Framer::new(body, 1 << 20, Gate::new(Arc::new(Semaphore::new(1)), STALL));
+    let mut framer = Framer::new(body, 1 << 20, gate());
     let block = framer.next().await.unwrap().unwrap();
     assert!(
         block.pieces.len() >= count - 1,
@@ -249,7 +251,7 @@ async fn small_reads_between_large_ones_share_one_staging_buffer() {
     }
     reads.push(Ok(Bytes::from_static(b"\n\n")));
     let body: ByteStream = Box::pin(futures_util::stream::iter(reads));
-    let mut framer = Framer::new(body, 1 << 20, Gate::new(Arc::new(Semaphore::new(1)), STALL));
+    let mut framer = Framer::new(body, 1 << 20, gate());
     let block = framer.next().await.unwrap().unwrap();
     assert_eq!(block.len, 6 + 10 * 301 + 2);
     let staged: Vec<&Bytes> = block.pieces.iter().filter(|p| p.len() == 1).collect();
@@ -268,7 +270,7 @@ async fn a_read_of_many_blocks_is_cut_one_block_at_a_time() {
     let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from(
         ":\n\n".repeat(10_000),
     ))]));
-    let mut framer = Framer::new(body, 1 << 20, Gate::new(Arc::new(Semaphore::new(1)), STALL));
+    let mut framer = Framer::new(body, 1 << 20, gate());
     let mut blocks = 0;
     while let Some(block) = framer.next().await {
         let block = block.unwrap();
@@ -311,7 +313,7 @@ async fn a_large_block_that_stops_arriving_gives_its_slot_up() {
         Ok(Bytes::from_static(b"\n\n")),
     ]));
     let mut waiting = Framer::new(other, 64 << 20, gate());
-    let started = tokio::time::Instant::now();
+    let started = Instant::now();
     let (stalled_end, waiting_block) = tokio::join!(stalled.next(), waiting.next());
     assert!(
         matches!(stalled_end, Some(Err(FrameError::Stalled))),
