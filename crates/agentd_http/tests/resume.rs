@@ -74,12 +74,20 @@ async fn a_run_given_back_before_the_upstream_accepted_it_ends_its_readers() {
 /// holder may have sent: its clients received previews (never logged) and events its journal had not written
 /// when it died. A client resuming after such an id must still get the end — an empty stream makes a browser
 /// `EventSource` reconnect forever. Here the holder's death is staged: a finished run loses its end from the
-/// log and its conversation a stale lease; one reader ends it, then one that had seen further resumes.
+/// log and its conversation a stale lease; one reader ends it, then one that had seen further resumes. The
+/// readers are served by a second replica that started listening after the holder's notification of its end
+/// was sent: a reader of the holder's own replica may still hear it (with its events) after the staging, and
+/// rightly follow it to the true end.
 #[tokio::test]
 async fn the_end_of_a_run_whose_holder_died_is_past_every_id_it_sent() {
-    let app = TestApp::postgres().await;
-    let tok = app.token("acme", "u1", None);
-    let s = app
+    let holder = TestApp::postgres().await;
+    let agentd_db::Db::Postgres(pool) = &holder.db.db else {
+        panic!("postgres")
+    };
+    let mut heard = sqlx::postgres::PgListener::connect_with(pool).await.unwrap();
+    heard.listen(agentd_db::journal::CHANNEL).await.unwrap();
+    let tok = holder.token("acme", "u1", None);
+    let s = holder
         .stream(
             &tok,
             json!({"agent": "assistant", "message": "hi #fake:text deltas=3"}),
@@ -87,9 +95,18 @@ async fn the_end_of_a_run_whose_holder_died_is_past_every_id_it_sent() {
         .await;
     let run_id = s.first("run.started")["run_id"].as_str().unwrap().to_owned();
     let end_id = s.events.last().unwrap().id.unwrap();
-    let agentd_db::Db::Postgres(pool) = &app.db.db else {
-        panic!("postgres")
-    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let note = heard.recv().await.unwrap();
+            let mut fields = note.payload().split(' ');
+            if fields.next() == Some(run_id.as_str()) && fields.nth(1) == Some(&end_id.to_string()) {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the holder announces its end");
+    let app = TestApp::builder(holder.db.replica().await).start().await;
     sqlx::query("DELETE FROM run_events WHERE run_id = $1 AND terminal")
         .bind(&run_id)
         .execute(pool)

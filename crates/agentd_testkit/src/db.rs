@@ -10,6 +10,18 @@ pub struct TestDb {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl TestDb {
+    /// The same database through a pool of its own, for a second app on it (another replica). A SQLite file
+    /// lives only as long as the first handle.
+    pub async fn replica(&self) -> TestDb {
+        TestDb {
+            db: Db::connect(&self.settings).await.unwrap(),
+            settings: self.settings.clone(),
+            _dir: None,
+        }
+    }
+}
+
 /// A new database on the test PostgreSQL cluster, migrated.
 pub async fn fresh_postgres() -> TestDb {
     let t = fresh_postgres_unmigrated().await;
