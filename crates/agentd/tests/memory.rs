@@ -34,3 +34,82 @@ async fn the_heap_is_kept_in_small_pages() {
     assert_eq!(thp, "0");
     assert_eq!(huge, "0 kB");
 }
+
+/// A long conversation is sent a page of messages at a time: reading one of ~51 MB raises the server's peak
+/// memory by a few MB, not by the conversation's size several times over (rows, views and JSON text were each
+/// held whole: a few such requests at once could take the process's memory). The body is the same JSON, every
+/// message once, oldest first — messages written in the same microsecond too.
+#[tokio::test]
+async fn a_long_conversation_is_sent_without_being_held_whole() {
+    const MESSAGES: i64 = 1_600;
+    const CHARS: usize = 32_000;
+    let db = agentd_testkit::fresh_postgres().await;
+    let server =
+        ServerProcess::start(ServerOptions::new(env!("CARGO_BIN_EXE_agentd")).database(&db.settings.url))
+            .await;
+    let token = server.token("demo", "dev");
+    let first: serde_json::Value = server
+        .http()
+        .post(server.url("/v1/chat"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"agent": "assistant", "message": "hello"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conversation = first["conversation_id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/conversations/{conversation}");
+    let get = || server.http().get(server.url(&path)).bearer_auth(&token).send();
+    // Warm: a first read of the conversation, short yet.
+    assert_eq!(get().await.unwrap().status(), 200);
+    let agentd_db::Db::Postgres(pool) = &db.db else {
+        panic!("postgres")
+    };
+    // 32,000 characters each; three to an instant.
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, created_at) \
+         SELECT gen_random_uuid(), 'demo', $1::uuid, 'user', repeat(md5(g::text), 1000), '[]', \
+                now() + interval '1 hour' + (g / 3) * interval '1 microsecond' \
+         FROM generate_series(1, $2) AS g",
+    )
+    .bind(&conversation)
+    .bind(MESSAGES)
+    .execute(pool)
+    .await
+    .unwrap();
+    let before = server.peak_rss_kb();
+    let res = get().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let body = res.bytes().await.unwrap();
+    let grew_mb = (server.peak_rss_kb() - before) as f64 / 1024.0;
+    eprintln!("peak RSS +{grew_mb:.1} MB for {} bytes", body.len());
+    assert!(body.len() > MESSAGES as usize * CHARS, "{} bytes", body.len());
+    assert!(
+        grew_mb < 24.0,
+        "reading a {:.0} MB conversation raised the peak RSS by {grew_mb:.1} MB",
+        body.len() as f64 / 1e6
+    );
+    let c: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(c["id"], conversation.as_str());
+    assert!(c["active_run"].is_null());
+    let messages = c["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2 + MESSAGES as usize);
+    assert_eq!(messages[0]["content"], "hello");
+    let ids: std::collections::HashSet<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), messages.len(), "every message once");
+    let mut order: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|m| (m["created_at"].as_str().unwrap(), m["id"].as_str().unwrap()))
+        .collect();
+    let as_read = order.clone();
+    order.sort_by_key(|(at, id)| (chrono::DateTime::parse_from_rfc3339(at).unwrap(), *id));
+    assert_eq!(as_read, order, "oldest first");
+    assert!(
+        messages[2..]
+            .iter()
+            .all(|m| m["content"].as_str().unwrap().len() == CHARS)
+    );
+}

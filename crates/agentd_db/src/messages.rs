@@ -3,6 +3,7 @@
 use crate::models::MessageRow;
 use crate::tx::with_tx;
 use crate::{DbError, Message, NewMessage, Scoped, TurnTx, with_pool};
+use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -24,15 +25,31 @@ impl Scoped<'_> {
         Ok(saved.then(|| m.saved_in(conversation)))
     }
 
-    /// The conversation's messages, oldest first.
-    pub async fn messages(&self, conversation: Uuid) -> Result<Vec<Message>, DbError> {
-        let sql = "SELECT id, conversation_id, role, content, attachments, response_id, created_at FROM messages \
-                   WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY created_at, id";
-        let rows: Vec<MessageRow> = with_pool!(self.db, |p| sqlx::query_as(sql)
-            .bind(self.t())
-            .bind(conversation)
-            .fetch_all(p)
-            .await)?;
+    /// The conversation's messages oldest first, at most `limit` of them, after `after` (the `created_at` and
+    /// `id` of the previous page's last message; `None`: from the first). A page at a time, so that no read holds a whole long
+    /// conversation: the order is `(created_at, id)`, and a message written meanwhile sorts after the others.
+    pub async fn messages_after(
+        &self,
+        conversation: Uuid,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<Message>, DbError> {
+        const FIRST: &str = "SELECT id, conversation_id, role, content, attachments, response_id, created_at \
+                             FROM messages WHERE tenant_id = $1 AND conversation_id = $2 \
+                             ORDER BY created_at, id LIMIT $3";
+        const NEXT: &str = "SELECT id, conversation_id, role, content, attachments, response_id, created_at \
+                            FROM messages WHERE tenant_id = $1 AND conversation_id = $2 \
+                            AND (created_at, id) > ($4, $5) ORDER BY created_at, id LIMIT $3";
+        let rows: Vec<MessageRow> = with_pool!(self.db, |p| {
+            let q = sqlx::query_as(if after.is_some() { NEXT } else { FIRST })
+                .bind(self.t())
+                .bind(conversation)
+                .bind(i64::from(limit));
+            match after {
+                Some((at, id)) => q.bind(at).bind(id).fetch_all(p).await,
+                None => q.fetch_all(p).await,
+            }
+        })?;
         Ok(rows.into_iter().map(Message::from).collect())
     }
 }

@@ -25,7 +25,69 @@ conformance!(
     pagination_is_newest_first_without_gaps_or_repeats,
     deleting_a_conversation_deletes_its_messages,
     last_response_id_is_kept_for_the_next_turn,
+    messages_are_read_a_page_at_a_time_in_order,
 );
+
+/// Every message of a conversation, read two at a time (as the HTTP view reads them, in pages).
+async fn all_messages(s: &agentd_db::Scoped<'_>, conversation: Uuid) -> Vec<agentd_db::Message> {
+    let mut all: Vec<agentd_db::Message> = Vec::new();
+    loop {
+        let page = s
+            .messages_after(conversation, all.last().map(|m| (m.created_at, m.id)), 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        let done = page.len() < 2;
+        all.extend(page);
+        if done {
+            return all;
+        }
+    }
+}
+
+/// Pages follow on from their previous page's last message without gaps or repeats, in `(created_at, id)`
+/// order — messages written in the same microsecond too — and another tenant's page is empty.
+async fn messages_are_read_a_page_at_a_time_in_order(db: &Db) {
+    let tenant = tid("t");
+    db.provision_tenant(&tenant).await.unwrap();
+    let s = db.scoped(&tenant);
+    let conv = s.create_conversation("u", "assistant", "paged").await.unwrap();
+    // Three to an instant, the instants with 0, 3 and 6 digits of fraction (SQLite compares them as text).
+    let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let instants = [0, 100_000, 100_001, 1_000_000].map(|us| base + chrono::Duration::microseconds(us));
+    let mut written = Vec::new();
+    for i in 0..11 {
+        let mut m = NewMessage::new(Role::User, format!("m{i}"), vec![], None);
+        m.created_at = instants[i / 3];
+        written.push(s.append_message(conv.id, m).await.unwrap().unwrap());
+    }
+    written.sort_by_key(|m| (m.created_at, m.id));
+    assert_eq!(all_messages(&s, conv.id).await, written);
+    for limit in [1, 4, 11, 50] {
+        let mut read: Vec<agentd_db::Message> = Vec::new();
+        loop {
+            let after = read.last().map(|m| (m.created_at, m.id));
+            let page = s.messages_after(conv.id, after, limit).await.unwrap();
+            let n = page.len();
+            read.extend(page);
+            if n < limit as usize {
+                break;
+            }
+        }
+        assert_eq!(read, written, "pages of {limit}");
+    }
+    let other = tid("other");
+    db.provision_tenant(&other).await.unwrap();
+    assert!(
+        db.scoped(&other)
+            .messages_after(conv.id, None, 50)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
 
 async fn tenants_are_provisioned_once_and_can_be_suspended(db: &Db) {
     assert_eq!(
@@ -75,7 +137,7 @@ async fn conversations_are_confined_to_their_tenant(db: &Db) {
         b.append_message(conv.id, msg.clone()).await.unwrap().is_none(),
         "no write into another tenant"
     );
-    assert!(b.messages(conv.id).await.unwrap().is_empty());
+    assert!(all_messages(&b, conv.id).await.is_empty());
     assert!(!b.delete_conversation(conv.id).await.unwrap());
     b.set_last_response(conv.id, Some("resp_evil")).await.unwrap();
     assert_eq!(
@@ -107,7 +169,7 @@ async fn messages_keep_attachment_metadata_in_order(db: &Db) {
     );
     let m1 = s.append_message(conv.id, user).await.unwrap().unwrap();
     let m2 = s.append_message(conv.id, bot).await.unwrap().unwrap();
-    let all = s.messages(conv.id).await.unwrap();
+    let all = all_messages(&s, conv.id).await;
     assert_eq!(all, vec![m1, m2.clone()]);
     assert_eq!(all[1].attachments, vec![att]);
     assert_eq!(
@@ -158,7 +220,7 @@ async fn deleting_a_conversation_deletes_its_messages(db: &Db) {
     s.append_message(conv.id, m).await.unwrap().unwrap();
     assert!(s.delete_conversation(conv.id).await.unwrap());
     assert!(s.conversation(conv.id).await.unwrap().is_none());
-    assert!(s.messages(conv.id).await.unwrap().is_empty());
+    assert!(all_messages(&s, conv.id).await.is_empty());
     assert!(!s.delete_conversation(conv.id).await.unwrap());
 }
 
@@ -465,7 +527,7 @@ mod turns {
             ..all
         };
         assert_eq!(s.finish_turn(&f).await.unwrap(), again);
-        let messages = s.messages(conv.id).await.unwrap();
+        let messages = all_messages(&s, conv.id).await;
         assert_eq!(messages.len(), 1);
         assert_eq!(
             (
@@ -638,7 +700,7 @@ mod turns {
                 s.conversation(ids[k]).await.unwrap().is_none(),
                 "no conversation {k}"
             );
-            assert!(s.messages(ids[k]).await.unwrap().is_empty(), "no message {k}");
+            assert!(all_messages(s, ids[k]).await.is_empty(), "no message {k}");
             assert!(
                 s.run_chunks_after(&runs[k], 0).await.unwrap().is_empty(),
                 "no event {k}"
@@ -654,7 +716,7 @@ mod turns {
             (c.user_id.as_str(), c.title.as_str(), c.active_run_id.as_deref()),
             ("new-user", "hi", Some("r0"))
         );
-        let ms = s.messages(ids[0]).await.unwrap();
+        let ms = all_messages(s, ids[0]).await;
         assert_eq!(ms.iter().map(|m| m.id).collect::<Vec<_>>(), vec![messages[0].id]);
         let logged = s.run_chunks_after("r0", 0).await.unwrap();
         assert_eq!(logged.len(), 1);
@@ -676,7 +738,7 @@ mod turns {
             Opening::Opened
         );
         tx.commit().await.unwrap();
-        assert!(s.messages(ids[2]).await.unwrap().is_empty());
+        assert!(all_messages(s, ids[2]).await.is_empty());
         assert_eq!(s.run_chunks_after("r2", 0).await.unwrap().len(), 1);
 
         // The burst is spent: refused for the next 30 s, with nothing written.
@@ -696,7 +758,7 @@ mod turns {
             s.open_turn(&turn(3, short, later, true)).await.unwrap(),
             Opening::Opened
         );
-        assert_eq!(s.messages(ids[3]).await.unwrap().len(), 1);
+        assert_eq!(all_messages(s, ids[3]).await.len(), 1);
         // Both limits at once (r3 is live under a long lease, and the burst is spent): the rate answers, on both
         // databases, and nothing is written.
         assert!(matches!(

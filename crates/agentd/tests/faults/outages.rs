@@ -263,3 +263,65 @@ async fn an_object_store_outage_mid_turn_saves_the_text_and_orphans_nothing() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed, stored_keys(&db.db).await);
 }
+
+/// A long conversation is sent a page at a time, so the database can fail after its response has begun: the
+/// body is then cut off (the client's read fails), never closed as valid JSON that silently lacks messages,
+/// and the failure is logged once with the request's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_whose_pages_cannot_be_read_is_cut_off_not_shortened() {
+    let pg = PrivatePostgres::start(&[]);
+    let settings = DbSettings {
+        url: pg.admin_url.clone(),
+        max_connections: 2,
+        ..DbSettings::default()
+    };
+    let db = Db::connect(&settings).await.unwrap();
+    db.migrate().await.unwrap();
+    let fake = FakeUpstream::start(FakeConfig::default()).await.unwrap();
+    let server = ServerProcess::start(options(&pg.admin_url, &bucket("pages"), &fake)).await;
+    let tok = token(&server, "acme");
+    let first = chat(&server, &tok, &json!({"agent": "assistant", "message": "hello"})).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let conversation = first.body["conversation_id"].as_str().unwrap().to_owned();
+    // ~32 MB: far more than the socket buffers hold while the client reads nothing.
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, created_at) \
+         SELECT gen_random_uuid(), 'acme', $1::uuid, 'user', repeat(md5(g::text), 1000), '[]', \
+                now() + interval '1 hour' + g * interval '1 microsecond' \
+         FROM generate_series(1, 1000) AS g",
+    )
+    .bind(&conversation)
+    .execute(pool(&db))
+    .await
+    .unwrap();
+    db.close().await;
+    let res = server
+        .http()
+        .get(server.url(&format!("/v1/conversations/{conversation}")))
+        .bearer_auth(&tok)
+        .header("x-request-id", "cut-off-read")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    tokio::task::block_in_place(|| pg.stop());
+    let read = tokio::time::timeout(Duration::from_secs(60), res.bytes())
+        .await
+        .expect("the body ends, one way or the other");
+    let err = read.expect_err("the body is cut off, not ended");
+    eprintln!("the client's read: {err}");
+    let logged = server
+        .wait_for_log("its response is cut off", Duration::from_secs(10))
+        .await;
+    let line = logged.expect("the cut is logged");
+    assert!(line.contains("cut-off-read"), "with the request id: {line}");
+    assert_eq!(
+        server
+            .logs()
+            .iter()
+            .filter(|l| l.contains("cut-off-read") && l.contains("ERROR"))
+            .count(),
+        1,
+        "logged once"
+    );
+}

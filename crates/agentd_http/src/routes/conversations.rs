@@ -1,6 +1,7 @@
 //! `GET /v1/conversations` (newest first, cursor pagination), `GET /v1/conversations/{id}` (with messages)
 //! and `DELETE /v1/conversations/{id}`. Another tenant's conversation answers exactly like a missing one.
 
+use super::conversation_body::{self, Head, MESSAGES_PER_READ};
 use crate::extract::{Caller, Path, Query};
 use crate::openapi::errors::{AUTH, route_errors};
 use crate::views::{ActiveRunView, ConversationDetailView, ConversationPageView, ConversationView};
@@ -11,6 +12,7 @@ use agentd_storage::KeyPrefix;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::collections::HashMap;
@@ -113,21 +115,18 @@ async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<ConversationDetailView>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Scope::ConversationsRead)?;
     let id = parse_id(&id)?;
-    let scoped = state.db.scoped(&caller.0.tenant_id);
+    let tenant = caller.0.tenant_id.clone();
+    let scoped = state.db.scoped(&tenant);
     let conv = scoped.conversation(id).await?.ok_or_else(|| not_found(id))?;
-    let messages = scoped.messages(id).await?;
-    let mut rendered = Vec::with_capacity(messages.len());
-    for m in &messages {
-        rendered.push(state.urls.message(m).await);
-    }
-    Ok(Json(ConversationDetailView {
+    let first = scoped.messages_after(id, None, MESSAGES_PER_READ).await?;
+    let head = Head {
         conversation: ConversationView::from(&conv),
         active_run: conv.active_run(state.lease).map(ActiveRunView::from),
-        messages: rendered,
-    }))
+    };
+    Ok(conversation_body::respond(state, tenant, id, &head, first))
 }
 
 route_errors!(DeleteErrors = AUTH + ["conversation_not_found", "not_found", "conversation_busy"]);

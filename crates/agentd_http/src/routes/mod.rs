@@ -4,6 +4,7 @@
 
 mod agents;
 mod chat;
+mod conversation_body;
 mod conversations;
 mod files;
 mod health;

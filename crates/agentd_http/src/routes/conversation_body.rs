@@ -1,0 +1,123 @@
+//! The body of `GET /v1/conversations/{id}`, written a page of messages at a time: a conversation grows by two
+//! messages a turn for as long as its users chat, and reading it whole (rows, views and the JSON text, each
+//! the size of the conversation) let a few requests for a long one take the process's memory. Each page is
+//! read when the client has taken the one before (the body is pulled as the connection drains), so a request
+//! holds one page and a pooled connection only while that page is read. The JSON is the same
+//! `ConversationDetail` a single `Json` would have written.
+
+use crate::AppState;
+use crate::views::{ActiveRunView, ConversationView};
+use agentd_db::{DbError, Message, TenantId};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::VecDeque;
+use uuid::Uuid;
+
+/// Messages read and written at a time.
+pub(super) const MESSAGES_PER_READ: u32 = 32;
+
+/// The fields before `messages`, in the order `ConversationDetail` has them.
+#[derive(Serialize)]
+pub(super) struct Head {
+    #[serde(flatten)]
+    pub conversation: ConversationView,
+    pub active_run: Option<ActiveRunView>,
+}
+
+/// Where the body stands: the messages read and not yet written, and where the next page starts.
+struct Pages {
+    state: AppState,
+    tenant: TenantId,
+    conversation: Uuid,
+    /// Read and not yet written, oldest first (the first page is read before the response starts, so that a
+    /// failure to read it is an error response, not a cut-off body).
+    ready: VecDeque<Message>,
+    /// The last page read was full: there may be more after its last message.
+    more: bool,
+    /// The last message read: the next page follows it.
+    last: Option<(DateTime<Utc>, Uuid)>,
+    /// Whether a message was written (the next one is preceded by a comma).
+    wrote: bool,
+    /// The request's span, for the error of a page that cannot be read.
+    span: tracing::Span,
+}
+
+/// The response: `head`, then `first` and the pages after it, as one JSON object, one message per chunk.
+pub(super) fn respond(
+    state: AppState,
+    tenant: TenantId,
+    conversation: Uuid,
+    head: &Head,
+    first: Vec<Message>,
+) -> Response {
+    let mut opening = serde_json::to_vec(head).unwrap_or_default();
+    // `{…}` → `{…,"messages":[`: the head is an object of named fields, so it ends with its `}`.
+    opening.pop();
+    opening.extend_from_slice(br#","messages":["#);
+    let mut pages = Pages {
+        state,
+        tenant,
+        conversation,
+        ready: VecDeque::new(),
+        more: false,
+        last: None,
+        wrote: false,
+        span: tracing::Span::current(),
+    };
+    pages.take(first);
+    let rest = futures_util::stream::unfold(Some(pages), |pages| async move {
+        let mut p = pages?;
+        match p.next_chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(p))),
+            Ok(None) => Some((Ok(Bytes::from_static(b"]}")), None)),
+            Err(e) => {
+                p.span.in_scope(|| {
+                    tracing::error!(conversation_id = %p.conversation, error = %e,
+                        "a page of the conversation could not be read; its response is cut off");
+                });
+                Some((Err(std::io::Error::other("conversation page unreadable")), None))
+            }
+        }
+    });
+    let opening = futures_util::stream::once(async move { Ok(Bytes::from(opening)) });
+    let mut res = Body::from_stream(futures_util::StreamExt::chain(opening, rest)).into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+impl Pages {
+    fn take(&mut self, page: Vec<Message>) {
+        self.more = page.len() >= MESSAGES_PER_READ as usize;
+        self.last = page.last().map(|m| (m.created_at, m.id)).or(self.last);
+        self.ready.extend(page);
+    }
+
+    /// The next message as a JSON array element; `None` after the last.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, DbError> {
+        if self.ready.is_empty() && self.more {
+            let page = self
+                .state
+                .db
+                .scoped(&self.tenant)
+                .messages_after(self.conversation, self.last, MESSAGES_PER_READ)
+                .await?;
+            self.take(page);
+        }
+        let Some(m) = self.ready.pop_front() else {
+            return Ok(None);
+        };
+        let view = self.state.urls.message(&m).await;
+        drop(m);
+        let mut out = Vec::with_capacity(view.content.len() + 512);
+        if std::mem::replace(&mut self.wrote, true) {
+            out.push(b',');
+        }
+        // A view of plain fields and strings always serializes.
+        serde_json::to_writer(&mut out, &view).unwrap_or_default();
+        Ok(Some(Bytes::from(out)))
+    }
+}
