@@ -182,36 +182,86 @@ fn sort_out(batch: impl Iterator<Item = Entry>) -> Sorted {
     }
 }
 
+/// Whether PostgreSQL takes this process's notifications. It refuses every one while its queue is full (a
+/// listener anywhere stopped reading) and fails the statement that sent it: then chunks are written without
+/// them and announced apart, and until that goes through again the other replicas' readers find new events by
+/// their look at the run every 5 s. Logged when it starts and when it ends, not per batch.
+#[derive(Default)]
+struct Notes {
+    refused: bool,
+}
+
+impl Notes {
+    fn outcome(&mut self, r: Result<(), agentd_db::DbError>) {
+        match (r, self.refused) {
+            (Err(e), false) => {
+                tracing::warn!(error = %e, "cannot notify other replicas of run events; writing them without \
+                    notifications (readers there poll every 5 s) until a notification goes through");
+                self.refused = true;
+            }
+            (Ok(()), true) => {
+                tracing::info!("notifications of run events go through again");
+                self.refused = false;
+            }
+            _ => {}
+        }
+    }
+}
+
 async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
     let mut batch = Vec::with_capacity(64);
+    let mut notes = Notes::default();
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let Sorted {
             acks,
-            announce,
+            mut announce,
             chunks,
         } = sort_out(batch.drain(..));
-        // Already committed: announced first, not after this batch's write.
-        if !announce.is_empty()
-            && let Err(e) = db.announce(&announce).await
-        {
-            tracing::warn!(error = %e, runs = announce.len(),
-                "cannot notify other replicas of finished runs; their readers poll");
+        let mut written = None;
+        if !notes.refused {
+            // Already committed: announced first, not after this batch's write.
+            if !announce.is_empty() {
+                let r = db.announce(&announce).await;
+                if r.is_ok() {
+                    announce.clear();
+                }
+                notes.outcome(r);
+            }
+            if !chunks.is_empty() && !notes.refused {
+                match db.append_chunks(&chunks).await {
+                    Ok(w) => written = Some(w),
+                    Err(e) => notes.outcome(Err(e)),
+                }
+            }
         }
-        if !chunks.is_empty() {
-            let written = crate::retry::retrying("write run events", || db.append_chunks(&chunks)).await;
-            if let Some(written) = written {
-                // Only what was written: a run ended as dead meanwhile keeps the end its log has.
-                let written: HashSet<(&str, i64)> = written.iter().map(|(r, f)| (r.as_str(), *f)).collect();
-                for c in chunks {
-                    if written.contains(&(c.run_id.as_str(), c.first_id)) {
-                        bus.published(ChunkNote::from(c));
-                    }
+        if written.is_none() && !chunks.is_empty() {
+            written =
+                crate::retry::retrying("write run events", || db.append_chunks_unannounced(&chunks)).await;
+            if let Some(w) = &written {
+                let w: HashSet<(&str, i64)> = w.iter().map(|(r, f)| (r.as_str(), *f)).collect();
+                announce.extend(
+                    chunks
+                        .iter()
+                        .filter(|c| w.contains(&(c.run_id.as_str(), c.first_id)))
+                        .cloned(),
+                );
+            }
+        }
+        if notes.refused && !announce.is_empty() {
+            notes.outcome(db.announce(&announce).await);
+        }
+        if let Some(written) = written {
+            // Only what was written: a run ended as dead meanwhile keeps the end its log has.
+            let written: HashSet<(&str, i64)> = written.iter().map(|(r, f)| (r.as_str(), *f)).collect();
+            for c in chunks {
+                if written.contains(&(c.run_id.as_str(), c.first_id)) {
+                    bus.published(ChunkNote::from(c));
                 }
-            } else {
-                for c in &chunks {
-                    tracing::error!(run_id = %c.run_id, first_id = c.first_id, last_id = c.last_id,
-                        "run events lost: a resumed stream will miss them");
-                }
+            }
+        } else {
+            for c in &chunks {
+                tracing::error!(run_id = %c.run_id, first_id = c.first_id, last_id = c.last_id,
+                    "run events lost: a resumed stream will miss them");
             }
         }
         for ack in acks {

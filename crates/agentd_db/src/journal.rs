@@ -128,6 +128,20 @@ impl Db {
     /// written: a chunk already there, or a second terminal of a run (a reader ended it as dead meanwhile), is
     /// dropped. On PostgreSQL the same statement notifies listeners of the written ones.
     pub async fn append_chunks(&self, chunks: &[EventChunk]) -> Result<Vec<(String, i64)>, DbError> {
+        self.append(chunks, true).await
+    }
+
+    /// [`Db::append_chunks`] without the notification, for while notifying fails: PostgreSQL fails the whole
+    /// statement when its notification queue is full (a listener somewhere stopped reading), and the events
+    /// must still be written; [`Db::announce`] may try the notification apart.
+    pub async fn append_chunks_unannounced(
+        &self,
+        chunks: &[EventChunk],
+    ) -> Result<Vec<(String, i64)>, DbError> {
+        self.append(chunks, false).await
+    }
+
+    async fn append(&self, chunks: &[EventChunk], notify: bool) -> Result<Vec<(String, i64)>, DbError> {
         if chunks.is_empty() {
             return Ok(Vec::new());
         }
@@ -146,7 +160,7 @@ impl Db {
             };
         }
         match self {
-            Db::Postgres(p) => {
+            Db::Postgres(p) if notify => {
                 let mut q = sqlx::QueryBuilder::new(format!("WITH v ({COLUMNS}, note) AS ("));
                 q.push_values(chunks, |mut row, c| {
                     bind_chunk!(row, c).push_bind(ChunkNote::payload(c));
@@ -161,14 +175,14 @@ impl Db {
                 let rows: Vec<(String, i64, String)> = q.build_query_as().fetch_all(p).await?;
                 Ok(rows.into_iter().map(|(run, first, _)| (run, first)).collect())
             }
-            Db::Sqlite(p) => {
+            _ => with_pool!(self, |p| {
                 let mut q = sqlx::QueryBuilder::new(format!("INSERT INTO run_events ({COLUMNS}) "));
                 q.push_values(chunks, |mut row, c| {
                     bind_chunk!(row, c);
                 });
                 q.push(" ON CONFLICT DO NOTHING RETURNING run_id, first_id");
                 Ok(q.build_query_as().fetch_all(p).await?)
-            }
+            }),
         }
     }
 

@@ -256,3 +256,74 @@ async fn a_run_logged_in_many_chunks_is_replayed_a_page_at_a_time() {
         Some(text.as_str())
     );
 }
+
+/// PostgreSQL refuses every notification while its queue is full (a listener anywhere stopped reading: 8 GB
+/// of them) and fails the statement that sent one. The run log is still written — without the notifications —
+/// and a reader on another replica still gets every event and the end, from its look at the run every 5 s.
+/// Here the refusal is staged by a `pg_notify` that raises the queue-full error, ahead of PostgreSQL's on the
+/// search path. Before, each batch failed three times and its events were logged as lost.
+#[tokio::test]
+async fn run_events_are_written_while_postgresql_refuses_notifications() {
+    let db = agentd_testkit::fresh_postgres().await;
+    let agentd_db::Db::Postgres(pool) = &db.db else {
+        panic!("postgres")
+    };
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE FUNCTION public.pg_notify(text, text) RETURNS void LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'too many notifications in the NOTIFY queue' USING ERRCODE = '54000'; END $$",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} SET search_path = public, pg_catalog"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+    // Both replicas connect afresh, with that search path.
+    let (a, b) = (db.replica().await, db.replica().await);
+    let agentd_db::Db::Postgres(seen_by_a) = &a.db else {
+        panic!("postgres")
+    };
+    let refused = sqlx::query("SELECT pg_notify('agentd_run_events', 'x')::text")
+        .execute(seen_by_a)
+        .await
+        .expect_err("a notification is refused");
+    assert!(
+        refused.to_string().contains("too many notifications"),
+        "{refused}"
+    );
+    let running = TestApp::builder(a).start().await;
+    let other = TestApp::builder(b).start().await;
+    let tok = running.token("acme", "u1", None);
+    let (original, started) = running
+        .stream_started(
+            &tok,
+            json!({"agent": "assistant", "message": "hi #fake:text deltas=20 gap=50"}),
+        )
+        .await;
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
+    let res = other.run_events(&tok, &run_id, None).await;
+    assert_eq!(res.status(), 200);
+    let followed = tokio::time::timeout(Duration::from_secs(20), res.text())
+        .await
+        .expect("the reader on the other replica gets the end")
+        .unwrap();
+    let followed = agentd_testkit::parse_sse(&followed);
+    let original = agentd_testkit::parse_sse(&original.text().await.unwrap());
+    let ids = |evs: &[agentd_testkit::SseEvent]| {
+        evs.iter()
+            .map(|e| (e.id.unwrap(), e.event.clone()))
+            .collect::<Vec<_>>()
+    };
+    let mut sent = vec![(1, "run.started".to_owned())];
+    sent.extend(ids(&original));
+    assert_eq!(ids(&followed), sent, "every event, once, in order");
+    assert_eq!(followed.last().unwrap().event, "run.completed");
+    assert!(followed.iter().filter(|e| e.event == "message.delta").count() >= 10);
+}
