@@ -13,7 +13,7 @@ use crate::event::{TurnEvent, TurnResult, TurnStatus, Usage};
 use crate::failure::{Code, Failure};
 use crate::journal::chunk;
 use crate::relay::{Draft, Ending};
-use crate::retry::retrying;
+use crate::retry::{SAVE_THROUGH_OUTAGE, retrying_through};
 use crate::sink::Sink;
 use agentd_db::journal::ChunkNote;
 use agentd_db::turns::FinishedTurn;
@@ -130,7 +130,8 @@ pub(crate) async fn finish(
         events: Some(&events),
     };
     let scoped = inner.db.scoped(&adm.tenant);
-    let terminal = match retrying("save the turn", || scoped.finish_turn(&f)).await {
+    let save = retrying_through("save the turn", SAVE_THROUGH_OUTAGE, || scoped.finish_turn(&f));
+    let terminal = match save.await {
         Some(w) => {
             if !w.lease_released {
                 tracing::warn!(conversation_id = %adm.conversation_id, run_id = %adm.run_id,

@@ -30,9 +30,9 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
-/// How long PostgreSQL stays down.
-/// How long PostgreSQL stays down: longer than the pool waits for a connection (5 s), shorter than a turn's save
-/// is retried (three attempts, each waiting up to 5 s for a connection).
+/// How long PostgreSQL stays down: longer than the pool waits for a connection (5 s), shorter than the run log's
+/// writes are retried (three attempts, each waiting up to 5 s for a connection); a turn's save is retried for
+/// up to 120 s (`a_reply_is_saved_across_a_database_outage_longer_than_the_quick_retries`).
 const OUTAGE: Duration = Duration::from_secs(6);
 
 /// One client: turns one after another (each a new conversation, ~0.5 s) until `stop`.
@@ -323,5 +323,60 @@ async fn a_conversation_whose_pages_cannot_be_read_is_cut_off_not_shortened() {
             .count(),
         1,
         "logged once"
+    );
+}
+
+/// A database that is down for longer than a few quick retries — a managed PostgreSQL fails over in one to two
+/// minutes — does not cost a running turn its reply: the finished turn's save is retried while the database is
+/// unreachable (`SAVE_THROUGH_OUTAGE`, 120 s), and the answer arrives once it is back. Here 22 s down, past the
+/// three attempts (~15 s) that used to give up with `503 unavailable` and the reply lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_is_saved_across_a_database_outage_longer_than_the_quick_retries() {
+    const DOWN: Duration = Duration::from_secs(22);
+    let pg = PrivatePostgres::start(&[]);
+    let settings = DbSettings {
+        url: pg.admin_url.clone(),
+        max_connections: 2,
+        ..DbSettings::default()
+    };
+    let db = Db::connect(&settings).await.unwrap();
+    db.migrate().await.unwrap();
+    db.close().await;
+    let fake = FakeUpstream::start(FakeConfig::default()).await.unwrap();
+    let server = ServerProcess::start(options(&pg.admin_url, &bucket("failover"), &fake)).await;
+    let tok = token(&server, "acme");
+    // Its one delta is logged while the database is up; the reply ends 4 s later, 3 s into the outage, with
+    // nothing left for the run log's writer (whose own retries would hold the save back).
+    let body =
+        json!({"agent": "assistant", "message": "through the failover #fake:text deltas=1 stall=4000"});
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        tokio::task::block_in_place(|| pg.stop());
+        tokio::time::sleep(DOWN).await;
+        tokio::task::block_in_place(|| pg.start_again());
+    };
+    let (answer, ()) = tokio::join!(chat(&server, &tok, &body), outage);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let conv = get(
+        &server,
+        &format!(
+            "/v1/conversations/{}",
+            answer.body["conversation_id"].as_str().unwrap()
+        ),
+        &tok,
+    )
+    .await;
+    assert_eq!(roles(&conv.body), ["user", "assistant"], "{conv:?}");
+    assert_eq!(conv.body["messages"][1]["id"], answer.body["message"]["id"]);
+    assert_eq!(
+        conv.body["messages"][1]["content"],
+        answer.body["message"]["content"]
+    );
+    assert!(
+        server
+            .logs()
+            .iter()
+            .any(|l| l.contains("could save the turn after the database came back")),
+        "the save says it waited"
     );
 }
