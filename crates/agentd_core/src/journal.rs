@@ -4,10 +4,13 @@
 //! [`Journal::flush`] returns once everything recorded before it is written — the turn calls it before its
 //! final transaction writes the terminal event, so a resumed stream never sees the end before the middle.
 
+mod notes;
+
 use crate::bus::RunBus;
 use crate::event::Sequenced;
 use agentd_db::journal::{ChunkNote, EventChunk};
 use agentd_db::{Db, TenantId};
+use notes::Notes;
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -182,90 +185,67 @@ fn sort_out(batch: impl Iterator<Item = Entry>) -> Sorted {
     }
 }
 
-/// Whether PostgreSQL takes this process's notifications. It refuses every one while its queue is full (a
-/// listener anywhere stopped reading) and fails the statement that sent it: then chunks are written without
-/// them and announced apart, and until that goes through again the other replicas' readers find new events by
-/// their look at the run every 5 s. Logged when it starts and when it ends, not per batch.
-#[derive(Default)]
-struct Notes {
-    refused: bool,
-}
-
-impl Notes {
-    fn outcome(&mut self, r: Result<(), agentd_db::DbError>) {
-        match (r, self.refused) {
-            (Err(e), false) => {
-                tracing::warn!(error = %e, "cannot notify other replicas of run events; writing them without \
-                    notifications (readers there poll every 5 s) until a notification goes through");
-                self.refused = true;
-            }
-            (Ok(()), true) => {
-                tracing::info!("notifications of run events go through again");
-                self.refused = false;
-            }
-            _ => {}
-        }
-    }
-}
-
 async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
     let mut batch = Vec::with_capacity(64);
     let mut notes = Notes::default();
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let Sorted {
             acks,
-            mut announce,
+            announce,
             chunks,
         } = sort_out(batch.drain(..));
-        let mut written = None;
-        if !notes.refused {
-            // Already committed: announced first, not after this batch's write.
-            if !announce.is_empty() {
-                let r = db.announce(&announce).await;
-                if r.is_ok() {
-                    announce.clear();
-                }
-                notes.outcome(r);
-            }
-            if !chunks.is_empty() && !notes.refused {
+        // Already committed: announced first, not after this batch's write (and, while notifications are
+        // refused, the probe of whether they go through again).
+        if !announce.is_empty() {
+            notes.sent(db.announce(&announce).await, announce.len());
+        }
+        if !chunks.is_empty() {
+            let mut written = None;
+            if !notes.refused {
                 match db.append_chunks(&chunks).await {
                     Ok(w) => written = Some(w),
-                    Err(e) => notes.outcome(Err(e)),
+                    Err(e) if e.is_notify_queue_full() => notes.refuse(&e),
+                    Err(e) => tracing::warn!(error = %e, attempt = 1, "could not write run events; retrying"),
                 }
             }
-        }
-        if written.is_none() && !chunks.is_empty() {
-            written =
-                crate::retry::retrying("write run events", || db.append_chunks_unannounced(&chunks)).await;
-            if let Some(w) = &written {
-                let w: HashSet<(&str, i64)> = w.iter().map(|(r, f)| (r.as_str(), *f)).collect();
-                announce.extend(
-                    chunks
+            if written.is_none() {
+                written =
+                    crate::retry::retrying("write run events", || db.append_chunks_unannounced(&chunks))
+                        .await;
+                if let Some(w) = &written {
+                    let w: HashSet<(&str, i64)> = w.iter().map(|(r, f)| (r.as_str(), *f)).collect();
+                    let apart: Vec<EventChunk> = chunks
                         .iter()
                         .filter(|c| w.contains(&(c.run_id.as_str(), c.first_id)))
-                        .cloned(),
-                );
-            }
-        }
-        if notes.refused && !announce.is_empty() {
-            notes.outcome(db.announce(&announce).await);
-        }
-        if let Some(written) = written {
-            // Only what was written: a run ended as dead meanwhile keeps the end its log has.
-            let written: HashSet<(&str, i64)> = written.iter().map(|(r, f)| (r.as_str(), *f)).collect();
-            for c in chunks {
-                if written.contains(&(c.run_id.as_str(), c.first_id)) {
-                    bus.published(ChunkNote::from(c));
+                        .cloned()
+                        .collect();
+                    if !apart.is_empty() {
+                        notes.sent(db.announce(&apart).await, apart.len());
+                    }
                 }
             }
-        } else {
-            for c in &chunks {
-                tracing::error!(run_id = %c.run_id, first_id = c.first_id, last_id = c.last_id,
-                    "run events lost: a resumed stream will miss them");
-            }
+            publish(&bus, chunks, written);
         }
         for ack in acks {
             let _ = ack.send(());
+        }
+    }
+}
+
+/// Hands the chunks written to this process's readers; logs the ones lost.
+fn publish(bus: &RunBus, chunks: Vec<EventChunk>, written: Option<Vec<(String, i64)>>) {
+    let Some(written) = written else {
+        for c in &chunks {
+            tracing::error!(run_id = %c.run_id, first_id = c.first_id, last_id = c.last_id,
+                "run events lost: a resumed stream will miss them");
+        }
+        return;
+    };
+    // Only what was written: a run ended as dead meanwhile keeps the end its log has.
+    let written: HashSet<(&str, i64)> = written.iter().map(|(r, f)| (r.as_str(), *f)).collect();
+    for c in chunks {
+        if written.contains(&(c.run_id.as_str(), c.first_id)) {
+            bus.published(ChunkNote::from(c));
         }
     }
 }

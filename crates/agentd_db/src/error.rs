@@ -50,3 +50,11 @@ impl From<sqlx::Error> for DbError {
         }
     }
 }
+
+impl DbError {
+    /// PostgreSQL refused a notification: its queue is full (SQLSTATE 54000, "too many notifications in the
+    /// NOTIFY queue"), because a listener somewhere stopped reading. Every notification fails until it drains.
+    pub fn is_notify_queue_full(&self) -> bool {
+        matches!(self, DbError::Other(sqlx::Error::Database(d)) if d.code().as_deref() == Some("54000"))
+    }
+}
