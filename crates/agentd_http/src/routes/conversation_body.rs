@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::VecDeque;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 /// Messages read and written at a time.
@@ -70,7 +71,9 @@ pub(super) fn respond(
     pages.take(first);
     let rest = futures_util::stream::unfold(Some(pages), |pages| async move {
         let mut p = pages?;
-        match p.next_chunk().await {
+        // Polled by the connection, outside the request: its span, so that what a page logs names the request.
+        let span = p.span.clone();
+        match p.next_chunk().instrument(span).await {
             Ok(Some(chunk)) => Some((Ok(chunk), Some(p))),
             Ok(None) => Some((Ok(Bytes::from_static(b"]}")), None)),
             Err(e) => {
