@@ -420,7 +420,7 @@ async fn the_concurrency_limit_holds_without_a_rate_limit() {
         sqlx::query(hold_sql).execute(&mut *hold).await.unwrap();
         let burst: Vec<_> = (0..n)
             .map(|i| {
-                let mut body = json!({"agent": "assistant", "message": "x #fake:text delay=1500"});
+                let mut body = json!({"agent": "assistant", "message": "x #fake:text delay=5000"});
                 if existing {
                     body["conversation_id"] = json!(conversations[i]);
                     app.spawn_chat(&tok, body)
@@ -484,7 +484,14 @@ async fn one_tenants_flood_does_not_take_the_pool_from_the_others() {
             tokio::spawn(async move { error_of(req.send().await.unwrap()).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Six are held at the rate cell; the other eighteen are refused as they arrive.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while flood.iter().filter(|h| h.is_finished()).count() < 18 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the flood beyond the six admissions is refused at once");
     let other = tokio::time::timeout(Duration::from_secs(3), app.chat(&b, hi()))
         .await
         .expect("another tenant's turn is not held up by the flood");

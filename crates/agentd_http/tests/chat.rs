@@ -392,7 +392,7 @@ async fn a_lost_previous_response_does_not_break_the_conversation() {
 async fn silence_gets_keep_alives_and_too_much_silence_times_out() {
     let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
         .keepalive_seconds(1)
-        .turns(|t| t.idle_timeout_seconds = 3)
+        .turns(|t| t.idle_timeout_seconds = 5)
         .start()
         .await;
     let tok = app.token("acme", "u1", None);
@@ -400,7 +400,7 @@ async fn silence_gets_keep_alives_and_too_much_silence_times_out() {
     assert_well_formed(&s);
     assert!(s.raw.contains(": keep-alive\n"), "{}", s.raw);
     assert_eq!(*s.names().last().unwrap(), "run.completed");
-    let s = app.stream(&tok, json!({"agent": "assistant", "message": format!("x {}", d(Scenario::text().stall(std::time::Duration::from_millis(5000))))})).await;
+    let s = app.stream(&tok, json!({"agent": "assistant", "message": format!("x {}", d(Scenario::text().stall(std::time::Duration::from_millis(8000))))})).await;
     assert_well_formed(&s);
     assert_eq!(
         (s.last()["code"].as_str(), s.last()["retryable"].as_bool()),
@@ -453,7 +453,7 @@ async fn one_turn_per_conversation() {
         &tok,
         json!({"conversation_id": conv, "message": "slow #fake:text delay=1500"}),
     );
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    app.until_upstream_requests(2).await;
     let res = app
         .chat(&tok, json!({"conversation_id": conv, "message": "meanwhile"}))
         .await;
@@ -585,7 +585,7 @@ async fn per_tenant_rate_limits() {
         &tok,
         json!({"agent": "assistant", "message": "x #fake:text delay=800"}),
     );
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.until_upstream_requests(1).await;
     let busy = app
         .chat(&tok, json!({"agent": "assistant", "message": "two at once"}))
         .await;
@@ -625,7 +625,7 @@ async fn shutdown_lets_running_turns_finish_and_refuses_new_ones() {
         &tok,
         json!({"agent": "assistant", "message": "x #fake:text delay=700"}),
     );
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.until_upstream_requests(1).await;
     let turns = app.state.turns.clone();
     let shutdown = tokio::spawn(async move { turns.shutdown().await });
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -656,7 +656,13 @@ async fn shutdown_waits_for_a_turn_still_being_admitted() {
     assert_eq!(first.status(), StatusCode::OK);
     let hold = app.hold_rate_cell("acme").await;
     let admitting = app.spawn_chat(&tok, json!({"agent": "assistant", "message": "held"}));
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while app.state.turns.running() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the held turn is being admitted");
     let turns = app.state.turns.clone();
     let shutdown = tokio::spawn(async move { turns.shutdown().await });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;

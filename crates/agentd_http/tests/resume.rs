@@ -211,7 +211,7 @@ async fn a_run_logged_in_many_chunks_is_replayed_a_page_at_a_time() {
     let (original, started) = app
         .stream_started(
             &tok,
-            json!({"agent": "assistant", "message": "hi #fake:text deltas=150 gap=10 text-kb=2"}),
+            json!({"agent": "assistant", "message": "hi #fake:text deltas=400 gap=10 text-kb=2"}),
         )
         .await;
     let run_id = started["run_id"].as_str().unwrap().to_owned();

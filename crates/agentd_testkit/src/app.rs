@@ -322,12 +322,24 @@ impl TestApp {
         hold
     }
 
-    /// [`Self::run_events`], which must answer 200, read to the end (10 s at most: a stream that does not end
-    /// fails the test).
+    /// Waits (10 s at most) until the upstream has received `n` requests in all: a turn that reached it was
+    /// admitted (its lease and user message are committed).
+    pub async fn until_upstream_requests(&self, n: usize) {
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while self.fake.requests().len() < n {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the upstream did not get {n} requests within 10 s"));
+    }
+
+    /// [`Self::run_events`], which must answer 200, read to the end (30 s at most: a stream that does not end
+    /// fails the test; a dead holder is found by a reader's look at the run, every 5 s).
     pub async fn resume(&self, token: &str, run_id: &str, last_event_id: Option<u64>) -> Vec<SseEvent> {
         let res = self.run_events(token, run_id, last_event_id).await;
         assert_eq!(res.status(), 200, "resume {run_id} after {last_event_id:?}");
-        let raw = tokio::time::timeout(std::time::Duration::from_secs(10), res.text())
+        let raw = tokio::time::timeout(std::time::Duration::from_secs(30), res.text())
             .await
             .unwrap_or_else(|_| panic!("resume {run_id} after {last_event_id:?}: the stream did not end"))
             .unwrap();

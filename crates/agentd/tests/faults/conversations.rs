@@ -162,7 +162,7 @@ async fn a_turn_continues_from_the_response_current_when_it_took_the_lease() {
     let mut previous = start.body["response_id"].as_str().unwrap().to_owned();
     for round in 1..=ROUNDS {
         // A turn runs on A; B asks for the next one the whole time, and takes the lease the moment A lets go.
-        let slow = json!({"conversation_id": conversation, "message": format!("round {round} first #fake:text stall=300")});
+        let slow = json!({"conversation_id": conversation, "message": format!("round {round} first #fake:text stall=1000")});
         let mut on_a = opened(stream(&a, &tok, &slow).await);
         on_a.until(|e| e.event == "message.delta").await;
         let next = json!({"conversation_id": conversation, "message": format!("round {round} second")});

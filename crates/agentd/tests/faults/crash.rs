@@ -7,9 +7,10 @@ use agentd_db::{IDEMPOTENCY_TTL, IdempotencyState, TenantId};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-/// The lease in these tests (heartbeat every 3 s): long enough that a restart happens well before a dead
-/// holder's lease expires (so the first 409 is certain), short enough to expire well within the issue's 60 s.
-const CRASH_LEASE: u64 = 9;
+/// The lease in these tests (heartbeat every 5 s, so a dead holder's lease lasts 10–15 s): long enough that a
+/// restart and a request happen well before it expires, even on a loaded machine (so the first 409 is certain),
+/// short enough to expire well within the issue's 60 s.
+const CRASH_LEASE: u64 = 15;
 /// Issue 8, point 6: a new turn is accepted within this long of the crash.
 const WITHIN: Duration = Duration::from_secs(60);
 
