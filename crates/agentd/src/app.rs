@@ -142,6 +142,7 @@ impl AppBuilder {
             lease: s.turns.lease(),
             tenants: Default::default(),
             playground: agentd_http::Playground::new(dev_token.as_ref().map(|(_, t)| t.clone())),
+            readiness: Default::default(),
         };
         let state = AppState(Arc::new(app));
         Ok(Application {

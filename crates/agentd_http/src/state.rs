@@ -64,6 +64,8 @@ pub struct App {
     pub tenants: crate::tenants::TenantCache,
     /// The playground page's state: the dev token it may prefill (only on the zero-config dev secret).
     pub playground: crate::Playground,
+    /// What `/readyz` last found (asked at most once a second).
+    pub readiness: crate::Readiness,
 }
 
 /// The axum state: one `Arc` clone per request.

@@ -218,3 +218,32 @@ async fn a_reader_of_a_quiet_run_does_not_poll_the_rows() {
         "the follower read the rows {reads} times over a 6 s stall"
     );
 }
+
+/// `/readyz` needs no token, and each check of the dependencies costs a pooled connection and an object-store
+/// call: a flood of it asks the database once a second, not once a request (before: 200 requests, 200 pings
+/// queued for the pool the turns use). Every request still gets the answer.
+#[tokio::test]
+async fn a_flood_of_readiness_checks_asks_the_database_once_a_second() {
+    let pg = PrivatePostgres::start(&["log_statement=all", "log_line_prefix='%v|'"]);
+    let db = agentd_testkit::fresh_postgres_at(&pg.admin_url).await;
+    let app = TestApp::builder(db).start().await;
+    let from = pg.log_len();
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all((0..200).map(|_| {
+        let req = app.http.get(app.url("/readyz"));
+        async move { req.send().await.unwrap().status() }
+    }))
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(answers.iter().all(|s| *s == 200), "{answers:?}");
+    let pings = pg
+        .log_since(from)
+        .lines()
+        .filter(|l| l.ends_with("SELECT 1"))
+        .count();
+    assert!(pings >= 1, "the database was asked");
+    assert!(
+        pings as f64 <= seconds.ceil() + 1.0,
+        "{pings} pings for 200 readiness checks in {seconds:.1} s"
+    );
+}

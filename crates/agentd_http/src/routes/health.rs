@@ -62,16 +62,13 @@ route_errors!(ReadyErrors = ["unavailable"]);
 /// Readiness
 ///
 /// 200 when the database and the object store answer and the server takes turns; else 503 naming what is
-/// down (`details.checks`). No token.
+/// down (`details.checks`). No token. The dependencies are asked at most once a second; every request in
+/// between gets that answer.
 #[utoipa::path(get, path = "/readyz", tag = "service", operation_id = "readyz",
     responses((status = 200, description = "Ready.", body = Ready), ReadyErrors))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
-    let limit = std::time::Duration::from_secs(3);
-    let (db, store) = tokio::join!(
-        tokio::time::timeout(limit, state.db.ping()),
-        tokio::time::timeout(limit, state.store.check())
-    );
-    let (db_ok, store_ok) = (matches!(db, Ok(Ok(()))), matches!(store, Ok(Ok(()))));
+    let (checked, fresh) = state.readiness.check(&state.db, state.store.as_ref()).await;
+    let (db_ok, store_ok) = (checked.database.is_ok(), checked.object_store.is_ok());
     let accepting = state.turns.is_accepting();
     let word = |ok: bool| if ok { "ok" } else { "down" };
     let checks = Checks {
@@ -93,7 +90,9 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> 
     if !accepting {
         down.push("this instance (shutting down)");
     }
-    tracing::warn!(?db, ?store, accepting, "not ready");
+    if fresh {
+        tracing::warn!(database = ?checked.database, object_store = ?checked.object_store, accepting, "not ready");
+    }
     Err(ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
