@@ -48,6 +48,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("RUN_LEASE_SECONDS", "turns.lease_seconds"),
     ("RUN_EVENTS_RETENTION_HOURS", "turns.run_events_retention_hours"),
     ("RUN_READERS_PER_TENANT", "turns.run_readers_per_tenant"),
+    ("READS_PER_TENANT", "turns.reads_per_tenant"),
     ("SHUTDOWN_GRACE_SECONDS", "turns.shutdown_grace_seconds"),
     ("STORAGE_PROVIDER", "storage.provider"),
     ("STORAGE_LOCAL_DIR", "storage.filesystem_root"),

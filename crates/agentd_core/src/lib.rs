@@ -46,6 +46,7 @@ pub use event::{
 pub use failure::{Code, Failure};
 pub use image_check::ImageFormat;
 pub use inputs::{UPLOADS_AT_ONCE, UploadPermit};
+pub use per_tenant::Reading;
 pub use settings::TurnSettings;
 pub use turns::{EventFeed, Mode, Started, TurnParts, Turns};
 pub use upstream::client_config;

@@ -17,6 +17,7 @@ use crate::failure::{Code, Failure};
 use crate::ingest::{Ingest, IngestPool};
 use crate::inputs::UploadPermit;
 use crate::journal::{Journal, RunRef};
+use crate::per_tenant::Reading;
 use crate::relay::{Budget, Caps, Draft, Relay};
 use crate::sink::{LIVE_QUEUE, Sink};
 use crate::upstream::{build_request, is_previous_response_missing, pre_stream_error};
@@ -100,6 +101,7 @@ impl Turns {
             uploads: Default::default(),
             readers: Default::default(),
             admitting: Default::default(),
+            reads: Default::default(),
             refusals: Default::default(),
         });
         tokio::spawn(crate::housekeeping::run(
@@ -216,6 +218,17 @@ impl Turns {
     ) -> Result<Option<EventFeed>, Failure> {
         let feed = follow::follow(&self.0, tenant, run_id, after).await?;
         Ok(feed.map(|f| Box::pin(f) as EventFeed))
+    }
+
+    /// One of the tenant's `READS_PER_TENANT` requests reading its data at once on this replica, or
+    /// `rate_limited`.
+    pub fn reading(&self, tenant: &TenantId) -> Result<Reading, Failure> {
+        let max = self.0.settings.reads_per_tenant;
+        self.0.reads.take(tenant, max).map(Reading).ok_or_else(|| {
+            let m =
+                format!("This tenant already has {max} reads in progress on this server (READS_PER_TENANT).");
+            Failure::new(Code::RateLimited, m).retry_after(1)
+        })
     }
 
     /// `UPLOAD_MAX_MB` in bytes.

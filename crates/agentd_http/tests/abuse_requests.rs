@@ -362,3 +362,71 @@ async fn an_unreadable_run_log_chunk_is_skipped_and_the_stream_still_ends() {
         "in the terminal event's place"
     );
 }
+
+/// Reads of a tenant's data each use a pooled connection: a tenant may have `READS_PER_TENANT` of them in
+/// progress on a replica, and one more is `429 rate_limited` at once — its own count, not another tenant's —
+/// until one ends. Here two reads of usage are held by a lock on its table, as a slow query would hold them.
+#[tokio::test]
+async fn a_tenant_may_have_only_so_many_reads_in_progress() {
+    use sqlx::Connection as _;
+    let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
+        .turns(|t| t.reads_per_tenant = 2)
+        .start()
+        .await;
+    let (a, b) = (app.token("acme", "u1", None), app.token("otherco", "u1", None));
+    for tok in [&a, &b] {
+        app.chat_json(tok, json!({"agent": "assistant", "message": "hi"}))
+            .await;
+    }
+    let mut side = sqlx::PgConnection::connect(&app.db.settings.url).await.unwrap();
+    let mut hold = side.begin().await.unwrap();
+    sqlx::query("LOCK TABLE usage_events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let req = get(&app, "/v1/usage", &a);
+            tokio::spawn(async move { req.send().await.unwrap().status() })
+        })
+        .collect();
+    let agentd_db::Db::Postgres(pool) = &app.db.db else {
+        panic!("postgres")
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            if waiting == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("both reads wait on the lock");
+    let res = get(&app, "/v1/conversations", &a).send().await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    let e: Value = res.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "rate_limited");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("READS_PER_TENANT"),
+        "{e}"
+    );
+    let other = get(&app, "/v1/conversations", &b).send().await.unwrap();
+    assert_eq!(other.status(), 200, "another tenant's reads are its own");
+    hold.commit().await.unwrap();
+    for h in held {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    let again = get(&app, "/v1/conversations", &a).send().await.unwrap();
+    assert_eq!(again.status(), 200, "given back when they ended");
+}

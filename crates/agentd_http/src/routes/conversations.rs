@@ -39,7 +39,7 @@ fn decode_cursor(s: &str) -> Option<ConversationCursor> {
     })
 }
 
-route_errors!(ListErrors = AUTH + ["invalid_request"]);
+route_errors!(ListErrors = AUTH + ["invalid_request", "rate_limited"]);
 
 /// List conversations
 ///
@@ -57,6 +57,7 @@ async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<ConversationPageView>, ApiError> {
     caller.require(Scope::ConversationsRead)?;
+    let _reading = state.turns.reading(&caller.0.tenant_id)?;
     if let Some(k) = q.keys().find(|k| !matches!(k.as_str(), "limit" | "cursor")) {
         return Err(ApiError::invalid_request(format!(
             "Unknown query parameter `{k}`; use `limit` and `cursor`."
@@ -102,7 +103,7 @@ fn not_found(id: Uuid) -> ApiError {
     ApiError::not_found("conversation_not_found", format!("No conversation {id}."))
 }
 
-route_errors!(ShowErrors = AUTH + ["conversation_not_found", "not_found"]);
+route_errors!(ShowErrors = AUTH + ["conversation_not_found", "not_found", "rate_limited"]);
 
 /// Show a conversation
 ///
@@ -119,6 +120,8 @@ async fn show(
     caller.require(Scope::ConversationsRead)?;
     let id = parse_id(&id)?;
     let tenant = caller.0.tenant_id.clone();
+    // Held until the last page is written.
+    let reading = state.turns.reading(&tenant)?;
     let scoped = state.db.scoped(&tenant);
     let conv = scoped.conversation(id).await?.ok_or_else(|| not_found(id))?;
     let first = scoped.messages_after(id, None, MESSAGES_PER_READ).await?;
@@ -126,10 +129,20 @@ async fn show(
         conversation: ConversationView::from(&conv),
         active_run: conv.active_run(state.lease).map(ActiveRunView::from),
     };
-    Ok(conversation_body::respond(state, tenant, id, &head, first))
+    Ok(conversation_body::respond(
+        state, tenant, id, &head, first, reading,
+    ))
 }
 
-route_errors!(DeleteErrors = AUTH + ["conversation_not_found", "not_found", "conversation_busy"]);
+route_errors!(
+    DeleteErrors = AUTH
+        + [
+            "conversation_not_found",
+            "not_found",
+            "conversation_busy",
+            "rate_limited"
+        ]
+);
 
 /// Delete a conversation
 ///
@@ -149,6 +162,7 @@ async fn remove(
     caller.require(Scope::ConversationsWrite)?;
     let id = parse_id(&id)?;
     let tenant = &caller.0.tenant_id;
+    let _reading = state.turns.reading(tenant)?;
     let scoped = state.db.scoped(tenant);
     let lease = format!("delete_{}", Uuid::now_v7().simple());
     match scoped.lease_for_delete(id, &lease, state.lease).await? {

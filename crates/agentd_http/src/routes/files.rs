@@ -93,7 +93,7 @@ async fn upload(
     ))
 }
 
-route_errors!(AttachmentErrors = AUTH + ["attachment_not_found", "not_found"]);
+route_errors!(AttachmentErrors = AUTH + ["attachment_not_found", "not_found", "rate_limited"]);
 
 /// Show an attachment
 ///
@@ -108,6 +108,7 @@ async fn attachment(
     Path(id): Path<String>,
 ) -> Result<Json<AttachmentView>, ApiError> {
     caller.require(Scope::ConversationsRead)?;
+    let _reading = state.turns.reading(&caller.0.tenant_id)?;
     let missing = || ApiError::not_found("attachment_not_found", format!("No attachment {id:?}."));
     let uuid: Uuid = id.parse().map_err(|_| missing())?;
     let obj = state
@@ -129,7 +130,7 @@ struct UsageQuery {
     days: Option<String>,
 }
 
-route_errors!(UsageErrors = AUTH + ["invalid_request"]);
+route_errors!(UsageErrors = AUTH + ["invalid_request", "rate_limited"]);
 
 /// Show the tenant's usage
 ///
@@ -151,6 +152,7 @@ async fn usage(
             .filter(|n| (1..=366).contains(n))
             .ok_or_else(|| ApiError::invalid_request(format!("days={d} is not allowed: use 1 to 366.")))?,
     };
+    let _reading = state.turns.reading(&caller.0.tenant_id)?;
     let since = (chrono::Utc::now() - chrono::Duration::days(days - 1)).date_naive();
     let rows = state.db.scoped(&caller.0.tenant_id).usage_by_day(since).await?;
     Ok(Json(UsageView::of(&rows)))
