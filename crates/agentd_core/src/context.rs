@@ -37,8 +37,8 @@ pub(crate) struct Context {
     pub uploads: PerTenant,
     /// Run readers open (`GET /v1/runs/{id}/events`), per tenant (in this process).
     pub readers: PerTenant,
-    /// Requests reading a tenant's data, per tenant (in this process): at most `READS_PER_TENANT`.
-    pub reads: PerTenant,
+    /// Requests reading a tenant's data, per tenant (in this process): `READS_PER_TENANT` at once, the rest wait.
+    pub reads: crate::tenant_gate::TenantGates,
     /// Admissions using the database, per tenant (in this process): at most twice `CHAT_STREAM_CONCURRENT_LIMIT`.
     pub admitting: PerTenant,
     /// Tenants the rate limit refused, until when.

@@ -9,6 +9,7 @@
 //! | `persist` | the finished (or cut-off) turn written in one transaction, then the terminal event |
 //! | `failure` | one [`Failure`] type: the contract's code, message, `retryable` (HTTP statuses live in `agentd_http`) |
 //! | `sink`, `journal`, `bus`, `follow` | where events go: the live client, the run event log, and readers resuming a run from any replica |
+//! | `per_tenant`, `tenant_gate` | what one tenant may hold at once in this process (uploads, readers, admissions refused beyond it; reads waiting their turn) |
 //! | [`metrics`] | the Prometheus metrics of turns and images, one helper per measurement |
 //!
 //! Knows nothing of HTTP. A turn runs in a task of its own, tracked for graceful shutdown: a client that goes
@@ -34,6 +35,7 @@ mod relay;
 mod retry;
 mod settings;
 mod sink;
+mod tenant_gate;
 mod turns;
 mod upstream;
 mod usage;
@@ -46,7 +48,7 @@ pub use event::{
 pub use failure::{Code, Failure};
 pub use image_check::ImageFormat;
 pub use inputs::{UPLOADS_AT_ONCE, UploadPermit};
-pub use per_tenant::Reading;
 pub use settings::TurnSettings;
+pub use tenant_gate::Pass;
 pub use turns::{EventFeed, Mode, Started, TurnParts, Turns};
 pub use upstream::client_config;

@@ -32,10 +32,6 @@ impl PerTenant {
     }
 }
 
-/// One of the tenant's `READS_PER_TENANT` requests reading its data on this replica; hold it until the response
-/// is written ([`crate::Turns::reading`]).
-pub struct Reading(#[expect(dead_code, reason = "held for its drop")] pub(crate) Held);
-
 impl Drop for Held {
     fn drop(&mut self) {
         let mut map = self.of.0.lock().unwrap_or_else(PoisonError::into_inner);

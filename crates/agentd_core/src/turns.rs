@@ -8,8 +8,7 @@
 //!
 //! The task runs to its end whether or not anyone reads its events, tracked for graceful shutdown.
 
-use crate::admission::TurnRequest;
-use crate::admission::{Admission, Admitted};
+use crate::admission::{Admission, Admitted, TurnRequest};
 use crate::bus::RunBus;
 use crate::context::Context;
 use crate::event::{Sequenced, TurnEvent, TurnResult};
@@ -17,15 +16,14 @@ use crate::failure::{Code, Failure};
 use crate::ingest::{Ingest, IngestPool};
 use crate::inputs::UploadPermit;
 use crate::journal::{Journal, RunRef};
-use crate::per_tenant::Reading;
 use crate::relay::{Budget, Caps, Draft, Relay};
 use crate::sink::{LIVE_QUEUE, Sink};
+use crate::tenant_gate::Pass;
 use crate::upstream::{build_request, is_previous_response_missing, pre_stream_error};
 use crate::{TurnSettings, follow, inputs, metrics, persist};
 use agentd_agents::{AgentRegistry, ImageDefaults};
 use agentd_auth::Principal;
-use agentd_db::Db;
-use agentd_db::{AttachmentMeta, TenantId};
+use agentd_db::{AttachmentMeta, Db, TenantId};
 use agentd_responses::{EventStream, ResponsesClient};
 use agentd_storage::BlobStore;
 use futures_util::Stream;
@@ -220,15 +218,10 @@ impl Turns {
         Ok(feed.map(|f| Box::pin(f) as EventFeed))
     }
 
-    /// One of the tenant's `READS_PER_TENANT` requests reading its data at once on this replica, or
-    /// `rate_limited`.
-    pub fn reading(&self, tenant: &TenantId) -> Result<Reading, Failure> {
-        let max = self.0.settings.reads_per_tenant;
-        self.0.reads.take(tenant, max).map(Reading).ok_or_else(|| {
-            let m =
-                format!("This tenant already has {max} reads in progress on this server (READS_PER_TENANT).");
-            Failure::new(Code::RateLimited, m).retry_after(1)
-        })
+    /// A place among the tenant's `READS_PER_TENANT` requests reading its data at once on this replica (the
+    /// rest wait, then are `rate_limited`); hold it until the response is written. `None`: no limit.
+    pub async fn reading(&self, tenant: &TenantId) -> Result<Option<Pass>, Failure> {
+        crate::tenant_gate::reading(&self.0.reads, tenant, self.0.settings.reads_per_tenant).await
     }
 
     /// `UPLOAD_MAX_MB` in bytes.

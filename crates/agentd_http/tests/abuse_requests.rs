@@ -363,11 +363,12 @@ async fn an_unreadable_run_log_chunk_is_skipped_and_the_stream_still_ends() {
     );
 }
 
-/// Reads of a tenant's data each use a pooled connection: a tenant may have `READS_PER_TENANT` of them in
-/// progress on a replica, and one more is `429 rate_limited` at once — its own count, not another tenant's —
-/// until one ends. Here two reads of usage are held by a lock on its table, as a slow query would hold them.
+/// Reads of a tenant's data each use a pooled connection: a tenant may have `READS_PER_TENANT` of them at work
+/// on a replica at once; one more waits for a place — holding no connection — while another tenant's reads go
+/// straight in, and is `429 rate_limited` if none comes free within 5 s. Here two reads of usage are held by a
+/// lock on its table, as slow queries would hold them.
 #[tokio::test]
-async fn a_tenant_may_have_only_so_many_reads_in_progress() {
+async fn a_tenant_may_have_only_so_many_reads_at_work() {
     use sqlx::Connection as _;
     let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
         .turns(|t| t.reads_per_tenant = 2)
@@ -384,12 +385,11 @@ async fn a_tenant_may_have_only_so_many_reads_in_progress() {
         .execute(&mut *hold)
         .await
         .unwrap();
-    let held: Vec<_> = (0..2)
-        .map(|_| {
-            let req = get(&app, "/v1/usage", &a);
-            tokio::spawn(async move { req.send().await.unwrap().status() })
-        })
-        .collect();
+    let send = |path: &str, tok: &str| {
+        let req = get(&app, path, tok);
+        tokio::spawn(async move { req.send().await.unwrap() })
+    };
+    let held = [send("/v1/usage", &a), send("/v1/usage", &a)];
     let agentd_db::Db::Postgres(pool) = &app.db.db else {
         panic!("postgres")
     };
@@ -409,24 +409,26 @@ async fn a_tenant_may_have_only_so_many_reads_in_progress() {
     })
     .await
     .expect("both reads wait on the lock");
-    let res = get(&app, "/v1/conversations", &a).send().await.unwrap();
+    let third = send("/v1/conversations", &a);
+    let other = get(&app, "/v1/conversations", &b).send().await.unwrap();
+    assert_eq!(other.status(), 200, "another tenant's reads are its own");
+    assert!(!third.is_finished(), "the third waits for a place");
+    let res = tokio::time::timeout(std::time::Duration::from_secs(10), third)
+        .await
+        .expect("refused once it waited 5 s")
+        .unwrap();
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
     let e: Value = res.json().await.unwrap();
     assert_eq!(e["error"]["code"], "rate_limited");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("READS_PER_TENANT"),
-        "{e}"
-    );
-    let other = get(&app, "/v1/conversations", &b).send().await.unwrap();
-    assert_eq!(other.status(), 200, "another tenant's reads are its own");
+    let says = e["error"]["message"].as_str().unwrap();
+    assert!(says.contains("READS_PER_TENANT") && says.contains("5 s"), "{e}");
+    // A read that finds the places taken goes in as soon as one is given back.
+    let fourth = send("/v1/conversations", &a);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     hold.commit().await.unwrap();
     for h in held {
-        assert_eq!(h.await.unwrap(), 200);
+        assert_eq!(h.await.unwrap().status(), 200);
     }
-    let again = get(&app, "/v1/conversations", &a).send().await.unwrap();
-    assert_eq!(again.status(), 200, "given back when they ended");
+    assert_eq!(fourth.await.unwrap().status(), 200);
 }

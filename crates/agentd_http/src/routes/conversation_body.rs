@@ -7,7 +7,7 @@
 
 use crate::AppState;
 use crate::views::{ActiveRunView, ConversationView};
-use agentd_core::Reading;
+use agentd_core::Pass;
 use agentd_db::{DbError, Message, TenantId};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, header};
@@ -46,7 +46,7 @@ struct Pages {
     /// The request's span, for the error of a page that cannot be read.
     span: tracing::Span,
     /// One of the tenant's reads at once, until the last page is written.
-    _reading: Reading,
+    _reading: Option<Pass>,
 }
 
 /// The response: `head`, then `first` and the pages after it, as one JSON object, one message per chunk.
@@ -56,7 +56,7 @@ pub(super) fn respond(
     conversation: Uuid,
     head: &Head,
     first: Vec<Message>,
-    reading: Reading,
+    reading: Option<Pass>,
 ) -> Response {
     let mut opening = serde_json::to_vec(head).unwrap_or_default();
     // `{…}` → `{…,"messages":[`: the head is an object of named fields, so it ends with its `}`.

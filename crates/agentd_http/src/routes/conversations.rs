@@ -57,7 +57,7 @@ async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<ConversationPageView>, ApiError> {
     caller.require(Scope::ConversationsRead)?;
-    let _reading = state.turns.reading(&caller.0.tenant_id)?;
+    let _reading = state.turns.reading(&caller.0.tenant_id).await?;
     if let Some(k) = q.keys().find(|k| !matches!(k.as_str(), "limit" | "cursor")) {
         return Err(ApiError::invalid_request(format!(
             "Unknown query parameter `{k}`; use `limit` and `cursor`."
@@ -121,7 +121,7 @@ async fn show(
     let id = parse_id(&id)?;
     let tenant = caller.0.tenant_id.clone();
     // Held until the last page is written.
-    let reading = state.turns.reading(&tenant)?;
+    let reading = state.turns.reading(&tenant).await?;
     let scoped = state.db.scoped(&tenant);
     let conv = scoped.conversation(id).await?.ok_or_else(|| not_found(id))?;
     let first = scoped.messages_after(id, None, MESSAGES_PER_READ).await?;
@@ -162,7 +162,7 @@ async fn remove(
     caller.require(Scope::ConversationsWrite)?;
     let id = parse_id(&id)?;
     let tenant = &caller.0.tenant_id;
-    let _reading = state.turns.reading(tenant)?;
+    let _reading = state.turns.reading(tenant).await?;
     let scoped = state.db.scoped(tenant);
     let lease = format!("delete_{}", Uuid::now_v7().simple());
     match scoped.lease_for_delete(id, &lease, state.lease).await? {

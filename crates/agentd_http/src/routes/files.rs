@@ -108,7 +108,7 @@ async fn attachment(
     Path(id): Path<String>,
 ) -> Result<Json<AttachmentView>, ApiError> {
     caller.require(Scope::ConversationsRead)?;
-    let _reading = state.turns.reading(&caller.0.tenant_id)?;
+    let _reading = state.turns.reading(&caller.0.tenant_id).await?;
     let missing = || ApiError::not_found("attachment_not_found", format!("No attachment {id:?}."));
     let uuid: Uuid = id.parse().map_err(|_| missing())?;
     let obj = state
@@ -152,7 +152,7 @@ async fn usage(
             .filter(|n| (1..=366).contains(n))
             .ok_or_else(|| ApiError::invalid_request(format!("days={d} is not allowed: use 1 to 366.")))?,
     };
-    let _reading = state.turns.reading(&caller.0.tenant_id)?;
+    let _reading = state.turns.reading(&caller.0.tenant_id).await?;
     let since = (chrono::Utc::now() - chrono::Duration::days(days - 1)).date_naive();
     let rows = state.db.scoped(&caller.0.tenant_id).usage_by_day(since).await?;
     Ok(Json(UsageView::of(&rows)))
