@@ -22,6 +22,7 @@ mod context;
 mod event;
 mod failure;
 mod follow;
+mod heartbeat;
 mod housekeeping;
 mod image_check;
 mod ingest;

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 /// Whether the client reads a stream (partial images wanted) or waits for the result.
@@ -308,7 +308,7 @@ async fn run(
     admission.commit();
     let run_id = admission.run_id.clone();
     let _ = accepted.send(Ok(Begun::Live { run_id }));
-    let _heartbeat = heartbeat(inner, &admission);
+    let _heartbeat = crate::heartbeat::keep(inner, &admission);
     let run = RunRef {
         run_id: admission.run_id.as_str().into(),
         tenant: admission.tenant.clone(),
@@ -371,30 +371,4 @@ async fn open_upstream(inner: &Context, a: &Admission, mode: Mode) -> Result<Eve
         "upstream accepted the turn"
     );
     Ok(upstream)
-}
-
-/// Renews the turn's lease every third of `RUN_LEASE_SECONDS` until dropped.
-fn heartbeat(inner: &Context, a: &Admission) -> AbortOnDropHandle<()> {
-    let (db, tenant, conversation, run) = (
-        inner.db.clone(),
-        a.tenant.clone(),
-        a.conversation_id,
-        a.run_id.clone(),
-    );
-    let every = inner.settings.heartbeat();
-    AbortOnDropHandle::new(tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(every).await;
-            match db.scoped(&tenant).renew_lease(conversation, &run).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(conversation_id = %conversation, run_id = %run, "the turn lost its lease");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, run_id = %run, "cannot renew the turn's lease; retrying");
-                }
-            }
-        }
-    }))
 }

@@ -52,6 +52,11 @@ impl From<sqlx::Error> for DbError {
 }
 
 impl DbError {
+    /// The pool was closed (the process is shutting down): no later attempt can succeed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, DbError::Unavailable(sqlx::Error::PoolClosed))
+    }
+
     /// PostgreSQL refused a notification: its queue is full (SQLSTATE 54000, "too many notifications in the
     /// NOTIFY queue"), because a listener somewhere stopped reading. Every notification fails until it drains.
     pub fn is_notify_queue_full(&self) -> bool {
