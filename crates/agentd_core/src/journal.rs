@@ -205,7 +205,7 @@ async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
                 match db.append_chunks(&chunks).await {
                     Ok(w) => written = Some(w),
                     Err(e) if e.is_notify_queue_full() => notes.refuse(&e),
-                    Err(e) => tracing::warn!(error = %e, attempt = 1, "could not write run events; retrying"),
+                    Err(e) => tracing::warn!(error = %e, "could not write run events; trying again"),
                 }
             }
             if written.is_none() {

@@ -25,11 +25,13 @@ pub(super) struct Notes {
 impl Notes {
     /// A notification was refused for a full queue.
     pub fn refuse(&mut self, e: &DbError) {
-        if self.refused {
+        let due = self.warned.is_none_or(|at| at.elapsed() >= WARN_EVERY);
+        if self.refused && (self.logged || !due) {
             return;
         }
+        // A new refusal, or one that came back within the minute (quiet then) and has lasted past it.
         self.refused = true;
-        self.logged = self.warned.is_none_or(|at| at.elapsed() >= WARN_EVERY);
+        self.logged = due;
         if self.logged {
             tracing::warn!(error = %e, "PostgreSQL refuses notifications (its queue is full: a listener stopped \
                 reading); run events are written without them, and readers on other replicas poll every 5 s");
@@ -79,6 +81,12 @@ mod tests {
         assert!(
             n.refused,
             "another error is no sign that notifications go through"
+        );
+        tokio::time::advance(WARN_EVERY).await;
+        n.refuse(&full());
+        assert!(
+            n.refused && n.logged,
+            "a quiet refusal that lasts past the minute is logged"
         );
         n.sent(Ok(()), 1);
         tokio::time::advance(WARN_EVERY).await;
