@@ -5,6 +5,7 @@
 
 use agentd_db::Db;
 use agentd_storage::BlobStore;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -16,7 +17,7 @@ const LIMIT: Duration = Duration::from_secs(3);
 
 /// The last check, for every `/readyz`.
 #[derive(Default)]
-pub struct Readiness(Mutex<Option<Checked>>);
+pub struct Readiness(Arc<Mutex<Option<Checked>>>);
 
 /// One look at the dependencies: `Err` says why one is down.
 #[derive(Debug, Clone)]
@@ -28,23 +29,36 @@ pub(crate) struct Checked {
 
 impl Readiness {
     /// The dependencies' state, asked now unless it was within the last second; `true` when asked now (what
-    /// is worth logging).
-    pub(crate) async fn check(&self, db: &Db, store: &dyn BlobStore) -> (Checked, bool) {
-        let mut last = self.0.lock().await;
-        if let Some(c) = last.as_ref().filter(|c| c.at.elapsed() < FRESH) {
-            return (c.clone(), false);
-        }
-        let (database, object_store) = tokio::join!(
-            bounded(async { db.ping().await.map_err(|e| e.to_string()) }),
-            bounded(async { store.check().await.map_err(|e| e.to_string()) }),
-        );
-        let c = Checked {
-            at: Instant::now(),
-            database,
-            object_store,
-        };
-        *last = Some(c.clone());
-        (c, true)
+    /// is worth logging). The look runs in a task of its own: a request that goes away meanwhile (a probe
+    /// that timed out) still leaves its answer for the next.
+    pub(crate) async fn check(&self, db: &Db, store: &Arc<dyn BlobStore>) -> (Checked, bool) {
+        let (last, db, store) = (self.0.clone(), db.clone(), store.clone());
+        let look = tokio::spawn(async move {
+            let mut last = last.lock_owned().await;
+            if let Some(c) = last.as_ref().filter(|c| c.at.elapsed() < FRESH) {
+                return (c.clone(), false);
+            }
+            let (database, object_store) = tokio::join!(
+                bounded(async { db.ping().await.map_err(|e| e.to_string()) }),
+                bounded(async { store.check().await.map_err(|e| e.to_string()) }),
+            );
+            let c = Checked {
+                at: Instant::now(),
+                database,
+                object_store,
+            };
+            *last = Some(c.clone());
+            (c, true)
+        });
+        look.await.unwrap_or_else(|e| {
+            let down = Err(format!("the check failed: {e}"));
+            let c = Checked {
+                at: Instant::now(),
+                database: down.clone(),
+                object_store: down,
+            };
+            (c, true)
+        })
     }
 }
 

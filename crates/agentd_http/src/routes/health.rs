@@ -67,7 +67,7 @@ route_errors!(ReadyErrors = ["unavailable"]);
 #[utoipa::path(get, path = "/readyz", tag = "service", operation_id = "readyz",
     responses((status = 200, description = "Ready.", body = Ready), ReadyErrors))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
-    let (checked, fresh) = state.readiness.check(&state.db, state.store.as_ref()).await;
+    let (checked, fresh) = state.readiness.check(&state.db, &state.store).await;
     let (db_ok, store_ok) = (checked.database.is_ok(), checked.object_store.is_ok());
     let accepting = state.turns.is_accepting();
     let word = |ok: bool| if ok { "ok" } else { "down" };
