@@ -7,8 +7,7 @@
 
 use crate::AppState;
 use crate::views::{ActiveRunView, ConversationView};
-use agentd_core::Pass;
-use agentd_db::{DbError, Message, TenantId};
+use agentd_db::{Message, TenantId};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -45,8 +44,6 @@ struct Pages {
     wrote: bool,
     /// The request's span, for the error of a page that cannot be read.
     span: tracing::Span,
-    /// One of the tenant's reads at once, until the last page is written.
-    _reading: Option<Pass>,
 }
 
 /// The response: `head`, then `first` and the pages after it, as one JSON object, one message per chunk.
@@ -56,7 +53,6 @@ pub(super) fn respond(
     conversation: Uuid,
     head: &Head,
     first: Vec<Message>,
-    reading: Option<Pass>,
 ) -> Response {
     let mut opening = serde_json::to_vec(head).unwrap_or_default();
     // `{…}` → `{…,"messages":[`: the head is an object of named fields, so it ends with its `}`.
@@ -71,7 +67,6 @@ pub(super) fn respond(
         last: None,
         wrote: false,
         span: tracing::Span::current(),
-        _reading: reading,
     };
     pages.take(first);
     let rest = futures_util::stream::unfold(Some(pages), |pages| async move {
@@ -104,15 +99,24 @@ impl Pages {
         self.ready.extend(page);
     }
 
-    /// The next message as a JSON array element; `None` after the last.
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>, DbError> {
+    /// The next message as a JSON array element; `None` after the last. Each page is read in one of the
+    /// tenant's places for reads (`READS_PER_TENANT`), taken for the read only: a client that takes the body
+    /// slowly holds none.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, String> {
         if self.ready.is_empty() && self.more {
+            let _reading = self
+                .state
+                .turns
+                .reading(&self.tenant)
+                .await
+                .map_err(|f| f.message)?;
             let page = self
                 .state
                 .db
                 .scoped(&self.tenant)
                 .messages_after(self.conversation, self.last, MESSAGES_PER_READ)
-                .await?;
+                .await
+                .map_err(|e| e.to_string())?;
             self.take(page);
         }
         let Some(m) = self.ready.pop_front() else {

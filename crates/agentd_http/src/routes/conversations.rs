@@ -120,7 +120,7 @@ async fn show(
     caller.require(Scope::ConversationsRead)?;
     let id = parse_id(&id)?;
     let tenant = caller.0.tenant_id.clone();
-    // Held until the last page is written.
+    // For the first page's read; the body takes a place again for each page after it.
     let reading = state.turns.reading(&tenant).await?;
     let scoped = state.db.scoped(&tenant);
     let conv = scoped.conversation(id).await?.ok_or_else(|| not_found(id))?;
@@ -129,20 +129,11 @@ async fn show(
         conversation: ConversationView::from(&conv),
         active_run: conv.active_run(state.lease).map(ActiveRunView::from),
     };
-    Ok(conversation_body::respond(
-        state, tenant, id, &head, first, reading,
-    ))
+    drop(reading);
+    Ok(conversation_body::respond(state, tenant, id, &head, first))
 }
 
-route_errors!(
-    DeleteErrors = AUTH
-        + [
-            "conversation_not_found",
-            "not_found",
-            "conversation_busy",
-            "rate_limited"
-        ]
-);
+route_errors!(DeleteErrors = AUTH + ["conversation_not_found", "not_found", "conversation_busy"]);
 
 /// Delete a conversation
 ///
@@ -162,7 +153,6 @@ async fn remove(
     caller.require(Scope::ConversationsWrite)?;
     let id = parse_id(&id)?;
     let tenant = &caller.0.tenant_id;
-    let _reading = state.turns.reading(tenant).await?;
     let scoped = state.db.scoped(tenant);
     let lease = format!("delete_{}", Uuid::now_v7().simple());
     match scoped.lease_for_delete(id, &lease, state.lease).await? {
