@@ -50,8 +50,8 @@ pub struct TurnSettings {
     /// on one replica (0 = unlimited). Each holds its connection, up to its run's replay in memory, and a look
     /// at the database every few seconds.
     pub run_readers_per_tenant: u32,
-    /// `READS_PER_TENANT`: requests reading or deleting a tenant's data (conversations, attachments, usage) it
-    /// may have in progress at once on one replica (0 = unlimited); each uses a pooled connection, so one
+    /// `READS_PER_TENANT`: reads of a tenant's data (conversations, attachments, usage) at work at once on one
+    /// replica (0 = unlimited); the rest wait their turn, up to 5 s. Each uses a pooled connection, so one
     /// tenant's flood of them cannot take the pool from the others' turns.
     pub reads_per_tenant: u32,
 }
