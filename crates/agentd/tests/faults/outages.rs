@@ -188,6 +188,44 @@ async fn list_bucket(endpoint: &str, bucket: &str) -> Vec<String> {
     keys
 }
 
+/// Waits (30 s at most) until the store takes a write: SeaweedFS answers reads before its volume server has
+/// registered again after a restart.
+async fn until_the_store_takes_writes(endpoint: &str, bucket: &str) {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .credentials_provider(Credentials::new(S3_KEY, S3_KEY, None, None, "test"))
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(conf);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let put = s3
+            .put_object()
+            .bucket(bucket)
+            .key("probe")
+            .body(b"probe".to_vec().into())
+            .send()
+            .await;
+        if put.is_ok() {
+            s3.delete_object()
+                .bucket(bucket)
+                .key("probe")
+                .send()
+                .await
+                .unwrap();
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store takes no write: {put:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn stored_keys(db: &Db) -> Vec<String> {
     sqlx::query_scalar("SELECT object_key FROM stored_objects ORDER BY object_key")
         .fetch_all(pool(db))
@@ -234,6 +272,7 @@ async fn an_object_store_outage_mid_turn_saves_the_text_and_orphans_nothing() {
         || async { get(&server, "/readyz", &tok).await.status == 200 },
     )
     .await;
+    until_the_store_takes_writes(&s3.endpoint(), &bucket).await;
     let conv = get(&server, &format!("/v1/conversations/{conversation}"), &tok).await;
     assert_eq!(roles(&conv.body), ["user", "assistant"], "{conv:?}");
     assert_eq!(conv.body["messages"][1]["content"], text, "the text is saved");
