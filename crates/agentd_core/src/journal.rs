@@ -200,31 +200,9 @@ async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
             notes.sent(db.announce(&announce).await, announce.len());
         }
         if !chunks.is_empty() {
-            let mut written = None;
-            if !notes.refused {
-                match db.append_chunks(&chunks).await {
-                    Ok(w) => written = Some(w),
-                    Err(e) if e.is_notify_queue_full() => notes.refuse(&e),
-                    Err(e) => tracing::warn!(error = %e, "could not write run events; trying again"),
-                }
+            for c in write_chunks(&db, &mut notes, chunks).await {
+                bus.published(ChunkNote::from(c));
             }
-            if written.is_none() {
-                written =
-                    crate::retry::retrying("write run events", || db.append_chunks_unannounced(&chunks))
-                        .await;
-                if let Some(w) = &written {
-                    let w: HashSet<(&str, i64)> = w.iter().map(|(r, f)| (r.as_str(), *f)).collect();
-                    let apart: Vec<EventChunk> = chunks
-                        .iter()
-                        .filter(|c| w.contains(&(c.run_id.as_str(), c.first_id)))
-                        .cloned()
-                        .collect();
-                    if !apart.is_empty() {
-                        notes.sent(db.announce(&apart).await, apart.len());
-                    }
-                }
-            }
-            publish(&bus, chunks, written);
         }
         for ack in acks {
             let _ = ack.send(());
@@ -232,22 +210,38 @@ async fn write_loop(db: Db, bus: RunBus, mut rx: mpsc::Receiver<Entry>) {
     }
 }
 
-/// Hands the chunks written to this process's readers; logs the ones lost.
-fn publish(bus: &RunBus, chunks: Vec<EventChunk>, written: Option<Vec<(String, i64)>>) {
-    let Some(written) = written else {
+/// Writes a batch's chunks — with their notifications in the same statement, or, while PostgreSQL refuses
+/// those, without them and announced apart — and returns the ones written: not a chunk already there, nor a
+/// second end of a run ended as dead meanwhile (its log keeps the end it has). Logs the ones lost.
+async fn write_chunks(db: &Db, notes: &mut Notes, chunks: Vec<EventChunk>) -> Vec<EventChunk> {
+    let mut announced = None;
+    if !notes.refused {
+        match db.append_chunks(&chunks).await {
+            Ok(w) => announced = Some(w),
+            Err(e) if e.is_notify_queue_full() => notes.refuse(&e),
+            Err(e) => tracing::warn!(error = %e, "could not write run events; trying again"),
+        }
+    }
+    let quiet = match announced {
+        Some(_) => None,
+        None => crate::retry::retrying("write run events", || db.append_chunks_unannounced(&chunks)).await,
+    };
+    let Some(written) = announced.as_ref().or(quiet.as_ref()) else {
         for c in &chunks {
             tracing::error!(run_id = %c.run_id, first_id = c.first_id, last_id = c.last_id,
                 "run events lost: a resumed stream will miss them");
         }
-        return;
+        return Vec::new();
     };
-    // Only what was written: a run ended as dead meanwhile keeps the end its log has.
     let written: HashSet<(&str, i64)> = written.iter().map(|(r, f)| (r.as_str(), *f)).collect();
-    for c in chunks {
-        if written.contains(&(c.run_id.as_str(), c.first_id)) {
-            bus.published(ChunkNote::from(c));
-        }
+    let kept: Vec<EventChunk> = chunks
+        .into_iter()
+        .filter(|c| written.contains(&(c.run_id.as_str(), c.first_id)))
+        .collect();
+    if quiet.is_some() && !kept.is_empty() {
+        notes.sent(db.announce(&kept).await, kept.len());
     }
+    kept
 }
 
 #[cfg(test)]
