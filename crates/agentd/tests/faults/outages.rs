@@ -45,8 +45,17 @@ async fn client(server: &ServerProcess, tok: &str, n: usize, stop: &AtomicBool) 
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn turns_after_a_database_restart_succeed_and_none_is_half_written() {
+/// A server on a PostgreSQL of its own (which the test stops and starts), migrated, with a fake upstream of
+/// its own, storing into a new bucket named after `name`; `db` is the test's pool of two on it.
+struct OwnDatabase {
+    pg: PrivatePostgres,
+    db: Db,
+    server: ServerProcess,
+    tok: String,
+    _fake: FakeUpstream,
+}
+
+async fn own_database(name: &str) -> OwnDatabase {
     let pg = PrivatePostgres::start(&[]);
     let settings = DbSettings {
         url: pg.admin_url.clone(),
@@ -56,8 +65,26 @@ async fn turns_after_a_database_restart_succeed_and_none_is_half_written() {
     let db = Db::connect(&settings).await.unwrap();
     db.migrate().await.unwrap();
     let fake = FakeUpstream::start(FakeConfig::default()).await.unwrap();
-    let server = ServerProcess::start(options(&pg.admin_url.clone(), &bucket("pgrestart"), &fake)).await;
+    let server = ServerProcess::start(options(&pg.admin_url, &bucket(name), &fake)).await;
     let tok = token(&server, "acme");
+    OwnDatabase {
+        pg,
+        db,
+        server,
+        tok,
+        _fake: fake,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_after_a_database_restart_succeed_and_none_is_half_written() {
+    let OwnDatabase {
+        pg,
+        db,
+        server,
+        tok,
+        _fake,
+    } = own_database("pgrestart").await;
 
     let stop = AtomicBool::new(false);
     let load = join_all((0..4).map(|n| client(&server, &tok, n, &stop)));
@@ -164,7 +191,8 @@ async fn turns_after_a_database_restart_succeed_and_none_is_half_written() {
 }
 
 /// The object keys in `bucket`, listed through the S3 API.
-async fn list_bucket(endpoint: &str, bucket: &str) -> Vec<String> {
+/// A client of the S3 stand-in, with its test credentials.
+fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -173,7 +201,11 @@ async fn list_bucket(endpoint: &str, bucket: &str) -> Vec<String> {
         .endpoint_url(endpoint)
         .force_path_style(true)
         .build();
-    let out = aws_sdk_s3::Client::from_conf(conf)
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+async fn list_bucket(endpoint: &str, bucket: &str) -> Vec<String> {
+    let out = s3_client(endpoint)
         .list_objects_v2()
         .bucket(bucket)
         .send()
@@ -191,15 +223,7 @@ async fn list_bucket(endpoint: &str, bucket: &str) -> Vec<String> {
 /// Waits (30 s at most) until the store takes a write: SeaweedFS answers reads before its volume server has
 /// registered again after a restart.
 async fn until_the_store_takes_writes(endpoint: &str, bucket: &str) {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .credentials_provider(Credentials::new(S3_KEY, S3_KEY, None, None, "test"))
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .build();
-    let s3 = aws_sdk_s3::Client::from_conf(conf);
+    let s3 = s3_client(endpoint);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let put = s3
@@ -308,17 +332,13 @@ async fn an_object_store_outage_mid_turn_saves_the_text_and_orphans_nothing() {
 /// and the failure is logged once with the request's id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversation_whose_pages_cannot_be_read_is_cut_off_not_shortened() {
-    let pg = PrivatePostgres::start(&[]);
-    let settings = DbSettings {
-        url: pg.admin_url.clone(),
-        max_connections: 2,
-        ..DbSettings::default()
-    };
-    let db = Db::connect(&settings).await.unwrap();
-    db.migrate().await.unwrap();
-    let fake = FakeUpstream::start(FakeConfig::default()).await.unwrap();
-    let server = ServerProcess::start(options(&pg.admin_url, &bucket("pages"), &fake)).await;
-    let tok = token(&server, "acme");
+    let OwnDatabase {
+        pg,
+        db,
+        server,
+        tok,
+        _fake,
+    } = own_database("pages").await;
     let first = chat(&server, &tok, &json!({"agent": "assistant", "message": "hello"})).await;
     assert_eq!(first.status, 200, "{first:?}");
     let conversation = first.body["conversation_id"].as_str().unwrap().to_owned();
@@ -372,18 +392,14 @@ async fn a_conversation_whose_pages_cannot_be_read_is_cut_off_not_shortened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_is_saved_across_a_database_outage_longer_than_the_quick_retries() {
     const DOWN: Duration = Duration::from_secs(22);
-    let pg = PrivatePostgres::start(&[]);
-    let settings = DbSettings {
-        url: pg.admin_url.clone(),
-        max_connections: 2,
-        ..DbSettings::default()
-    };
-    let db = Db::connect(&settings).await.unwrap();
-    db.migrate().await.unwrap();
+    let OwnDatabase {
+        pg,
+        db,
+        server,
+        tok,
+        _fake,
+    } = own_database("failover").await;
     db.close().await;
-    let fake = FakeUpstream::start(FakeConfig::default()).await.unwrap();
-    let server = ServerProcess::start(options(&pg.admin_url, &bucket("failover"), &fake)).await;
-    let tok = token(&server, "acme");
     // Its one delta is logged while the database is up; the reply ends 4 s later, 3 s into the outage, with
     // nothing left for the run log's writer (whose own retries would hold the save back).
     let body =
