@@ -65,10 +65,24 @@ fn swallowing(content: &str, lines: &[&str]) -> Result<Option<usize>, dotenvy::E
     Ok(None)
 }
 
-/// Whether `line` has a comment after its value (`#` after a space or a tab).
+/// Whether a comment after `line`'s value can open a quoted value in dotenvy: its `#` follows an even number of
+/// spaces or tabs and a quote mark follows it. Only such a comment swallows lines; another comment before a
+/// quoted value over several lines is innocent.
 fn has_comment(line: &str) -> bool {
-    line.split_once('=')
-        .is_some_and(|(_, v)| v.contains(" #") || v.contains("\t#"))
+    let Some((_, value)) = line.split_once('=') else {
+        return false;
+    };
+    let mut blanks = 0;
+    for (i, c) in value.char_indices() {
+        match c {
+            ' ' | '\t' => blanks += 1,
+            '#' if blanks > 0 => {
+                return blanks % 2 == 0 && value[i..].contains(['\'', '"']);
+            }
+            _ => blanks = 0,
+        }
+    }
+    false
 }
 
 /// The variable `line` sets (`NAME=…`, `export NAME=…`), if it sets one.
@@ -107,8 +121,16 @@ mod tests {
         assert_eq!(swallowing(content).unwrap(), Some(3));
         assert_eq!(swallowing("A=1   # it's\nB=2\n").unwrap(), None);
         assert_eq!(swallowing("A=1  # a \"pair\" of quotes\nB=2\n").unwrap(), None);
-        // A quoted value over several lines is not a comment's doing.
+        // A quoted value over several lines is not a comment's doing, even after a comment.
         assert_eq!(swallowing("A=\"multi\nB=line\"\nC=3\n").unwrap(), None);
+        assert_eq!(
+            swallowing("A=1 # it's\nB=\"multi\nC=line\"\nD=3\n").unwrap(),
+            None
+        );
+        assert_eq!(
+            swallowing("A=1  # no quote\nB=\"multi\nC=line\"\nD=3\n").unwrap(),
+            None
+        );
         // To the end of the file: dotenvy's own error.
         assert!(swallowing("A=1  # it's\nB=2\n").is_err());
     }
