@@ -221,3 +221,46 @@ async fn conversations_list_read_delete_within_the_tenant() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A long conversation is written a page at a time as the client takes it, so it can be deleted after its
+/// response has begun. The pages after the delete are gone with it; the body is then cut off (the client's
+/// read fails) rather than closed as valid JSON that the client would take for the whole conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_deleted_while_it_is_read_is_cut_off_not_shortened() {
+    let app = TestApp::postgres().await;
+    let tok = app.token("acme", "u1", None);
+    let v = app
+        .chat_json(&tok, json!({"agent": "assistant", "message": "hello"}))
+        .await;
+    let conversation = v["conversation_id"].as_str().unwrap().to_owned();
+    let agentd_db::Db::Postgres(pool) = &app.db.db else {
+        panic!("postgres expected")
+    };
+    // ~32 MB: far more than the socket buffers hold while the client reads nothing.
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, created_at) \
+         SELECT gen_random_uuid(), 'acme', $1::uuid, 'user', repeat(md5(g::text), 1000), '[]', \
+                now() + interval '1 hour' + g * interval '1 microsecond' \
+         FROM generate_series(1, 1000) AS g",
+    )
+    .bind(&conversation)
+    .execute(pool)
+    .await
+    .unwrap();
+    let path = format!("/v1/conversations/{conversation}");
+    let reading = app.get(&path, &tok).await;
+    assert_eq!(reading.status(), StatusCode::OK);
+    let deleted = app
+        .http
+        .delete(app.url(&path))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let read = tokio::time::timeout(std::time::Duration::from_secs(60), reading.bytes())
+        .await
+        .expect("the body ends, one way or the other");
+    let err = read.expect_err("the body is cut off, not ended as valid JSON");
+    eprintln!("the client's read: {err}");
+}

@@ -76,12 +76,19 @@ pub(super) fn respond(
         match p.next_chunk().instrument(span).await {
             Ok(Some(chunk)) => Some((Ok(chunk), Some(p))),
             Ok(None) => Some((Ok(Bytes::from_static(b"]}")), None)),
-            Err(e) => {
+            Err(Cut::Unreadable(e)) => {
                 p.span.in_scope(|| {
                     tracing::error!(conversation_id = %p.conversation, error = %e,
                         "a page of the conversation could not be read; its response is cut off");
                 });
                 Some((Err(std::io::Error::other("conversation page unreadable")), None))
+            }
+            Err(Cut::Deleted) => {
+                p.span.in_scope(|| {
+                    tracing::info!(conversation_id = %p.conversation,
+                        "the conversation was deleted while it was read; its response is cut off");
+                });
+                Some((Err(std::io::Error::other("conversation deleted")), None))
             }
         }
     });
@@ -90,6 +97,15 @@ pub(super) fn respond(
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
+}
+
+/// Why a body ends before its last message: the client's read then fails, as it must not take what it has
+/// for the whole conversation.
+enum Cut {
+    /// A page or the conversation's row could not be read (logged as an error).
+    Unreadable(String),
+    /// The conversation was deleted between two pages: the ones after were gone with it.
+    Deleted,
 }
 
 impl Pages {
@@ -101,23 +117,37 @@ impl Pages {
 
     /// The next message as a JSON array element; `None` after the last. Each page is read in one of the
     /// tenant's places for reads (`READS_PER_TENANT`), taken for the read only: a client that takes the body
-    /// slowly holds none.
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>, String> {
+    /// slowly holds none. A page after the first that ends the conversation is followed by a look at its row:
+    /// a conversation deleted after the first page took its later messages with it, and would otherwise end
+    /// as valid JSON short of them.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, Cut> {
         if self.ready.is_empty() && self.more {
             let _reading = self
                 .state
                 .turns
                 .reading(&self.tenant)
                 .await
-                .map_err(|f| f.message)?;
+                .map_err(|f| Cut::Unreadable(f.message))?;
             let page = self
                 .state
                 .db
                 .scoped(&self.tenant)
                 .messages_after(self.conversation, self.last, MESSAGES_PER_READ)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Cut::Unreadable(e.to_string()))?;
             self.take(page);
+            if !self.more
+                && self
+                    .state
+                    .db
+                    .scoped(&self.tenant)
+                    .conversation(self.conversation)
+                    .await
+                    .map_err(|e| Cut::Unreadable(e.to_string()))?
+                    .is_none()
+            {
+                return Err(Cut::Deleted);
+            }
         }
         let Some(m) = self.ready.pop_front() else {
             return Ok(None);
