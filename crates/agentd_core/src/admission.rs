@@ -17,8 +17,8 @@ use crate::failure::{Code, Failure};
 use crate::journal::{RunRef, chunk};
 use crate::retry::retrying;
 use checks::{
-    check_attachment_list, check_budget, check_image_input, check_opened, check_rate, input_images,
-    resolve_existing, resolve_new, too_many, too_many_admitting,
+    check_attachment_list, check_budget, check_image_input, check_message, check_opened, check_rate,
+    input_images, resolve_existing, resolve_new, too_many, too_many_admitting,
 };
 
 mod checks;
@@ -82,16 +82,7 @@ impl Admission {
         req: TurnRequest,
     ) -> Result<Admitted, Failure> {
         let s = &inner.settings;
-        let message = req.message.trim();
-        if message.is_empty() {
-            return Err(Failure::invalid("`message` is empty: send the user's text."));
-        }
-        if message.chars().count() > s.max_message_chars {
-            return Err(Failure::invalid(format!(
-                "`message` is over {} characters (CHAT_MAX_MESSAGE_CHARS); send a shorter one.",
-                s.max_message_chars
-            )));
-        }
+        let message = check_message(&req.message, s.max_message_chars)?;
         check_attachment_list(&req.attachments, s.max_attachments)?;
         // A new conversation's agent is known now; an existing one's when its lease is taken.
         let new_agent = match req.conversation_id {

@@ -55,6 +55,9 @@ pub(crate) async fn finish(
         }
         Ending::Failed(f) => (None, Err((f, text))),
     };
+    let outcome = outcome
+        .map(|(content, status)| (storable(content), status))
+        .map_err(|(f, content)| (f, storable(content)));
     let image = calls.usage(&adm.agent, done.as_ref().and_then(|f| f.image_output_tokens));
     let usage = Usage {
         input_tokens: done.as_ref().map_or(0, |f| f.input_tokens),
@@ -171,4 +174,15 @@ pub(crate) async fn finish(
         _ => {}
     }
     sink.deliver(terminal);
+}
+
+/// The reply as it can be stored: a model can write U+0000, which PostgreSQL's text (and a JSON string in
+/// jsonb, the idempotent replay) cannot hold — the save would fail and the reply be lost. It is kept as U+FFFD;
+/// the client's stream had it as sent.
+fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
 }

@@ -65,6 +65,7 @@ impl Scenario {
             ("no-tool-usage", self.no_tool_usage),
             ("no-terminal", self.no_terminal),
             ("done", self.done_marker),
+            ("nul", self.nul),
         ] {
             if on {
                 parts.push(flag.to_owned());
@@ -115,6 +116,7 @@ impl Scenario {
                 "no-tool-usage" => sc.no_tool_usage = true,
                 "no-terminal" => sc.no_terminal = true,
                 "done" => sc.done_marker = true,
+                "nul" => sc.nul = true,
                 _ => {}
             }
         }

@@ -32,6 +32,7 @@
 //!        no-tool-usage   omit `tool_usage` from the final response
 //!        no-terminal     (error kinds) end right after the error event
 //!        done            append `data: [DONE]` after the terminal event
+//!        nul             a U+0000 in the text reply (a model can write one; PostgreSQL text cannot hold it)
 //! ```
 //!
 //! Build it with [`Scenario`]: `format!("draw a cat {}", Scenario::image().partials(2).directive())`.

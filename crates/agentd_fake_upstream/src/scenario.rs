@@ -136,6 +136,8 @@ pub struct Scenario {
     pub no_terminal: bool,
     /// Append `data: [DONE]` after the terminal event.
     pub done_marker: bool,
+    /// A U+0000 in the text reply.
+    pub nul: bool,
     pub eof_after: Option<u32>,
     pub fail: Option<Failure>,
     /// Fail only the first K requests carrying this directive.

@@ -137,7 +137,8 @@ pub fn build(req: &CreateResponse, sc: &Scenario, prompt: &str, model: &str, res
     let mut failure_event = None;
     match sc.kind {
         Kind::Text | Kind::Eof => {
-            let mut text = format!("This is the fake upstream answering: {short}");
+            let nul = if sc.nul { "\0" } else { "" };
+            let mut text = format!("This is the fake upstream answering:{nul} {short}");
             let pad = sc.text_kb as usize * 1000;
             while text.len() < pad {
                 text.push_str(" lorem ipsum dolor sit amet");

@@ -678,3 +678,47 @@ async fn shutdown_waits_for_a_turn_still_being_admitted() {
     );
     assert!(shutdown.await.unwrap(), "and ends within the grace period");
 }
+
+/// PostgreSQL's text cannot hold U+0000 (nor jsonb a `\u0000`): a user's message with one is refused with a
+/// reason, not a 500; a reply with one — a model can write it — is saved with U+FFFD in its place, not lost
+/// to a save that fails every attempt. With an idempotency key, so that the replayed result is stored too.
+#[tokio::test]
+async fn a_nul_character_is_refused_from_users_and_stored_replaced_from_the_model() {
+    let app = TestApp::postgres().await;
+    let tok = app.token("acme", "u1", None);
+    let res = app
+        .chat(&tok, json!({"agent": "assistant", "message": "a\u{0}b"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_request", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("NUL"), "{v}");
+    assert_eq!(app.fake.requests().len(), 0);
+
+    let send = || {
+        app.http
+            .post(app.url("/v1/chat"))
+            .bearer_auth(&tok)
+            .header("idempotency-key", "nul-reply")
+            .json(&json!({"agent": "assistant", "message": "say it #fake:text nul"}))
+            .send()
+    };
+    let res = send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let v: Value = res.json().await.unwrap();
+    let content = v["message"]["content"].as_str().unwrap().to_owned();
+    assert!(
+        content.starts_with("This is the fake upstream answering:\u{FFFD} say it"),
+        "{content:?}"
+    );
+    let h = history(&app, &tok, v["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[1].1, content);
+    let again: Value = send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        again["message"]["content"].as_str(),
+        Some(content.as_str()),
+        "replayed"
+    );
+    assert_eq!(app.fake.requests().len(), 1);
+}

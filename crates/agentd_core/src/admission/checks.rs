@@ -1,5 +1,6 @@
-//! The checks of an admission that are not about holding anything: the attachment list, which agent a turn
-//! talks to, the image budget, the uploads a turn sends as input images, and what a refusal by the limits says.
+//! The checks of an admission that are not about holding anything: the message, the attachment list, which
+//! agent a turn talks to, the image budget, the uploads a turn sends as input images, and what a refusal by the
+//! limits says.
 
 use crate::context::{Context, rate_limited};
 use crate::failure::{Code, Failure};
@@ -8,6 +9,26 @@ use agentd_db::{AttachmentMeta, Opening, RateDecision, TenantId, TurnTx};
 use chrono::{Datelike as _, TimeZone as _, Utc};
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// The user's message, trimmed: not empty, no U+0000 (PostgreSQL's text cannot hold it: a 500 before), not
+/// over `max_chars`.
+pub(super) fn check_message(message: &str, max_chars: usize) -> Result<&str, Failure> {
+    let message = message.trim();
+    if message.is_empty() {
+        return Err(Failure::invalid("`message` is empty: send the user's text."));
+    }
+    if message.contains('\0') {
+        return Err(Failure::invalid(
+            "`message` contains a NUL character (U+0000), which cannot be stored; remove it.",
+        ));
+    }
+    if message.chars().count() > max_chars {
+        return Err(Failure::invalid(format!(
+            "`message` is over {max_chars} characters (CHAT_MAX_MESSAGE_CHARS); send a shorter one."
+        )));
+    }
+    Ok(message)
+}
 
 pub(super) fn check_attachment_list(ids: &[Uuid], max: usize) -> Result<(), Failure> {
     if ids.len() > max {
