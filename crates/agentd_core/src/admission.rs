@@ -233,7 +233,8 @@ impl Admission {
                         return Err(Failure::new(
                             Code::ConversationBusy,
                             "A turn is already running on this conversation; wait for it to finish.",
-                        ));
+                        )
+                        .retry_after(2));
                     }
                     Lease::TooMany => return Err(too_many(s.concurrent_limit)),
                 },

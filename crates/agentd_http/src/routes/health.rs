@@ -98,5 +98,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> 
         "unavailable",
         format!("Not ready: {} down.", down.join(" and ")),
     )
+    // The answer is checked again at most once a second.
+    .with_retry_after(1)
     .with_details(NotReady { checks }))
 }
