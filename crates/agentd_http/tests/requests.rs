@@ -167,7 +167,10 @@ async fn conversations_list_read_delete_within_the_tenant() {
         ),
         (1, true)
     );
-    for bad in ["limit=0", "limit=101", "cursor=garbage", "sort=asc"] {
+    // A well-formed cursor of a time no database stores (year −7536): refused, not a 500.
+    let far = "LTMwMDAwMDAwMDAwMDAwMDAwMHwwMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDA";
+    let far = format!("cursor={far}");
+    for bad in ["limit=0", "limit=101", "cursor=garbage", "sort=asc", far.as_str()] {
         let (status, v) = app.get_json(&format!("/v1/conversations?{bad}"), &a).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {v}");
     }

@@ -30,11 +30,18 @@ fn encode_cursor(c: &ConversationCursor) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}|{}", c.updated_at.timestamp_micros(), c.id))
 }
 
+/// A cursor this server could have made: its time within the years both databases store (PostgreSQL's
+/// timestamps end before 4713 BC; a crafted cursor beyond was a 500, not a 400).
 fn decode_cursor(s: &str) -> Option<ConversationCursor> {
+    use chrono::Datelike as _;
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
     let (micros, id) = raw.split_once('|')?;
+    let updated_at = chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    if !(1..=9999).contains(&updated_at.year()) {
+        return None;
+    }
     Some(ConversationCursor {
-        updated_at: chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        updated_at,
         id: id.parse().ok()?,
     })
 }
