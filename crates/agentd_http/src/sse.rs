@@ -132,9 +132,11 @@ async fn render(state: &AppState, ev: &Sequenced) -> Event {
 struct Feed {
     app: AppState,
     events: EventFeed,
-    /// Id of the last event sent.
+    /// Id of the last event sent (0: none yet).
     last: u64,
     ended: bool,
+    /// A resume (`GET /v1/runs/{id}/events`), not a turn's own stream.
+    resumed: bool,
     request_id: String,
     _open: Open,
 }
@@ -152,14 +154,15 @@ fn sse_headers(mut res: Response) -> Response {
     res
 }
 
-/// The SSE response of a run's events.
-pub(crate) fn run_stream(app: AppState, events: EventFeed, request_id: String) -> Response {
+/// The SSE response of a run's events: a turn's own stream, or a resume (`resumed`).
+pub(crate) fn run_stream(app: AppState, events: EventFeed, request_id: String, resumed: bool) -> Response {
     let keepalive = Duration::from_secs(app.settings.sse_keepalive_seconds.max(1));
     let init = Feed {
         app,
         events,
         last: 0,
         ended: false,
+        resumed,
         request_id,
         _open: Open::new(),
     };
@@ -169,6 +172,10 @@ pub(crate) fn run_stream(app: AppState, events: EventFeed, request_id: String) -
         }
         let ev = match f.events.next().await {
             Some(ev) => ev,
+            // A resume from past the end of a run that was live when it began (its client claimed an id the
+            // run never reached): no event of it follows that place. It ends as it would had the run been
+            // finished then.
+            None if f.resumed && f.last == 0 => return None,
             None => {
                 tracing::error!(request_id = %f.request_id, "the run's events ended without a terminal event");
                 let failure = Failure::new(Code::Internal, "The turn ended unexpectedly; retry.");

@@ -327,3 +327,24 @@ async fn run_events_are_written_while_postgresql_refuses_notifications() {
     assert_eq!(followed.last().unwrap().event, "run.completed");
     assert!(followed.iter().filter(|e| e.event == "message.delta").count() >= 10);
 }
+
+/// A client that resumes a running turn from past its end (a `Last-Event-ID` the run never reaches) gets what
+/// it would get once the run has finished: a stream that ends with no event — not an `internal` error
+/// invented for a turn that completed, logged as a server fault.
+#[tokio::test]
+async fn a_resume_from_past_the_end_of_a_running_turn_ends_with_no_event() {
+    let app = TestApp::postgres().await;
+    let tok = app.token("acme", "u1", None);
+    let (original, started) = app
+        .stream_started(
+            &tok,
+            json!({"agent": "assistant", "message": "hi #fake:text deltas=20 gap=50"}),
+        )
+        .await;
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
+    let past = app.resume(&tok, &run_id, Some(1_000_000)).await;
+    let rest = agentd_testkit::parse_sse(&original.text().await.unwrap());
+    assert_eq!(rest.last().unwrap().event, "run.completed");
+    assert!(past.is_empty(), "{past:?}");
+    assert!(app.resume(&tok, &run_id, Some(1_000_000)).await.is_empty());
+}

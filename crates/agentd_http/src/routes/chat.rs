@@ -177,7 +177,12 @@ async fn chat_stream(
             true,
         ),
     };
-    let mut res = run_stream(state.clone(), events, crate::request_id().unwrap_or_default());
+    let mut res = run_stream(
+        state.clone(),
+        events,
+        crate::request_id().unwrap_or_default(),
+        false,
+    );
     if replayed {
         res.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));

@@ -70,6 +70,7 @@ async fn events(
             state.clone(),
             events,
             crate::request_id().unwrap_or_default(),
+            true,
         )),
         // The run ended at or before `after`: nothing more, a stream that ends at once.
         None => Ok(ended_stream()),
