@@ -15,6 +15,12 @@ use std::time::Duration;
 use yaml_rust2::{Yaml, YamlLoader};
 
 const SECRET: &str = "compose-test-secret-0123456789abcdef";
+const MINIO_PASSWORD: &str = "compose-test-minio-0123456789";
+
+/// The `.env` compose needs: the JWT secret and MinIO's root password.
+fn dot_env() -> String {
+    format!("AUTH_JWT_SECRET={SECRET}\nMINIO_ROOT_PASSWORD={MINIO_PASSWORD}\n")
+}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -68,7 +74,7 @@ fn text(b: &[u8]) -> String {
 
 /// `docker-compose config`, parsed.
 fn resolved() -> Yaml {
-    let dir = project(Some(&format!("AUTH_JWT_SECRET={SECRET}\n")));
+    let dir = project(Some(&dot_env()));
     let out = compose(dir.path(), &["config"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     YamlLoader::load_from_str(&text(&out.stdout)).unwrap().remove(0)
@@ -87,22 +93,62 @@ fn agentd_services(doc: &Yaml) -> Vec<(String, Yaml)> {
 
 #[test]
 fn compose_validates_with_a_secret_in_dot_env() {
-    let dir = project(Some(&format!("AUTH_JWT_SECRET={SECRET}\n")));
+    let dir = project(Some(&dot_env()));
     let out = compose(dir.path(), &["config", "-q"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]
-fn compose_refuses_to_run_without_a_jwt_secret() {
-    for dot_env in [None, Some("AUTH_JWT_SECRET=\n")] {
+fn compose_refuses_to_run_without_a_jwt_secret_or_a_minio_password() {
+    let no_secret = format!("AUTH_JWT_SECRET=\nMINIO_ROOT_PASSWORD={MINIO_PASSWORD}\n");
+    let no_password = format!("AUTH_JWT_SECRET={SECRET}\n");
+    for (dot_env, missing) in [
+        (None, "is not set"),
+        (Some(no_secret.as_str()), "AUTH_JWT_SECRET is not set"),
+        (Some(no_password.as_str()), "MINIO_ROOT_PASSWORD is not set"),
+    ] {
         let dir = project(dot_env);
         let out = compose(dir.path(), &["config", "-q"]);
         let err = text(&out.stderr);
         assert!(!out.status.success(), "{dot_env:?} validated");
         assert!(
-            err.contains("AUTH_JWT_SECRET is not set") && err.contains(".env"),
-            "the refusal says where to put the secret: {err}"
+            err.contains(missing) && err.contains(".env"),
+            "the refusal says what is missing and where to put it: {err}"
         );
+    }
+}
+
+/// Only the proxy and MinIO's S3 port (presigned downloads) are published beyond the host's loopback:
+/// PostgreSQL and the MinIO console answer to anyone who reaches the host otherwise, and MinIO's root password
+/// is the operator's, never a default anyone knows.
+#[test]
+fn only_the_proxy_and_downloads_are_published_and_minio_has_no_default_password() {
+    let doc = resolved();
+    for (name, s) in doc["services"].as_hash().unwrap() {
+        let name = name.as_str().unwrap();
+        for port in s["ports"].as_vec().map_or(&[][..], Vec::as_slice) {
+            // Published on every interface: `{published, target}`; on loopback: "127.0.0.1:HOST:CONTAINER/tcp".
+            if let Some(spec) = port.as_str() {
+                assert!(spec.starts_with("127.0.0.1:"), "{name} publishes {spec}");
+                continue;
+            }
+            let published = port["published"].as_i64();
+            assert!(
+                matches!((name, published), ("proxy", Some(8080)) | ("minio", Some(9000))),
+                "{name} publishes {port:?} beyond the host's loopback"
+            );
+        }
+    }
+    let minio = &doc["services"]["minio"]["environment"];
+    assert_eq!(minio["MINIO_ROOT_PASSWORD"].as_str(), Some(MINIO_PASSWORD));
+    for (name, s) in agentd_services(&doc) {
+        if !s["environment"]["MINIO_SECRET_KEY"].is_badvalue() {
+            assert_eq!(
+                s["environment"]["MINIO_SECRET_KEY"].as_str(),
+                Some(MINIO_PASSWORD),
+                "{name}: the password comes from .env"
+            );
+        }
     }
 }
 
