@@ -25,6 +25,10 @@ async fn zero_config_server_comes_up_and_accepts_its_dev_token() {
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    // The offline model answers every agent, and the agents say so, as their turns' `model` does.
+    for agent in body["data"].as_array().unwrap() {
+        assert_eq!(agent["model"], "agentd-offline", "{agent}");
+    }
     assert!(server.logs().iter().any(|l| l.contains("export AGENTD_TOKEN=")));
     let (rss, peak) = (server.rss_kb(), server.peak_rss_kb());
     assert!(rss > 0 && peak >= rss, "rss {rss} KiB, peak {peak} KiB");

@@ -155,7 +155,8 @@ pub struct AgentView<'a> {
     pub key: &'a str,
     pub display_name: &'a str,
     pub description: &'a str,
-    /// The model that answers.
+    /// The model that answers: the agent's, or `agentd-offline` while the built-in offline model answers every
+    /// agent (no `OPENAI_API_KEY`), as its turns report.
     pub model: &'a str,
     /// The tools it may use, e.g. `image_generation`.
     pub tool_keys: &'a [String],
@@ -174,13 +175,14 @@ pub struct AgentTools<'a> {
     pub image_generation: Option<&'a agentd_agents::ImageToolConfig>,
 }
 
-impl<'a> From<&'a Agent> for AgentView<'a> {
-    fn from(a: &'a Agent) -> Self {
+impl<'a> AgentView<'a> {
+    /// `a`'s view; `model_label` is the model every turn reports instead of the agent's, if any.
+    pub fn of(a: &'a Agent, model_label: Option<&'a str>) -> Self {
         Self {
             key: &a.key,
             display_name: &a.display_name,
             description: &a.description,
-            model: &a.model,
+            model: model_label.unwrap_or(&a.model),
             tool_keys: &a.tool_keys,
             tools: AgentTools {
                 image_generation: a.image.as_ref(),
