@@ -129,8 +129,15 @@ impl Settings {
                 p.push(format!("STORAGE_PROVIDER={provider} needs {var}: {what}"));
             }
         };
+        let bucket = s.minio_bucket.as_deref().is_some_and(|b| !b.is_empty());
         match s.provider {
             StorageProvider::Minio => {
+                need(
+                    &mut p,
+                    bucket,
+                    "MINIO_BUCKET",
+                    "the bucket (created at startup when missing)",
+                );
                 need(
                     &mut p,
                     s.minio_endpoint.is_some(),
@@ -151,12 +158,7 @@ impl Settings {
                 );
             }
             StorageProvider::Gcs => need(&mut p, s.gcs_bucket.is_some(), "GCS_BUCKET", "an existing bucket"),
-            StorageProvider::S3 => need(
-                &mut p,
-                s.minio_bucket.is_some(),
-                "MINIO_BUCKET",
-                "an existing bucket",
-            ),
+            StorageProvider::S3 => need(&mut p, bucket, "MINIO_BUCKET", "an existing bucket"),
             StorageProvider::Memory | StorageProvider::Filesystem => {}
         }
         if !(60..=604_800).contains(&s.signed_url_ttl_seconds) {

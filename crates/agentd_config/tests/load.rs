@@ -121,6 +121,7 @@ fn environment_names_are_the_cookbooks() {
             ("BIND_ADDR", "0.0.0.0:9000"),
             ("STORAGE_PROVIDER", "minio"),
             ("MINIO_ENDPOINT", "http://127.0.0.1:9000"),
+            ("MINIO_BUCKET", "agentd"),
             ("MINIO_ACCESS_KEY", "minioadmin"),
             ("MINIO_SECRET_KEY", "minio-secret"),
             ("OPENAI_API_KEY", "sk-test-secret"),
@@ -209,6 +210,8 @@ fn bad_values_name_the_variable_the_value_and_the_allowed_values() {
         err.contains("STORAGE_PROVIDER=minio needs MINIO_ENDPOINT"),
         "{err}"
     );
+    // The bucket too, at startup's check rather than from the object store once it is being built.
+    assert!(err.contains("STORAGE_PROVIDER=minio needs MINIO_BUCKET"), "{err}");
 }
 
 #[test]
