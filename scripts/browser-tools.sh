@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the distribution's tools that the browser and compose tests drive, when they are missing:
 #   - chromium and chromium-driver (crates/agentd/tests/playground.rs drives the playground page with them),
-#   - docker-compose 1.29 (crates/agentd/tests/compose.rs validates docker-compose.yml; it needs no daemon).
+#   - docker-compose 1.29 (crates/agentd/tests/container.rs validates docker-compose.yml; it needs no daemon).
 # Idempotent and quiet: nothing is installed when everything is there. Installing needs root and apt-get
 # (CI runs as root); otherwise it names the packages to install. Prints `export …` lines for the tests:
 #   eval "$(scripts/browser-tools.sh)"      (scripts/test-services.sh start does this for you)

@@ -7,6 +7,10 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 started=$(date +%s)
 step() { echo "==> $* ($(( $(date +%s) - started ))s)" >&2; }
 
+if ! cargo nextest --version >/dev/null 2>&1; then
+  step "installing cargo-nextest (cargo install; a few minutes, once)"
+  cargo install cargo-nextest --locked
+fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"
