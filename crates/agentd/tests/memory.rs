@@ -113,3 +113,64 @@ async fn a_long_conversation_is_sent_without_being_held_whole() {
             .all(|m| m["content"].as_str().unwrap().len() == CHARS)
     );
 }
+
+/// Clients that read nothing cannot make the server hold long conversations: each detail being sent holds one
+/// page — at most 32 messages and, past its first, no more of them than fit in 1 MiB — and a tenant has at most
+/// twice `READS_PER_TENANT` (2 × 8) being sent at once. Here sixteen unread reads of a conversation of 3 MB
+/// messages, then a seventeenth refused. (With pages of 32 such messages, each read held ~100 MB; with no limit
+/// on their number, as many as a client opened.)
+#[tokio::test]
+async fn unread_conversations_hold_a_bounded_page_each() {
+    const MESSAGES: i64 = 40;
+    const MB: i64 = 3;
+    let db = agentd_testkit::fresh_postgres().await;
+    let server =
+        ServerProcess::start(ServerOptions::new(env!("CARGO_BIN_EXE_agentd")).database(&db.settings.url))
+            .await;
+    let token = server.token("demo", "dev");
+    let first: serde_json::Value = server
+        .http()
+        .post(server.url("/v1/chat"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"agent": "assistant", "message": "hello"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conversation = first["conversation_id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/conversations/{conversation}");
+    let get = || server.http().get(server.url(&path)).bearer_auth(&token).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    let agentd_db::Db::Postgres(pool) = &db.db else {
+        panic!("postgres")
+    };
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, created_at) \
+         SELECT gen_random_uuid(), 'demo', $1::uuid, 'assistant', repeat(md5(g::text), ($3 * 32768)::int), '[]', \
+                now() + interval '1 hour' + g * interval '1 microsecond' \
+         FROM generate_series(1, $2) AS g",
+    )
+    .bind(&conversation)
+    .bind(MESSAGES)
+    .bind(MB)
+    .execute(pool)
+    .await
+    .unwrap();
+    let before = server.peak_rss_kb();
+    let mut unread = Vec::new();
+    for _ in 0..16 {
+        let res = get().await.unwrap();
+        assert_eq!(res.status(), 200);
+        unread.push(res);
+    }
+    let refused = get().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    // Let the sixteen fill their sockets and stall.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let grew_mb = (server.peak_rss_kb() - before) as f64 / 1024.0;
+    eprintln!("peak RSS +{grew_mb:.1} MB with 16 unread reads of {MESSAGES} × {MB} MB messages");
+    assert!(grew_mb < 300.0, "peak RSS grew by {grew_mb:.1} MB");
+    drop(unread);
+}

@@ -37,6 +37,9 @@ pub(crate) struct Context {
     pub uploads: PerTenant,
     /// Run readers open (`GET /v1/runs/{id}/events`), per tenant (in this process).
     pub readers: PerTenant,
+    /// Conversation details being sent (`GET /v1/conversations/{id}`), per tenant (in this process): each holds a
+    /// page of messages until its client takes it.
+    pub sending: PerTenant,
     /// Requests reading a tenant's data, per tenant (in this process): `READS_PER_TENANT` at once, the rest wait.
     pub reads: crate::tenant_gate::TenantGates,
     /// Admissions using the database, per tenant (in this process): at most twice `CHAT_STREAM_CONCURRENT_LIMIT`.

@@ -49,6 +49,7 @@ pub use event::{
 pub use failure::{Code, Failure};
 pub use image_check::ImageFormat;
 pub use inputs::{UPLOADS_AT_ONCE, UploadPermit};
+pub use per_tenant::SendingPermit;
 pub use settings::TurnSettings;
 pub use tenant_gate::Pass;
 pub use turns::{EventFeed, Mode, Started, TurnParts, Turns};

@@ -32,6 +32,10 @@ impl PerTenant {
     }
 }
 
+/// A tenant's place among its conversations being sent by this process (see
+/// [`crate::Turns::sending_conversation`]); given back on drop.
+pub struct SendingPermit(#[expect(dead_code, reason = "held for its drop")] pub(crate) Held);
+
 impl Drop for Held {
     fn drop(&mut self) {
         let mut map = self.of.0.lock().unwrap_or_else(PoisonError::into_inner);

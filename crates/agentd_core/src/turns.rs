@@ -16,6 +16,7 @@ use crate::failure::{Code, Failure};
 use crate::ingest::{Ingest, IngestPool};
 use crate::inputs::UploadPermit;
 use crate::journal::{Journal, RunRef};
+use crate::per_tenant::SendingPermit;
 use crate::relay::{Budget, Caps, Draft, Relay};
 use crate::sink::{LIVE_QUEUE, Sink};
 use crate::tenant_gate::Pass;
@@ -98,6 +99,7 @@ impl Turns {
             cut: CancellationToken::new(),
             uploads: Default::default(),
             readers: Default::default(),
+            sending: Default::default(),
             admitting: Default::default(),
             reads: Default::default(),
             refusals: Default::default(),
@@ -222,6 +224,24 @@ impl Turns {
     /// rest wait, then are `rate_limited`); hold it until the response is written. `None`: no limit.
     pub async fn reading(&self, tenant: &TenantId) -> Result<Option<Pass>, Failure> {
         crate::tenant_gate::reading(&self.0.reads, tenant, self.0.settings.reads_per_tenant).await
+    }
+
+    /// A place among the tenant's conversation details being sent at once on this replica — twice
+    /// `READS_PER_TENANT` (0: no limit) — or `rate_limited` at once. Each holds a page of messages until its client
+    /// takes it: without a limit, a tenant's clients that read nothing could hold pages until memory ran out.
+    pub fn sending_conversation(&self, tenant: &TenantId) -> Result<SendingPermit, Failure> {
+        let max = self.0.settings.reads_per_tenant.saturating_mul(2);
+        let held = self.0.sending.take(tenant, max).ok_or_else(|| {
+            Failure::new(
+                Code::RateLimited,
+                format!(
+                    "This tenant already has {max} conversations being sent on this server (twice \
+                     READS_PER_TENANT); read one to its end first."
+                ),
+            )
+            .retry_after(2)
+        })?;
+        Ok(SendingPermit(held))
     }
 
     /// `UPLOAD_MAX_MB` in bytes.

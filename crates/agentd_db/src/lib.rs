@@ -35,6 +35,7 @@ pub use conversations::{ConversationCursor, ConversationPage, DeleteOutcome};
 pub use error::DbError;
 pub use idempotency::{IDEMPOTENCY_TTL, IdempotencyState};
 pub use limits::RateDecision;
+pub use messages::MessagePage;
 pub use models::{ActiveRun, AttachmentMeta, Conversation, Message, NewMessage, Role, TenantStatus};
 pub use objects::{NewObject, StoredObject};
 pub use opening::{OpenTurn, Opening};

@@ -33,20 +33,26 @@ async fn all_messages(s: &agentd_db::Scoped<'_>, conversation: Uuid) -> Vec<agen
     let mut all: Vec<agentd_db::Message> = Vec::new();
     loop {
         let page = s
-            .messages_after(conversation, all.last().map(|m| (m.created_at, m.id)), 2)
+            .messages_after(
+                conversation,
+                all.last().map(|m| (m.created_at, m.id)),
+                2,
+                u64::MAX,
+            )
             .await
             .unwrap();
-        assert!(page.len() <= 2);
-        let done = page.len() < 2;
-        all.extend(page);
-        if done {
+        assert!(page.messages.len() <= 2);
+        assert_eq!(page.more, page.messages.len() == 2);
+        all.extend(page.messages);
+        if !page.more {
             return all;
         }
     }
 }
 
 /// Pages follow on from their previous page's last message without gaps or repeats, in `(created_at, id)`
-/// order — messages written in the same microsecond too — and another tenant's page is empty.
+/// order — messages written in the same microsecond too — whether the count or the bytes end them, and another
+/// tenant's page is empty.
 async fn messages_are_read_a_page_at_a_time_in_order(db: &Db) {
     let tenant = tid("t");
     db.provision_tenant(&tenant).await.unwrap();
@@ -65,26 +71,54 @@ async fn messages_are_read_a_page_at_a_time_in_order(db: &Db) {
     }
     written.sort_by_key(|m| (m.created_at, m.id));
     assert_eq!(all_messages(&s, conv.id).await, written);
-    for limit in [1, 4, 11, 50] {
+    // (limit, bytes): "m0" … "m9" are 2 bytes, "m10" is 3.
+    for (limit, bytes) in [
+        (1, u64::MAX),
+        (4, u64::MAX),
+        (11, u64::MAX),
+        (50, u64::MAX),
+        (50, 1),
+        (50, 5),
+        (4, 7),
+    ] {
         let mut read: Vec<agentd_db::Message> = Vec::new();
+        let mut pages = Vec::new();
         loop {
             let after = read.last().map(|m| (m.created_at, m.id));
-            let page = s.messages_after(conv.id, after, limit).await.unwrap();
-            let n = page.len();
-            read.extend(page);
-            if n < limit as usize {
+            let page = s.messages_after(conv.id, after, limit, bytes).await.unwrap();
+            let m = &page.messages;
+            assert!(
+                !m.is_empty() || !page.more,
+                "({limit}, {bytes}): an empty page says it is the last"
+            );
+            assert!(m.len() <= limit as usize);
+            let before_last: usize = m.iter().rev().skip(1).map(|m| m.content.len()).sum();
+            assert!((before_last as u64) < bytes.max(1), "({limit}, {bytes}): {m:?}");
+            pages.push(m.len());
+            read.extend(page.messages);
+            if !page.more {
                 break;
             }
         }
-        assert_eq!(read, written, "pages of {limit}");
+        assert_eq!(read, written, "pages of ({limit}, {bytes})");
+        let expected: &[usize] = match (limit, bytes) {
+            (50, 1) => &[1; 11],
+            (50, 5) => &[3, 3, 3, 2],
+            (4, 7) => &[4, 4, 3],
+            _ => &[],
+        };
+        if !expected.is_empty() {
+            assert_eq!(pages, expected, "({limit}, {bytes})");
+        }
     }
     let other = tid("other");
     db.provision_tenant(&other).await.unwrap();
     assert!(
         db.scoped(&other)
-            .messages_after(conv.id, None, 50)
+            .messages_after(conv.id, None, 50, u64::MAX)
             .await
             .unwrap()
+            .messages
             .is_empty()
     );
 }

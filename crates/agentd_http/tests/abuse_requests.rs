@@ -432,3 +432,74 @@ async fn a_tenant_may_have_only_so_many_reads_at_work() {
     }
     assert_eq!(fourth.await.unwrap().status(), 200);
 }
+
+/// A conversation's detail holds a page of its messages until its client takes it, so clients that read
+/// nothing could make the process hold pages until memory ran out: a tenant may have twice `READS_PER_TENANT`
+/// details being sent at once (here 2 × 2), the next is `429 rate_limited` at once, another tenant's are not
+/// counted, and a client that goes away gives its place back.
+#[tokio::test]
+async fn a_tenant_may_have_only_so_many_conversations_being_sent() {
+    let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
+        .turns(|t| t.reads_per_tenant = 2)
+        .start()
+        .await;
+    let (a, b) = (app.token("acme", "u1", None), app.token("otherco", "u1", None));
+    let mut paths = Vec::new();
+    for tok in [&a, &b] {
+        let v = app
+            .chat_json(tok, json!({"agent": "assistant", "message": "hi"}))
+            .await;
+        paths.push(format!(
+            "/v1/conversations/{}",
+            v["conversation_id"].as_str().unwrap()
+        ));
+    }
+    let agentd_db::Db::Postgres(pool) = &app.db.db else {
+        panic!("postgres")
+    };
+    // ~32 MB: far more than the socket buffers hold while a client reads nothing.
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, created_at) \
+         SELECT gen_random_uuid(), 'acme', $1::uuid, 'user', repeat(md5(g::text), 1000), '[]', \
+                now() + interval '1 hour' + g * interval '1 microsecond' \
+         FROM generate_series(1, 1000) AS g",
+    )
+    .bind(paths[0].trim_start_matches("/v1/conversations/"))
+    .execute(pool)
+    .await
+    .unwrap();
+    let mut unread = Vec::new();
+    for _ in 0..4 {
+        let res = app.get(&paths[0], &a).await;
+        assert_eq!(res.status(), 200);
+        unread.push(res);
+    }
+    let msg = expect_error(
+        &app,
+        app.http.get(app.url(&paths[0])).bearer_auth(&a),
+        429,
+        "rate_limited",
+    )
+    .await;
+    assert!(msg.contains("READS_PER_TENANT"), "{msg}");
+    let (status, other) = app.get_json(&paths[1], &b).await;
+    assert_eq!(
+        (status.as_u16(), other["messages"].as_array().map(Vec::len)),
+        (200, Some(2))
+    );
+    drop(unread.pop());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let res = app.get(&paths[0], &a).await;
+        if res.status() == 200 {
+            let whole: Value = res.json().await.unwrap();
+            assert_eq!(whole["messages"].as_array().map(Vec::len), Some(1002));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place of the client that went away"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

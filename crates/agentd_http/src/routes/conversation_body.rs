@@ -2,12 +2,14 @@
 //! messages a turn for as long as its users chat, and reading it whole (rows, views and the JSON text, each
 //! the size of the conversation) let a few requests for a long one take the process's memory. Each page is
 //! read when the client has taken the one before (the body is pulled as the connection drains), so a request
-//! holds one page and a pooled connection only while that page is read. The JSON is the same
-//! `ConversationDetail` a single `Json` would have written.
+//! holds one page — at most 32 messages, and no more of them than fit in 1 MiB — and a pooled connection only
+//! while that page is read; a tenant has at most twice `READS_PER_TENANT` bodies being sent at once. The JSON is
+//! the same `ConversationDetail` a single `Json` would have written.
 
 use crate::AppState;
 use crate::views::{ActiveRunView, ConversationView};
-use agentd_db::{Message, TenantId};
+use agentd_core::SendingPermit;
+use agentd_db::{Message, MessagePage, TenantId};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -17,8 +19,11 @@ use std::collections::VecDeque;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-/// Messages read and written at a time.
+/// Messages read and written at a time, at most.
 pub(super) const MESSAGES_PER_READ: u32 = 32;
+/// Bytes of content a page holds at most, besides its first message (a reply may be `CHAT_MAX_REPLY_MB`): 32
+/// of the longest messages would be hundreds of MB.
+pub(super) const BYTES_PER_READ: u64 = 1024 * 1024;
 
 /// The fields before `messages`, in the order `ConversationDetail` has them.
 #[derive(Serialize)]
@@ -44,6 +49,8 @@ struct Pages {
     wrote: bool,
     /// The request's span, for the error of a page that cannot be read.
     span: tracing::Span,
+    /// The tenant's place among its bodies being sent, until this one is written or dropped.
+    _sending: SendingPermit,
 }
 
 /// The response: `head`, then `first` and the pages after it, as one JSON object, one message per chunk.
@@ -52,7 +59,8 @@ pub(super) fn respond(
     tenant: TenantId,
     conversation: Uuid,
     head: &Head,
-    first: Vec<Message>,
+    first: MessagePage,
+    sending: SendingPermit,
 ) -> Response {
     let mut opening = serde_json::to_vec(head).unwrap_or_default();
     // `{…}` → `{…,"messages":[`: the head is an object of named fields, so it ends with its `}`.
@@ -67,6 +75,7 @@ pub(super) fn respond(
         last: None,
         wrote: false,
         span: tracing::Span::current(),
+        _sending: sending,
     };
     pages.take(first);
     let rest = futures_util::stream::unfold(Some(pages), |pages| async move {
@@ -109,10 +118,11 @@ enum Cut {
 }
 
 impl Pages {
-    fn take(&mut self, page: Vec<Message>) {
-        self.more = page.len() >= MESSAGES_PER_READ as usize;
-        self.last = page.last().map(|m| (m.created_at, m.id)).or(self.last);
-        self.ready.extend(page);
+    fn take(&mut self, page: MessagePage) {
+        self.more = page.more;
+        let last = page.messages.last().map(|m| (m.created_at, m.id));
+        self.last = last.or(self.last);
+        self.ready.extend(page.messages);
     }
 
     /// The next message as a JSON array element; `None` after the last. Each page is read in one of the
@@ -132,7 +142,7 @@ impl Pages {
                 .state
                 .db
                 .scoped(&self.tenant)
-                .messages_after(self.conversation, self.last, MESSAGES_PER_READ)
+                .messages_after(self.conversation, self.last, MESSAGES_PER_READ, BYTES_PER_READ)
                 .await
                 .map_err(|e| Cut::Unreadable(e.to_string()))?;
             self.take(page);

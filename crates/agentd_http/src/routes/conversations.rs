@@ -1,7 +1,7 @@
 //! `GET /v1/conversations` (newest first, cursor pagination), `GET /v1/conversations/{id}` (with messages)
 //! and `DELETE /v1/conversations/{id}`. Another tenant's conversation answers exactly like a missing one.
 
-use super::conversation_body::{self, Head, MESSAGES_PER_READ};
+use super::conversation_body::{self, BYTES_PER_READ, Head, MESSAGES_PER_READ};
 use crate::extract::{Caller, Path, Query};
 use crate::openapi::errors::{AUTH, route_errors};
 use crate::views::{ActiveRunView, ConversationDetailView, ConversationPageView, ConversationView};
@@ -127,17 +127,23 @@ async fn show(
     caller.require(Scope::ConversationsRead)?;
     let id = parse_id(&id)?;
     let tenant = caller.0.tenant_id.clone();
+    // Held until the body is written or dropped: it holds a page at a time.
+    let sending = state.turns.sending_conversation(&tenant)?;
     // For the first page's read; the body takes a place again for each page after it.
     let reading = state.turns.reading(&tenant).await?;
     let scoped = state.db.scoped(&tenant);
     let conv = scoped.conversation(id).await?.ok_or_else(|| not_found(id))?;
-    let first = scoped.messages_after(id, None, MESSAGES_PER_READ).await?;
+    let first = scoped
+        .messages_after(id, None, MESSAGES_PER_READ, BYTES_PER_READ)
+        .await?;
     let head = Head {
         conversation: ConversationView::from(&conv),
         active_run: conv.active_run(state.lease).map(ActiveRunView::from),
     };
     drop(reading);
-    Ok(conversation_body::respond(state, tenant, id, &head, first))
+    Ok(conversation_body::respond(
+        state, tenant, id, &head, first, sending,
+    ))
 }
 
 route_errors!(DeleteErrors = AUTH + ["conversation_not_found", "not_found", "conversation_busy"]);
