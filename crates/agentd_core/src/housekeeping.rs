@@ -1,25 +1,37 @@
-//! Housekeeping, per process (harmless when every replica does it): idempotency keys older than 24 hours and
-//! run events older than `RUN_EVENTS_RETENTION_HOURS` are deleted, every ten minutes.
+//! Housekeeping, per process (harmless when every replica does it), every ten minutes: idempotency keys older
+//! than 24 hours, run events older than `RUN_EVENTS_RETENTION_HOURS`, and uploads no conversation has used
+//! within [`UPLOAD_TTL`] of their upload (their row, then their bytes) are deleted.
 
 use crate::TurnSettings;
 use agentd_db::Db;
+use agentd_storage::BlobStore;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const EVERY: Duration = Duration::from_secs(600);
 
-pub(crate) async fn run(db: Db, settings: TurnSettings, stop: CancellationToken) {
+/// How long an upload is kept for a turn to use it: one no conversation uses by then would be kept for ever,
+/// on the operator's disk or bill (a tenant may upload about 1 GB a minute within its rate limit).
+pub(crate) const UPLOAD_TTL: chrono::Duration = chrono::Duration::hours(24);
+
+/// Unused uploads listed at a time, and listings per sweep at most: a statement and an object store call
+/// each, 10,000 a sweep — more than one tenant's rate limit lets it upload in ten minutes.
+const UPLOADS_PER_LIST: i64 = 500;
+const LISTS_PER_SWEEP: usize = 20;
+
+pub(crate) async fn run(db: Db, store: Arc<dyn BlobStore>, settings: TurnSettings, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(EVERY) => {}
         }
-        sweep(&db, &settings).await;
+        sweep(&db, store.as_ref(), &settings).await;
     }
 }
 
 /// One sweep; failures are logged and retried at the next one.
-pub(crate) async fn sweep(db: &Db, settings: &TurnSettings) {
+pub(crate) async fn sweep(db: &Db, store: &dyn BlobStore, settings: &TurnSettings) {
     let now = agentd_db::now();
     match db.purge_idempotency(now - agentd_db::IDEMPOTENCY_TTL).await {
         Ok(n) if n > 0 => tracing::info!(deleted = n, "expired idempotency keys purged"),
@@ -31,5 +43,116 @@ pub(crate) async fn sweep(db: &Db, settings: &TurnSettings) {
         Ok(n) if n > 0 => tracing::info!(deleted = n, "expired run events purged"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot purge expired run events"),
+    }
+    purge_uploads(db, store, now - UPLOAD_TTL).await;
+}
+
+/// Deletes the uploads made before `before` that no conversation uses: the row first, so that a turn that
+/// comes to use one meanwhile keeps it (the row stays, and so do the bytes); then the bytes.
+async fn purge_uploads(db: &Db, store: &dyn BlobStore, before: chrono::DateTime<chrono::Utc>) {
+    let mut deleted = 0;
+    'lists: for _ in 0..LISTS_PER_SWEEP {
+        let stale = match db.stale_uploads(before, UPLOADS_PER_LIST).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list unused uploads");
+                break;
+            }
+        };
+        let listed = stale.len();
+        for upload in stale {
+            match db.delete_stale_upload(upload.id, before).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot delete unused uploads");
+                    break 'lists;
+                }
+            }
+            if let Err(e) = store.delete(&upload.object_key).await {
+                tracing::warn!(error = %e, object_id = %upload.id, "an unused upload's bytes could not be deleted");
+            }
+            deleted += 1;
+        }
+        if (listed as i64) < UPLOADS_PER_LIST {
+            break;
+        }
+    }
+    if deleted > 0 {
+        tracing::info!(deleted, "unused uploads older than a day deleted");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+    use agentd_db::{DbSettings, NewObject, ObjectKey, TenantId};
+    use agentd_storage::{MemoryStore, UrlSigner};
+    use uuid::Uuid;
+
+    /// An upload no conversation used within a day goes, row and bytes; one a conversation uses stays, and so
+    /// does a younger one.
+    #[tokio::test]
+    async fn unused_uploads_older_than_a_day_are_deleted_with_their_bytes() {
+        let settings = DbSettings {
+            url: "sqlite::memory:".into(),
+            max_connections: 1,
+            ..DbSettings::default()
+        };
+        let db = Db::connect(&settings).await.unwrap();
+        db.migrate().await.unwrap();
+        let tenant = TenantId::parse("t").unwrap();
+        db.provision_tenant(&tenant).await.unwrap();
+        let store = MemoryStore::new(UrlSigner::random("http://127.0.0.1:1", "/v1/files").unwrap());
+        let s = db.scoped(&tenant);
+        let conv = s.create_conversation("u", "assistant", "t").await.unwrap();
+        let mut uploads = Vec::new();
+        for _ in ["old", "used", "fresh"] {
+            let id = Uuid::now_v7();
+            let object_key = ObjectKey::upload(&tenant, &id.simple().to_string(), "png").unwrap();
+            store
+                .put(&object_key, bytes::Bytes::from_static(b"png"), "image/png")
+                .await
+                .unwrap();
+            let o = NewObject {
+                id,
+                object_key,
+                conversation_id: None,
+                tool_call_id: None,
+                kind: "upload",
+                filename: "x.png".into(),
+                mime_type: "image/png".into(),
+                size_bytes: 3,
+                sha256: String::new(),
+            };
+            s.insert_object(&o).await.unwrap();
+            uploads.push(o);
+        }
+        let [old, used, fresh] = &uploads[..] else {
+            unreachable!()
+        };
+        let mut tx = s.begin().await.unwrap();
+        tx.reference_objects(conv.id, &[used.id]).await.unwrap();
+        tx.commit().await.unwrap();
+        let Db::Sqlite(pool) = &db else { unreachable!() };
+        let long_ago = agentd_db::now() - chrono::Duration::hours(25);
+        for id in [old.id, used.id] {
+            sqlx::query("UPDATE stored_objects SET created_at = $1 WHERE id = $2")
+                .bind(long_ago)
+                .bind(id)
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+
+        sweep(&db, &store, &TurnSettings::default()).await;
+        assert!(s.object(old.id).await.unwrap().is_none());
+        assert!(store.get(&old.object_key).await.is_err(), "its bytes");
+        for kept in [used, fresh] {
+            assert!(s.object(kept.id).await.unwrap().is_some());
+            assert!(store.get(&kept.object_key).await.is_ok());
+        }
     }
 }

@@ -106,6 +106,7 @@ impl Turns {
         });
         tokio::spawn(crate::housekeeping::run(
             inner.db.clone(),
+            inner.store.clone(),
             inner.settings.clone(),
             inner.cut.clone(),
         ));

@@ -2,7 +2,7 @@
 //! and which conversations use which uploads. Never the bytes.
 
 use crate::tx::with_tx;
-use crate::{AttachmentMeta, DbError, Scoped, TurnTx, now, with_pool};
+use crate::{AttachmentMeta, Db, DbError, Scoped, TurnTx, now, with_pool};
 use agentd_ids::ObjectKey;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -202,5 +202,39 @@ impl TurnTx {
             q.build().execute(c).await.map(|r| r.rows_affected())
         })?;
         Ok(())
+    }
+}
+
+impl Db {
+    /// Uploads no conversation uses, made before `before` (all tenants), oldest first, at most `limit`.
+    pub async fn stale_uploads(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<StoredObject>, DbError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM stored_objects s WHERE kind = 'upload' AND created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM object_refs r WHERE r.object_id = s.id) ORDER BY created_at LIMIT $2"
+        );
+        let rows: Vec<ObjectRow> = with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(before)
+            .bind(limit)
+            .fetch_all(p)
+            .await)?;
+        rows.into_iter().map(StoredObject::try_from).collect()
+    }
+
+    /// Deletes the row of a stale upload (see [`Self::stale_uploads`]) unless a conversation has come to use it
+    /// meanwhile; whether it did.
+    pub async fn delete_stale_upload(&self, id: Uuid, before: DateTime<Utc>) -> Result<bool, DbError> {
+        let sql = "DELETE FROM stored_objects WHERE id = $1 AND kind = 'upload' AND created_at < $2 AND NOT EXISTS \
+                   (SELECT 1 FROM object_refs r WHERE r.object_id = stored_objects.id)";
+        let n = with_pool!(self, |p| sqlx::query(sql)
+            .bind(id)
+            .bind(before)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
     }
 }
