@@ -1,6 +1,6 @@
 //! Housekeeping, per process (harmless when every replica does it), every ten minutes: idempotency keys older
 //! than 24 hours, run events older than `RUN_EVENTS_RETENTION_HOURS`, and uploads no conversation has used
-//! within [`UPLOAD_TTL`] of their upload (their row, then their bytes) are deleted.
+//! within [`UPLOAD_TTL`] of their upload (their bytes, then their row) are deleted.
 
 use crate::TurnSettings;
 use agentd_db::Db;
@@ -19,6 +19,8 @@ pub(crate) const UPLOAD_TTL: chrono::Duration = chrono::Duration::hours(24);
 /// each, 10,000 a sweep — more than one tenant's rate limit lets it upload in ten minutes.
 const UPLOADS_PER_LIST: i64 = 500;
 const LISTS_PER_SWEEP: usize = 20;
+/// Uploads that could not be deleted before a sweep stops (they are listed again, oldest first, at the next).
+const FAILURES_PER_SWEEP: usize = 10;
 
 pub(crate) async fn run(db: Db, store: Arc<dyn BlobStore>, settings: TurnSettings, stop: CancellationToken) {
     loop {
@@ -47,10 +49,12 @@ pub(crate) async fn sweep(db: &Db, store: &dyn BlobStore, settings: &TurnSetting
     purge_uploads(db, store, now - UPLOAD_TTL).await;
 }
 
-/// Deletes the uploads made before `before` that no conversation uses: the row first, so that a turn that
-/// comes to use one meanwhile keeps it (the row stays, and so do the bytes); then the bytes.
+/// Deletes the uploads made before `before` that no conversation uses, each in a transaction that holds its
+/// row: the bytes first, then the row, so that a turn that comes to use one meanwhile keeps it (the turn waits
+/// for the row, or finds it gone and is told so), and bytes that could not be deleted are tried again at the next
+/// sweep, their row kept.
 async fn purge_uploads(db: &Db, store: &dyn BlobStore, before: chrono::DateTime<chrono::Utc>) {
-    let mut deleted = 0;
+    let (mut deleted, mut failed) = (0, 0);
     'lists: for _ in 0..LISTS_PER_SWEEP {
         let stale = match db.stale_uploads(before, UPLOADS_PER_LIST).await {
             Ok(s) => s,
@@ -61,18 +65,17 @@ async fn purge_uploads(db: &Db, store: &dyn BlobStore, before: chrono::DateTime<
         };
         let listed = stale.len();
         for upload in stale {
-            match db.delete_stale_upload(upload.id, before).await {
-                Ok(true) => {}
-                Ok(false) => continue,
+            match delete_upload(db, store, &upload, before).await {
+                Ok(true) => deleted += 1,
+                Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot delete unused uploads");
-                    break 'lists;
+                    tracing::warn!(error = %e, object_id = %upload.id, "cannot delete an unused upload");
+                    failed += 1;
+                    if failed == FAILURES_PER_SWEEP {
+                        break 'lists;
+                    }
                 }
             }
-            if let Err(e) = store.delete(&upload.object_key).await {
-                tracing::warn!(error = %e, object_id = %upload.id, "an unused upload's bytes could not be deleted");
-            }
-            deleted += 1;
         }
         if (listed as i64) < UPLOADS_PER_LIST {
             break;
@@ -81,6 +84,31 @@ async fn purge_uploads(db: &Db, store: &dyn BlobStore, before: chrono::DateTime<
     if deleted > 0 {
         tracing::info!(deleted, "unused uploads older than a day deleted");
     }
+}
+
+/// One unused upload deleted, bytes then row; `false` when a conversation came to use it meanwhile.
+async fn delete_upload(
+    db: &Db,
+    store: &dyn BlobStore,
+    upload: &agentd_db::StoredObject,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, String> {
+    let tenant = agentd_db::TenantId::parse(upload.object_key.tenant()).map_err(|e| e.to_string())?;
+    let mut tx = db.scoped(&tenant).begin().await.map_err(|e| e.to_string())?;
+    if !tx
+        .lock_unused_upload(upload.id, before)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Ok(false);
+    }
+    store
+        .delete(&upload.object_key)
+        .await
+        .map_err(|e| e.to_string())?;
+    tx.delete_object(upload.id).await.map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Stored-object metadata of one tenant: what was stored where, for which conversation, message and tool call,
 //! and which conversations use which uploads. Never the bytes.
 
-use crate::tx::with_tx;
+use crate::tx::{AnyTx, with_tx};
 use crate::{AttachmentMeta, Db, DbError, Scoped, TurnTx, now, with_pool};
 use agentd_ids::ObjectKey;
 use chrono::{DateTime, Utc};
@@ -143,12 +143,15 @@ impl Scoped<'_> {
 }
 
 impl TurnTx {
-    /// The live objects of this tenant among `ids`, in any order (one statement).
+    /// The live objects of this tenant among `ids`, in any order (one statement). On PostgreSQL their rows are
+    /// key-share locked until the transaction ends, so that housekeeping cannot delete an upload between this
+    /// read and the reference the turn writes (it waits, or went first and the upload is not found).
     pub async fn objects(&mut self, ids: &[Uuid]) -> Result<Vec<StoredObject>, DbError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let t = self.tenant.clone();
+        let pg = matches!(self.tx, AnyTx::Postgres(_));
         let rows: Vec<ObjectRow> = with_tx!(self, |c| {
             let mut q =
                 sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM stored_objects WHERE tenant_id = "));
@@ -159,6 +162,9 @@ impl TurnTx {
                 list.push_bind(*id);
             }
             q.push(")");
+            if pg {
+                q.push(" FOR KEY SHARE");
+            }
             q.build_query_as().fetch_all(c).await
         })?;
         rows.into_iter().map(StoredObject::try_from).collect()
@@ -223,18 +229,45 @@ impl Db {
             .await)?;
         rows.into_iter().map(StoredObject::try_from).collect()
     }
+}
 
-    /// Deletes the row of a stale upload (see [`Self::stale_uploads`]) unless a conversation has come to use it
-    /// meanwhile; whether it did.
-    pub async fn delete_stale_upload(&self, id: Uuid, before: DateTime<Utc>) -> Result<bool, DbError> {
-        let sql = "DELETE FROM stored_objects WHERE id = $1 AND kind = 'upload' AND created_at < $2 AND NOT EXISTS \
-                   (SELECT 1 FROM object_refs r WHERE r.object_id = stored_objects.id)";
-        let n = with_pool!(self, |p| sqlx::query(sql)
+impl TurnTx {
+    /// Locks this tenant's upload `id` for deleting if it was made before `before` and no conversation uses it;
+    /// `false` when it is not such an upload (any more). On PostgreSQL the row lock comes first and the check
+    /// after it, in a statement of its own (so a snapshot of its own), which sees every reference committed
+    /// before the lock was granted — a turn holds its uploads' key share from its read to its commit. On SQLite
+    /// the transaction holds the write lock already.
+    pub async fn lock_unused_upload(&mut self, id: Uuid, before: DateTime<Utc>) -> Result<bool, DbError> {
+        if let AnyTx::Postgres(t) = &mut self.tx {
+            self.statements += 1;
+            sqlx::query("SELECT 1 FROM stored_objects WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut **t)
+                .await?;
+        }
+        let sql = "SELECT COUNT(*) FROM stored_objects s WHERE id = $1 AND tenant_id = $2 AND kind = 'upload' \
+                   AND created_at < $3 AND NOT EXISTS (SELECT 1 FROM object_refs r WHERE r.object_id = s.id)";
+        let t = self.tenant.clone();
+        let n: i64 = with_tx!(self, |c| sqlx::query_scalar(sql)
             .bind(id)
+            .bind(t.as_str())
             .bind(before)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+            .fetch_one(c)
+            .await)?;
         Ok(n > 0)
+    }
+
+    /// Deletes this tenant's object row `id` (its references go with it).
+    pub async fn delete_object(&mut self, id: Uuid) -> Result<(), DbError> {
+        let t = self.tenant.clone();
+        with_tx!(self, |c| sqlx::query(
+            "DELETE FROM stored_objects WHERE id = $1 AND tenant_id = $2"
+        )
+        .bind(id)
+        .bind(t.as_str())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
     }
 }

@@ -26,7 +26,68 @@ conformance!(
     deleting_a_conversation_deletes_its_messages,
     last_response_id_is_kept_for_the_next_turn,
     messages_are_read_a_page_at_a_time_in_order,
+    a_turn_reading_an_upload_holds_off_its_deletion,
 );
+
+/// Housekeeping deletes an unused upload in a transaction that locks it and then checks it is unused; a turn
+/// that has read the upload holds it until it commits its reference (on PostgreSQL by the key-share lock of its
+/// read, on SQLite by its write lock), and housekeeping then finds it in use. (A single `DELETE … NOT EXISTS`
+/// went ahead on PostgreSQL, and took the just-committed reference with it.)
+async fn a_turn_reading_an_upload_holds_off_its_deletion(db: &Db) {
+    use agentd_db::{NewObject, ObjectKey};
+    let tenant = tid("t");
+    db.provision_tenant(&tenant).await.unwrap();
+    let s = db.scoped(&tenant);
+    let conv = s.create_conversation("u", "assistant", "uses it").await.unwrap();
+    let upload = |id: Uuid| NewObject {
+        id,
+        object_key: ObjectKey::upload(&tenant, &id.simple().to_string(), "png").unwrap(),
+        conversation_id: None,
+        tool_call_id: None,
+        kind: "upload",
+        filename: "x.png".into(),
+        mime_type: "image/png".into(),
+        size_bytes: 3,
+        sha256: String::new(),
+    };
+    let (id, unused) = (Uuid::now_v7(), Uuid::now_v7());
+    for o in [id, unused] {
+        s.insert_object(&upload(o)).await.unwrap();
+    }
+    // Any upload made before an hour from now counts as old enough.
+    let before = agentd_db::now() + chrono::Duration::hours(1);
+    let mut turn = s.begin().await.unwrap();
+    assert_eq!(turn.objects(&[id]).await.unwrap().len(), 1);
+    let sweeper = {
+        let (db, tenant) = (db.clone(), tenant.clone());
+        tokio::spawn(async move {
+            let mut tx = db.scoped(&tenant).begin().await.unwrap();
+            let unused = tx.lock_unused_upload(id, before).await.unwrap();
+            if unused {
+                tx.delete_object(id).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+            unused
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!sweeper.is_finished(), "housekeeping waits for the turn");
+    turn.reference_objects(conv.id, &[id]).await.unwrap();
+    turn.commit().await.unwrap();
+    assert!(!sweeper.await.unwrap(), "the upload is in use: kept");
+    assert!(s.object(id).await.unwrap().is_some());
+    // One no conversation uses goes; one too young stays.
+    let mut tx = s.begin().await.unwrap();
+    assert!(
+        !tx.lock_unused_upload(unused, agentd_db::now() - chrono::Duration::hours(1))
+            .await
+            .unwrap()
+    );
+    assert!(tx.lock_unused_upload(unused, before).await.unwrap());
+    tx.delete_object(unused).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(s.object(unused).await.unwrap().is_none());
+}
 
 /// Every message of a conversation, read two at a time (as the HTTP view reads them, in pages).
 async fn all_messages(s: &agentd_db::Scoped<'_>, conversation: Uuid) -> Vec<agentd_db::Message> {
