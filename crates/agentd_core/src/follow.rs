@@ -68,6 +68,19 @@ pub(crate) async fn follow(
     run_id: &str,
     after: u64,
 ) -> Result<Option<impl Stream<Item = Sequenced> + Send + use<>>, Failure> {
+    // Ids are `run_` and 32 hex digits; anything else (a NUL, which PostgreSQL's text refuses: a 500 before) is
+    // no run of anyone's, answered before any query.
+    let plausible = run_id.strip_prefix("run_").is_some_and(|h| {
+        (1..=64).contains(&h.len())
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    if !plausible {
+        return Err(Failure::new(
+            Code::RunNotFound,
+            format!("No run {run_id:?}; the id comes from the run.started event of a stream."),
+        ));
+    }
     let max = ctx.settings.run_readers_per_tenant;
     let Some(reader) = ctx.readers.take(tenant, max) else {
         return Err(Failure::new(

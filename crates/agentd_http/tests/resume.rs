@@ -348,3 +348,24 @@ async fn a_resume_from_past_the_end_of_a_running_turn_ends_with_no_event() {
     assert!(past.is_empty(), "{past:?}");
     assert!(app.resume(&tok, &run_id, Some(1_000_000)).await.is_empty());
 }
+
+/// A run id that no run can have — a NUL (which PostgreSQL's text refuses: it was a 500), a long or an odd one —
+/// is `404 run_not_found`, as an unknown well-formed one is, before any query.
+#[tokio::test]
+async fn a_run_id_no_run_can_have_is_not_found() {
+    let app = TestApp::postgres().await;
+    let tok = app.token("acme", "u1", None);
+    let long = format!("run_{}", "a".repeat(100));
+    for id in [
+        "run_0123456789abcdef0123456789abcdef",
+        "%00",
+        "run_%00",
+        "run_a%20b",
+        long.as_str(),
+    ] {
+        let res = app.get(&format!("/v1/runs/{id}/events"), &tok).await;
+        assert_eq!(res.status(), 404, "{id}");
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "run_not_found", "{id}: {v}");
+    }
+}
