@@ -115,7 +115,7 @@ async fn a_long_conversation_is_sent_without_being_held_whole() {
 }
 
 /// Clients that read nothing cannot make the server hold long conversations: each detail being sent holds one
-/// page — at most 32 messages and, past its first, no more of them than fit in 1 MiB — and a tenant has at most
+/// page — at most 32 messages, those before its last under 1 MiB together — and a tenant has at most
 /// twice `READS_PER_TENANT` (2 × 8) being sent at once. Here sixteen unread reads of a conversation of 3 MB
 /// messages, then a seventeenth refused. (With pages of 32 such messages, each read held ~100 MB; with no limit
 /// on their number, as many as a client opened.)

@@ -43,8 +43,8 @@ impl Scoped<'_> {
     }
 
     /// The conversation's messages oldest first after `after` (the `created_at` and `id` of the previous page's
-    /// last message; `None`: from the first): at most `limit` of them, and no more than fit in `max_bytes` of
-    /// content — but always the first. A page at a time, so that no read holds a whole long conversation, nor a
+    /// last message; `None`: from the first): at most `limit` of them, those before the page's last with under
+    /// `max_bytes` of content together (so always the first). A page at a time, so that no read holds a whole long conversation, nor a
     /// page of a few thousand times the bytes of another: the order is `(created_at, id)`, and a message written
     /// meanwhile sorts after the others.
     pub async fn messages_after(

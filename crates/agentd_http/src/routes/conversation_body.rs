@@ -2,7 +2,7 @@
 //! messages a turn for as long as its users chat, and reading it whole (rows, views and the JSON text, each
 //! the size of the conversation) let a few requests for a long one take the process's memory. Each page is
 //! read when the client has taken the one before (the body is pulled as the connection drains), so a request
-//! holds one page — at most 32 messages, and no more of them than fit in 1 MiB — and a pooled connection only
+//! holds one page — at most 32 messages, those before its last under 1 MiB together — and a pooled connection only
 //! while that page is read; a tenant has at most twice `READS_PER_TENANT` bodies being sent at once. The JSON is
 //! the same `ConversationDetail` a single `Json` would have written.
 
@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 /// Messages read and written at a time, at most.
 pub(super) const MESSAGES_PER_READ: u32 = 32;
-/// Bytes of content a page holds at most, besides its first message (a reply may be `CHAT_MAX_REPLY_MB`): 32
-/// of the longest messages would be hundreds of MB.
+/// Bytes of content of a page's messages before its last, at most (a page is at most this and one message; a
+/// reply may be `CHAT_MAX_REPLY_MB`): 32 of the longest messages would be over a hundred MB.
 pub(super) const BYTES_PER_READ: u64 = 1024 * 1024;
 
 /// The fields before `messages`, in the order `ConversationDetail` has them.

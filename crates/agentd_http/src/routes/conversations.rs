@@ -132,10 +132,12 @@ async fn show(
     // For the first page's read; the body takes a place again for each page after it.
     let reading = state.turns.reading(&tenant).await?;
     let scoped = state.db.scoped(&tenant);
-    let conv = scoped.conversation(id).await?.ok_or_else(|| not_found(id))?;
+    // The page before the row: a conversation and its messages are deleted together, so a row still there
+    // proves the page whole (the other way round, a delete in between answered an empty conversation).
     let first = scoped
         .messages_after(id, None, MESSAGES_PER_READ, BYTES_PER_READ)
         .await?;
+    let conv = scoped.conversation(id).await?.ok_or_else(|| not_found(id))?;
     let head = Head {
         conversation: ConversationView::from(&conv),
         active_run: conv.active_run(state.lease).map(ActiveRunView::from),
