@@ -48,7 +48,7 @@ pub use event::{
 };
 pub use failure::{Code, Failure};
 pub use image_check::ImageFormat;
-pub use inputs::{UPLOADS_AT_ONCE, UploadPermit};
+pub use inputs::{UNUSED_UPLOADS_PER_TENANT, UPLOADS_AT_ONCE, UploadPermit};
 pub use per_tenant::SendingPermit;
 pub use settings::TurnSettings;
 pub use tenant_gate::Pass;

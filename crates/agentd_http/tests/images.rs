@@ -476,3 +476,60 @@ async fn images_land_in_the_gcs_emulator() {
     })
     .await;
 }
+
+/// A tenant may keep only so many uploads that no turn uses (`UNUSED_UPLOADS_PER_TENANT`): the next upload is
+/// `429 rate_limited`, for that tenant only, until a turn uses one of them.
+#[tokio::test]
+async fn a_tenant_may_keep_only_so_many_unused_uploads() {
+    let app = TestApp::postgres().await;
+    let (a, b) = (app.token("acme", "u1", None), app.token("otherco", "u1", None));
+    let upload = |tok: &str| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(png_1x1()).file_name("x.png"),
+        );
+        app.http
+            .post(app.url("/v1/uploads"))
+            .bearer_auth(tok)
+            .multipart(form)
+            .send()
+    };
+    let first: Value = upload(&a).await.unwrap().json().await.unwrap();
+    assert_eq!(upload(&b).await.unwrap().status(), StatusCode::CREATED);
+    let Db::Postgres(pool) = &app.db.db else {
+        panic!("postgres")
+    };
+    // The rest of the allowance, as rows: the count is of rows, whatever their bytes.
+    sqlx::query(
+        "INSERT INTO stored_objects (id, tenant_id, object_key, kind, filename, mime_type, size_bytes, sha256, \
+         created_at) SELECT gen_random_uuid(), 'acme', 'tenants/acme/uploads/' || g || '.png', 'upload', 'x.png', \
+         'image/png', 1, '', now() FROM generate_series(2, $1) AS g",
+    )
+    .bind(agentd_core::UNUSED_UPLOADS_PER_TENANT)
+    .execute(pool)
+    .await
+    .unwrap();
+    let refused = upload(&a).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let v: Value = refused.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+    assert_eq!(
+        upload(&b).await.unwrap().status(),
+        StatusCode::CREATED,
+        "another tenant's"
+    );
+    let id = first["object_id"].as_str().unwrap();
+    let r = app
+        .chat(
+            &a,
+            json!({"agent": "designer", "message": "use it", "attachments": [{"object_id": id}]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        upload(&a).await.unwrap().status(),
+        StatusCode::CREATED,
+        "one was used"
+    );
+}
