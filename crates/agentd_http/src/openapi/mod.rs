@@ -91,7 +91,18 @@ impl<'s> utoipa::ToResponse<'s> for EventStream {
                     .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
                     .description(Some("`no-cache`."))
                     .build(),
-            );
+            )
+            .header(
+                "idempotent-replayed",
+                HeaderBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .description(Some(
+                        "`true` when `POST /v1/chat/stream` replays an earlier request with the same \
+                         Idempotency-Key.",
+                    ))
+                    .build(),
+            )
+            .header_ref("x-request-id", Ref::new("#/components/headers/RequestId"));
         ("EventStream", RefOr::T(res.build()))
     }
 }
