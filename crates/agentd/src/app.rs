@@ -170,9 +170,9 @@ fn client(
 /// The object store, ready (bucket created where that is ours to do, checked where it must exist).
 async fn build_store(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Arc<dyn BlobStore>> {
     let mut cfg = settings.storage.clone();
-    if cfg.public_base_url == agentd_storage::StorageConfig::default().public_base_url {
-        cfg.public_base_url = format!("http://{addr}");
-    }
+    // Unset: where the server is bound (an explicit value is kept, whatever it is).
+    cfg.public_base_url
+        .get_or_insert_with(|| format!("http://{addr}"));
     let self_signed = matches!(
         cfg.provider,
         agentd_storage::Provider::Memory | agentd_storage::Provider::Filesystem

@@ -203,3 +203,45 @@ async fn the_dev_token_is_given_only_to_this_machine() {
         eprintln!("no outward interface: only the proxied case is checked");
     }
 }
+
+/// Download links the server signs itself start with `PUBLIC_BASE_URL` whatever it is — the value it once took
+/// for its own default (`http://127.0.0.1:8080`) too, which it replaced with its bound address — and, unset, with
+/// the bound address.
+#[tokio::test]
+async fn self_signed_links_start_with_public_base_url_when_set_and_the_bound_address_when_not() {
+    let png = {
+        use base64::Engine as _;
+        let b64 =
+            agentd_fake_upstream::images::image_b64(agentd_fake_upstream::images::Format::Png, 8, 8, 3, 0);
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().as_bytes())
+            .unwrap()
+    };
+    for public in [Some("http://127.0.0.1:8080"), None] {
+        let mut o = opts().env("AUTH_JWT_SECRET", SECRET);
+        if let Some(p) = public {
+            o = o.env("PUBLIC_BASE_URL", p);
+        }
+        let server = ServerProcess::start(o).await;
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(png.clone()).file_name("x.png"),
+        );
+        let res = server
+            .http()
+            .post(server.url("/v1/uploads"))
+            .bearer_auth(server.token("acme", "u1"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let v: serde_json::Value = res.json().await.unwrap();
+        let url = v["url"].as_str().unwrap();
+        let expected = public.map_or_else(|| format!("http://{}", server.addr()), str::to_owned);
+        assert!(
+            url.starts_with(&format!("{expected}/v1/files/")),
+            "{public:?}: {url}"
+        );
+    }
+}

@@ -169,7 +169,7 @@ impl Settings {
         }
         for (var, url) in [
             ("OPENAI_BASE_URL", Some(&self.openai.base_url)),
-            ("PUBLIC_BASE_URL", Some(&self.storage.public_base_url)),
+            ("PUBLIC_BASE_URL", self.storage.public_base_url.as_ref()),
         ] {
             if let Some(u) = url
                 && !(u.starts_with("http://") || u.starts_with("https://"))

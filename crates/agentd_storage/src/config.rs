@@ -86,9 +86,8 @@ fn default_ttl() -> u64 {
 fn default_root() -> PathBuf {
     PathBuf::from("var/objects")
 }
-fn default_public_base_url() -> String {
-    "http://127.0.0.1:8080".to_owned()
-}
+/// Where a store built without a `public_base_url` (nor a server's address) points its self-signed URLs.
+const FALLBACK_PUBLIC_BASE_URL: &str = "http://127.0.0.1:8080";
 fn default_files_path() -> String {
     "/v1/files".to_owned()
 }
@@ -111,9 +110,10 @@ pub struct StorageConfig {
     /// Root directory of the filesystem provider (default `var/objects`).
     #[serde(default = "default_root")]
     pub filesystem_root: PathBuf,
-    /// Where clients reach agentd; self-signed URLs (memory, filesystem) start with it.
-    #[serde(default = "default_public_base_url")]
-    pub public_base_url: String,
+    /// Where clients reach agentd; self-signed URLs (memory, filesystem) start with it. Unset: the server's
+    /// bound address (`http://127.0.0.1:8080` for a store built without one).
+    #[serde(default)]
+    pub public_base_url: Option<String>,
     /// The route that serves self-signed URLs (default `/v1/files`).
     #[serde(default = "default_files_path")]
     pub files_path_prefix: String,
@@ -150,7 +150,7 @@ impl Default for StorageConfig {
             provider: Provider::default(),
             signed_url_ttl_seconds: default_ttl(),
             filesystem_root: default_root(),
-            public_base_url: default_public_base_url(),
+            public_base_url: None,
             files_path_prefix: default_files_path(),
             url_signing_secret: None,
             minio_endpoint: None,
@@ -173,19 +173,19 @@ impl StorageConfig {
     }
 
     fn url_signer(&self) -> Result<UrlSigner> {
+        let public = self
+            .public_base_url
+            .as_deref()
+            .unwrap_or(FALLBACK_PUBLIC_BASE_URL);
         match &self.url_signing_secret {
-            Some(secret) => UrlSigner::new(
-                secret.expose().as_bytes(),
-                &self.public_base_url,
-                &self.files_path_prefix,
-            ),
+            Some(secret) => UrlSigner::new(secret.expose().as_bytes(), public, &self.files_path_prefix),
             None => {
                 tracing::warn!(
                     provider = %self.provider,
                     "no URL signing secret configured: using a random one, so download URLs stop working on \
                      restart and are not valid on other replicas"
                 );
-                UrlSigner::random(&self.public_base_url, &self.files_path_prefix)
+                UrlSigner::random(public, &self.files_path_prefix)
             }
         }
     }

@@ -98,7 +98,7 @@ pub async fn fixture(backend: Backend) -> Option<Fixture> {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let mut config = StorageConfig {
                 provider: Provider::Memory,
-                public_base_url: format!("http://{}", listener.local_addr().unwrap()),
+                public_base_url: Some(format!("http://{}", listener.local_addr().unwrap())),
                 url_signing_secret: Some(Secret::new(random_hex(32))),
                 ..StorageConfig::default()
             };
