@@ -503,3 +503,67 @@ async fn a_tenant_may_have_only_so_many_conversations_being_sent() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A delete's database work takes one of the tenant's places for reads too (here 1): a flood of deletes
+/// waits for places instead of queueing on the pool every tenant's turns use. Two deletes held up by a lock on
+/// the conversations: one reaches the database, the other waits for its place; both are done once it goes.
+#[tokio::test]
+async fn a_tenants_deletes_take_its_places_for_reads() {
+    use sqlx::Connection as _;
+    let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
+        .turns(|t| t.reads_per_tenant = 1)
+        .start()
+        .await;
+    let a = app.token("acme", "u1", None);
+    let mut paths = Vec::new();
+    for _ in 0..2 {
+        let v = app
+            .chat_json(&a, json!({"agent": "assistant", "message": "hi"}))
+            .await;
+        paths.push(format!(
+            "/v1/conversations/{}",
+            v["conversation_id"].as_str().unwrap()
+        ));
+    }
+    let mut side = sqlx::PgConnection::connect(&app.db.settings.url).await.unwrap();
+    let mut hold = side.begin().await.unwrap();
+    sqlx::query("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let deletes: Vec<_> = paths
+        .iter()
+        .map(|p| {
+            let req = app.http.delete(app.url(p)).bearer_auth(&a);
+            tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let agentd_db::Db::Postgres(pool) = &app.db.db else {
+        panic!("postgres")
+    };
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while waiting().await < 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a delete waits on the lock");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        waiting().await,
+        1,
+        "the other waits for its place, not on the pool"
+    );
+    hold.commit().await.unwrap();
+    for d in deletes {
+        assert_eq!(d.await.unwrap(), 204);
+    }
+}

@@ -148,7 +148,15 @@ async fn show(
     ))
 }
 
-route_errors!(DeleteErrors = AUTH + ["conversation_not_found", "not_found", "conversation_busy"]);
+route_errors!(
+    DeleteErrors = AUTH
+        + [
+            "conversation_not_found",
+            "not_found",
+            "conversation_busy",
+            "rate_limited"
+        ]
+);
 
 /// Delete a conversation
 ///
@@ -170,7 +178,12 @@ async fn remove(
     let tenant = &caller.0.tenant_id;
     let scoped = state.db.scoped(tenant);
     let lease = format!("delete_{}", Uuid::now_v7().simple());
-    match scoped.lease_for_delete(id, &lease, state.lease).await? {
+    // Its database work takes one of the tenant's places for reads (`READS_PER_TENANT`), as reads do: a flood
+    // of deletes must not take the pool from other tenants either. Not while the object store deletes.
+    let database = state.turns.reading(tenant).await?;
+    let leased = scoped.lease_for_delete(id, &lease, state.lease).await?;
+    drop(database);
+    match leased {
         DeleteOutcome::Deleted => {}
         DeleteOutcome::NotFound => return Err(not_found(id)),
         DeleteOutcome::Busy => {
@@ -186,6 +199,13 @@ async fn remove(
         let _ = scoped.release_lease(id, &lease).await;
         return Err(e);
     }
+    let _database = match state.turns.reading(tenant).await {
+        Ok(pass) => pass,
+        Err(f) => {
+            let _ = scoped.release_lease(id, &lease).await;
+            return Err(f.into());
+        }
+    };
     match scoped.delete_conversation_leased(id, &lease).await? {
         DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
         _ => Err(not_found(id)),
