@@ -567,3 +567,65 @@ async fn a_tenants_deletes_take_its_places_for_reads() {
         assert_eq!(d.await.unwrap(), 204);
     }
 }
+
+/// A resume's first read of the run log takes one of the tenant's places for reads too (here 1): two resumes
+/// held up by a lock on the log, one reaches the database, the other waits for its place; both are served once
+/// it goes.
+#[tokio::test]
+async fn a_tenants_resumes_take_its_places_for_reads() {
+    use sqlx::Connection as _;
+    let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
+        .turns(|t| t.reads_per_tenant = 1)
+        .start()
+        .await;
+    let a = app.token("acme", "u1", None);
+    let s = app
+        .stream(&a, json!({"agent": "assistant", "message": "hi"}))
+        .await;
+    let run_id = s.first("run.started")["run_id"].as_str().unwrap().to_owned();
+    let mut side = sqlx::PgConnection::connect(&app.db.settings.url).await.unwrap();
+    let mut hold = side.begin().await.unwrap();
+    sqlx::query("LOCK TABLE run_events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let resumes: Vec<_> = (0..2)
+        .map(|_| {
+            let req = get(&app, &format!("/v1/runs/{run_id}/events"), &a);
+            tokio::spawn(async move {
+                let res = req.send().await.unwrap();
+                (res.status().as_u16(), res.text().await.unwrap())
+            })
+        })
+        .collect();
+    let agentd_db::Db::Postgres(pool) = &app.db.db else {
+        panic!("postgres")
+    };
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while waiting().await < 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a resume waits on the lock");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        waiting().await,
+        1,
+        "the other waits for its place, not on the pool"
+    );
+    hold.commit().await.unwrap();
+    for r in resumes {
+        let (status, body) = r.await.unwrap();
+        assert_eq!(status, 200);
+        assert!(body.contains("event: run.completed"), "{body}");
+    }
+}
