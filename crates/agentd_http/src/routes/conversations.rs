@@ -178,12 +178,11 @@ async fn remove(
     let tenant = &caller.0.tenant_id;
     let scoped = state.db.scoped(tenant);
     let lease = format!("delete_{}", Uuid::now_v7().simple());
-    // Its database work takes one of the tenant's places for reads (`READS_PER_TENANT`), as reads do: a flood
-    // of deletes must not take the pool from other tenants either. Not while the object store deletes.
+    // Its first database steps take one of the tenant's places for reads (`READS_PER_TENANT`), as reads do: a
+    // flood of deletes must not take the pool from other tenants either. Not while the object store deletes,
+    // nor for the last step, which must not be refused once the bytes are gone.
     let database = state.turns.reading(tenant).await?;
-    let leased = scoped.lease_for_delete(id, &lease, state.lease).await?;
-    drop(database);
-    match leased {
+    match scoped.lease_for_delete(id, &lease, state.lease).await? {
         DeleteOutcome::Deleted => {}
         DeleteOutcome::NotFound => return Err(not_found(id)),
         DeleteOutcome::Busy => {
@@ -195,28 +194,39 @@ async fn remove(
             .with_retry_after(2));
         }
     }
-    if let Err(e) = delete_bytes(&state, tenant, id).await {
+    let uploads = match scoped.exclusive_uploads(id).await {
+        Ok(u) => u,
+        Err(e) => {
+            let _ = scoped.release_lease(id, &lease).await;
+            return Err(e.into());
+        }
+    };
+    drop(database);
+    if let Err(e) = delete_bytes(&state, tenant, id, &uploads).await {
         let _ = scoped.release_lease(id, &lease).await;
         return Err(e);
     }
-    let _database = match state.turns.reading(tenant).await {
-        Ok(pass) => pass,
-        Err(f) => {
+    match scoped.delete_conversation_leased(id, &lease).await {
+        Ok(DeleteOutcome::Deleted) => Ok(StatusCode::NO_CONTENT),
+        Ok(_) => Err(not_found(id)),
+        // Given back, so that a retry finishes the job at once instead of meeting its own lease.
+        Err(e) => {
             let _ = scoped.release_lease(id, &lease).await;
-            return Err(f.into());
+            Err(e.into())
         }
-    };
-    match scoped.delete_conversation_leased(id, &lease).await? {
-        DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
-        _ => Err(not_found(id)),
     }
 }
 
-async fn delete_bytes(state: &AppState, tenant: &agentd_db::TenantId, id: Uuid) -> Result<(), ApiError> {
+async fn delete_bytes(
+    state: &AppState,
+    tenant: &agentd_db::TenantId,
+    id: Uuid,
+    uploads: &[agentd_db::StoredObject],
+) -> Result<(), ApiError> {
     let unavailable = |e: agentd_storage::StorageError| ApiError::unavailable("object store", e);
     let prefix = KeyPrefix::conversation(tenant, &id.simple().to_string()).map_err(ApiError::internal)?;
     state.store.delete_prefix(&prefix).await.map_err(unavailable)?;
-    for upload in state.db.scoped(tenant).exclusive_uploads(id).await? {
+    for upload in uploads {
         state
             .store
             .delete(&upload.object_key)
