@@ -97,16 +97,11 @@ pub(crate) async fn follow(
     // notes lost to a reconnect during the read are made up for.
     let generation = ctx.bus.generation();
     let sub = ctx.bus.subscribe(run_id);
-    // The first read in one of the tenant's places for reads (`READS_PER_TENANT`): a flood of resumes waits for
-    // places instead of queueing on the pool every tenant's turns use. (What a follower reads later is not
-    // counted: a turn's own stream reads the log too, and must not be refused midway.)
-    let reading = crate::tenant_gate::reading(&ctx.reads, tenant, ctx.settings.reads_per_tenant).await?;
     let found = ctx
         .db
         .scoped(tenant)
         .run_resume(run_id, after as i64, ctx.settings.lease())
         .await?;
-    drop(reading);
     let Some((state, chunks)) = found else {
         return Err(Failure::new(
             Code::RunNotFound,

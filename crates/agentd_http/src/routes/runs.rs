@@ -65,7 +65,14 @@ async fn events(
         ),
     };
     let after = last_event_id.or(q.after).unwrap_or(0);
-    match state.turns.follow(&caller.0.tenant_id, &run_id, after).await? {
+    // The first read of the log (made before `follow` returns) in one of the tenant's places for reads
+    // (`READS_PER_TENANT`): a flood of resumes waits for places instead of queueing on the pool every tenant's
+    // turns use. What the follower reads later is not counted (a turn's own stream reads the log too), nor is an
+    // idempotent replay's read.
+    let reading = state.turns.reading(&caller.0.tenant_id).await?;
+    let feed = state.turns.follow(&caller.0.tenant_id, &run_id, after).await?;
+    drop(reading);
+    match feed {
         Some(events) => Ok(run_stream(
             state.clone(),
             events,
