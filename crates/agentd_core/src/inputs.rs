@@ -41,8 +41,9 @@ pub(crate) async fn data_urls(
 /// Uploads of one tenant received at once, per process.
 pub const UPLOADS_AT_ONCE: u32 = 4;
 
-/// Uploads of one tenant that no conversation uses, at most (2 GB at the default `UPLOAD_MAX_MB`): beyond it,
-/// uploads are refused until some are used or deleted a day after they were made. Without it, a tenant's rate
+/// Uploads of one tenant that no conversation uses, at most — give or take the few received at once
+/// ([`UPLOADS_AT_ONCE`] per replica), counted before they are stored — about 2 GB at the default `UPLOAD_MAX_MB`:
+/// beyond it, uploads are refused until some are used or deleted a day after they were made. Without it, a tenant's rate
 /// limit let it keep about 1.7 TB of them on the operator's disk or bill.
 pub const UNUSED_UPLOADS_PER_TENANT: i64 = 100;
 
@@ -61,16 +62,6 @@ pub(crate) async fn admit_upload(ctx: &Arc<Context>, tenant: &TenantId) -> Resul
         .retry_after(1));
     };
     let permit = UploadPermit(held);
-    if ctx.db.scoped(tenant).unused_uploads().await? >= UNUSED_UPLOADS_PER_TENANT {
-        return Err(Failure::new(
-            Code::RateLimited,
-            format!(
-                "This tenant has {UNUSED_UPLOADS_PER_TENANT} uploads no turn has used; send them in turns' \
-                 `attachments` first (an unused upload is deleted a day after it was made)."
-            ),
-        )
-        .retry_after(60));
-    }
     let per_minute = ctx.settings.rate_limit_per_minute;
     if per_minute > 0 {
         ctx.check_refusal(tenant)?;
@@ -86,6 +77,19 @@ pub(crate) async fn admit_upload(ctx: &Arc<Context>, tenant: &TenantId) -> Resul
             ctx.refusals.remember(tenant, until_us, now_us);
             return Err(crate::context::rate_limited(per_minute, retry_after));
         }
+    }
+    // After the rate limit, which refuses a flood without a query. Uploads older than the sweep's age (and its
+    // ten minutes) are not counted: they are on their way out, and counting them would read all of them.
+    let since = chrono::Utc::now() - crate::housekeeping::UPLOAD_TTL - chrono::Duration::minutes(15);
+    if ctx.db.scoped(tenant).unused_uploads(since).await? >= UNUSED_UPLOADS_PER_TENANT {
+        return Err(Failure::new(
+            Code::RateLimited,
+            format!(
+                "This tenant has {UNUSED_UPLOADS_PER_TENANT} uploads no turn has used; send them in turns' \
+                 `attachments` first (an unused upload is deleted a day after it was made)."
+            ),
+        )
+        .retry_after(60));
     }
     Ok(permit)
 }

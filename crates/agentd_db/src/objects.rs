@@ -126,12 +126,13 @@ impl Scoped<'_> {
         row.map(StoredObject::try_from).transpose()
     }
 
-    /// This tenant's uploads no conversation uses.
-    pub async fn unused_uploads(&self) -> Result<i64, DbError> {
-        let sql = "SELECT COUNT(*) FROM stored_objects s WHERE tenant_id = $1 AND kind = 'upload' AND NOT EXISTS \
-                   (SELECT 1 FROM object_refs r WHERE r.object_id = s.id)";
+    /// This tenant's uploads made since `since` that no conversation uses.
+    pub async fn unused_uploads(&self, since: DateTime<Utc>) -> Result<i64, DbError> {
+        let sql = "SELECT COUNT(*) FROM stored_objects s WHERE tenant_id = $1 AND kind = 'upload' AND created_at > $2 \
+                   AND NOT EXISTS (SELECT 1 FROM object_refs r WHERE r.object_id = s.id)";
         Ok(with_pool!(self.db, |p| sqlx::query_scalar(sql)
             .bind(self.t())
+            .bind(since)
             .fetch_one(p)
             .await)?)
     }

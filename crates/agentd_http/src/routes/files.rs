@@ -37,7 +37,7 @@ route_errors!(UploadErrors = AUTH + ["invalid_request", "payload_too_large", "ra
 ///
 /// A PNG, JPEG or WebP image (checked from its bytes, under UPLOAD_MAX_MB) for a later turn's `attachments`.
 /// An upload no turn has used within 24 hours is deleted; one a conversation uses is kept with it. A tenant may
-/// keep 100 uploads no turn uses: beyond, `429 rate_limited` until a turn uses one.
+/// keep about 100 uploads no turn uses: beyond, `429 rate_limited` until a turn uses one.
 #[utoipa::path(post, path = "/v1/uploads", tag = "files", operation_id = "upload",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     security(("bearer" = ["chat"])),
