@@ -168,8 +168,15 @@ impl Authenticator {
             .and_then(serde_json::Value::as_str)
             .and_then(|t| TenantId::parse(t).ok())
             .ok_or(AuthError::Claim("tenant_id", TenantId::RULE))?;
-        let sub = c.sub.filter(|s| !s.is_empty() && s.len() <= 255);
-        let user_id = sub.ok_or(AuthError::Claim("sub", "the user id, 1 to 255 characters"))?;
+        // No control characters: PostgreSQL's text cannot hold U+0000 (a 500 at the first turn), and a user id
+        // is written to logs.
+        let sub = c
+            .sub
+            .filter(|s| !s.is_empty() && s.len() <= 255 && !s.chars().any(char::is_control));
+        let user_id = sub.ok_or(AuthError::Claim(
+            "sub",
+            "the user id, 1 to 255 characters, none of them control characters",
+        ))?;
         let scopes = c.scope.as_deref().map_or_else(ScopeSet::all, ScopeSet::parse);
         Ok(Principal {
             tenant_id,

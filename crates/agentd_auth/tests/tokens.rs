@@ -83,6 +83,18 @@ fn refusals_are_specific() {
         a.verify(&sign(json!({"tenant_id":"t","exp": now()+60}), SECRET)),
         Err(AuthError::Claim("sub", _))
     ));
+    for bad in ["u\u{0}", "a\nb", ""] {
+        assert!(
+            matches!(
+                a.verify(&sign(
+                    json!({"sub": bad, "tenant_id":"t","exp": now()+60}),
+                    SECRET
+                )),
+                Err(AuthError::Claim("sub", _))
+            ),
+            "{bad:?}"
+        );
+    }
     assert!(a.verify(&sign(ok, SECRET)).is_ok());
 }
 
