@@ -23,7 +23,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let app = AppBuilder::new(settings).build(addr).await?;
     if let Some((path, token)) = &app.dev_token {
-        announce_dev_token(token, addr, path);
+        let key = app.state.playground.dev_key().unwrap_or_default();
+        announce_dev_token(token, addr, path, key);
     }
     let turns = app.state.turns.clone();
     let db = app.state.db.clone();
@@ -84,12 +85,12 @@ fn raise_open_files_limit() {
     clippy::print_stdout,
     reason = "the zero-config banner is for the developer at the terminal"
 )]
-fn announce_dev_token(token: &str, addr: std::net::SocketAddr, path: &std::path::Path) {
+fn announce_dev_token(token: &str, addr: std::net::SocketAddr, path: &std::path::Path, key: &str) {
     tracing::warn!(secret_file = %path.display(), "no AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_PATH: using a development signing secret");
     println!(
         "\nagentd is running on the development secret ({}).\nA token for tenant `demo`, valid 24 h:\n\n  \
          export AGENTD_TOKEN={token}\n  curl -s -H \"Authorization: Bearer $AGENTD_TOKEN\" http://{addr}/v1/agents\n  \
-         playground: http://{addr}/\n",
+         playground: http://{addr}/#key={key}\n",
         path.display()
     );
 }

@@ -26,6 +26,8 @@ const WAIT: Duration = Duration::from_secs(60);
 struct Server {
     child: Child,
     base: String,
+    /// The playground link the server printed (with its key).
+    page: String,
     token: String,
     _lines: Receiver<String>,
     _dir: tempfile::TempDir,
@@ -58,8 +60,8 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let (mut token, mut base) = (None, None);
-        while token.is_none() || base.is_none() {
+        let (mut token, mut base, mut page) = (None, None, None);
+        while token.is_none() || base.is_none() || page.is_none() {
             let line = rx
                 .recv_timeout(WAIT)
                 .expect("agentd printed no dev token banner within 60 s");
@@ -71,10 +73,14 @@ impl Server {
             {
                 base = Some(line[i..].trim().trim_end_matches("/v1/agents").to_owned());
             }
+            if let Some(p) = line.trim().strip_prefix("playground: ") {
+                page = Some(p.to_owned());
+            }
         }
         Server {
             child,
             base: base.unwrap(),
+            page: page.unwrap(),
             token: token.unwrap(),
             _lines: rx,
             _dir: dir,
@@ -244,7 +250,23 @@ async fn the_playground_chats_streams_images_and_reopens_them_in_chromium() {
 }
 
 async fn walk_through(c: &Client, server: &Server) {
+    // The page without the printed link's key: no token is handed out (a same-host proxy would look local).
     c.goto(&format!("{}/", server.base)).await.unwrap();
+    until(
+        c,
+        "the page to start",
+        "return document.body.dataset.ready === 'true'",
+    )
+    .await;
+    let bare = c
+        .execute("return document.getElementById('token').value", vec![])
+        .await
+        .unwrap();
+    assert_eq!(bare, "", "no dev token without the link's key");
+    // The printed link (from another page: a change of fragment alone does not load the page again): the
+    // key is taken out of the address bar and the token prefilled.
+    c.goto("about:blank").await.unwrap();
+    c.goto(&server.page).await.unwrap();
     until(
         c,
         "the page to start",
@@ -258,6 +280,11 @@ async fn walk_through(c: &Client, server: &Server) {
     assert_eq!(
         prefilled, server.token,
         "the token field is prefilled with the dev token"
+    );
+    let shown = c.current_url().await.unwrap();
+    assert!(
+        !shown.as_str().contains("key="),
+        "the key left the address bar: {shown}"
     );
     until(
         c,

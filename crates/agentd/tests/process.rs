@@ -155,17 +155,26 @@ async fn get(server: &ServerProcess, path: &str, tok: &str) -> (reqwest::StatusC
 
 /// On its development secret the server gives the playground a full-scope token for tenant `demo` — only to a
 /// browser on its own machine, even when it listens on every interface (as the container image does): not to
-/// another address, not through a proxy (which would make every client look local), and not to a page whose
-/// name was rebound to 127.0.0.1.
+/// another address, not through a proxy (which would make every client look local), not to a page whose name
+/// was rebound to 127.0.0.1, and not without the key of the playground link it printed (a same-host proxy that
+/// adds no forwarding header looks local).
 #[tokio::test]
 async fn the_dev_token_is_given_only_to_this_machine() {
     let server = ServerProcess::start(opts().env("BIND_ADDR", "0.0.0.0:0")).await;
     let port = server.addr().port();
+    let key = server
+        .logs()
+        .iter()
+        .find_map(|l| l.split_once("#key=").map(|(_, k)| k.trim().to_owned()))
+        .expect("the banner prints the playground link with its key");
     let token_for = |ip: std::net::IpAddr, proxied: bool| {
-        let mut req = server.http().get(format!(
-            "http://{}/playground/config.json",
-            std::net::SocketAddr::new(ip, port)
-        ));
+        let mut req = server
+            .http()
+            .get(format!(
+                "http://{}/playground/config.json",
+                std::net::SocketAddr::new(ip, port)
+            ))
+            .header("x-playground-key", &key);
         if proxied {
             req = req.header("x-forwarded-for", "203.0.113.9");
         }
@@ -181,10 +190,19 @@ async fn the_dev_token_is_given_only_to_this_machine() {
         "the zero-config playground works"
     );
     assert!(token_for(local, true).await.is_null(), "through a proxy");
+    let keyless = server
+        .http()
+        .get(format!("http://127.0.0.1:{port}/playground/config.json"))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = keyless.json().await.unwrap();
+    assert!(body["dev_token"].is_null(), "without the link's key: {body}");
     // A page of another site whose name was rebound to 127.0.0.1 asks with that name.
     let rebound = server
         .http()
         .get(format!("http://127.0.0.1:{port}/playground/config.json"))
+        .header("x-playground-key", &key)
         .header("host", format!("evil.example:{port}"))
         .send()
         .await

@@ -8,6 +8,7 @@ import { Bubble } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = 'agentd.token';
+const DEV_KEY = 'agentd.playground-key';
 const state = { devToken: null, conversationId: null, cursor: null, upload: null, busy: false };
 let api = new Api('');
 
@@ -205,9 +206,21 @@ async function connect() {
   }
 }
 
+// The key of the link the server printed (`/#key=…`): kept for this tab, taken out of the address bar.
+function devKey() {
+  const m = /(?:^#|&)key=([0-9a-f]+)/.exec(location.hash);
+  if (m) {
+    sessionStorage.setItem(DEV_KEY, m[1]);
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  return sessionStorage.getItem(DEV_KEY);
+}
+
 async function init() {
   try {
-    const res = await fetch('/playground/config.json', { cache: 'no-store' });
+    const key = devKey();
+    const headers = key ? { 'x-playground-key': key } : {};
+    const res = await fetch('/playground/config.json', { cache: 'no-store', headers });
     if (res.ok) state.devToken = (await res.json()).dev_token || null;
   } catch {
     // an older server without the endpoint: no prefill

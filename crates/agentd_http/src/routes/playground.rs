@@ -1,8 +1,8 @@
 //! The playground page: `GET /` and its static files under `/playground/` (plain HTML, CSS and ES modules from
 //! `crates/agentd_http/assets/`, embedded in the binary: no build step, no CDN), their headers (a strict
 //! Content-Security-Policy, revalidated caching with ETags), and `GET /playground/config.json`, which hands the
-//! page the development token when — and only when — the server runs on its zero-config dev secret and the
-//! browser is on the same machine.
+//! page the development token when — and only when — the server runs on its zero-config dev secret, the
+//! browser is on the same machine, and the page was opened from the link the server printed (its key).
 
 use crate::AppState;
 use crate::openapi::errors::route_errors;
@@ -17,22 +17,39 @@ use std::sync::LazyLock;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod dev_token;
+
 /// What the playground needs from the running server, beyond the API it calls.
 #[derive(Default)]
 pub struct Playground {
     /// The token `agentd serve` printed because it runs on the development secret; `None` otherwise.
     dev_token: Option<String>,
+    /// With a dev token: the key of the printed playground link (`/#key=…`), without which the token is not
+    /// handed out — a same-host proxy that adds no forwarding header makes every client look local.
+    dev_key: Option<String>,
     /// The `img-src` sources of the object store's download URLs, found once by minting one.
     image_sources: tokio::sync::OnceCell<String>,
 }
 
 impl Playground {
     /// `dev_token`: `Some` only when the server signs with its zero-config development secret.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a secret, not an id: all random bits, not time-ordered"
+    )]
     pub fn new(dev_token: Option<String>) -> Self {
         Self {
+            dev_key: dev_token
+                .as_ref()
+                .map(|_| uuid::Uuid::new_v4().simple().to_string()),
             dev_token,
             image_sources: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The key the printed playground link carries (`http://…/#key={key}`), when there is a dev token.
+    pub fn dev_key(&self) -> Option<&str> {
+        self.dev_key.as_deref()
     }
 }
 
@@ -40,6 +57,7 @@ impl std::fmt::Debug for Playground {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Playground")
             .field("dev_token", &self.dev_token.as_ref().map(|_| "[redacted]"))
+            .field("dev_key", &self.dev_key.as_ref().map(|_| "[redacted]"))
             .finish_non_exhaustive()
     }
 }
@@ -142,7 +160,8 @@ async fn asset(State(state): State<AppState>, Path(file): Path<String>, headers:
 /// The playground's configuration
 ///
 /// The development token, only ever set when the server runs on its development secret, and only for a
-/// browser on the server's own machine (a loopback peer, no proxy header); never cached. No token.
+/// browser on the server's own machine (a loopback peer, no proxy header) that opened the link the server
+/// printed (its key, sent in `x-playground-key`); never cached. No token.
 #[utoipa::path(get, path = "/playground/config.json", tag = "playground", operation_id = "playgroundConfig",
     responses((status = 200, description = "The configuration.", body = PlaygroundConfig<'static>)))]
 async fn config(
@@ -150,39 +169,14 @@ async fn config(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
+    let peer = peer.map(|Extension(ConnectInfo(p))| p);
     let config = PlaygroundConfig {
-        dev_token: state
-            .playground
-            .dev_token
-            .as_deref()
-            .filter(|_| same_machine(peer.map(|Extension(ConnectInfo(p))| p), &headers)),
+        dev_token: state.playground.dev_token_for(peer, &headers),
     };
     let mut res = Json(config).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
-}
-
-/// A request from a browser on this machine: a loopback peer, not relayed by a proxy (which would make every
-/// client look local), asking for a loopback name (a page on another site whose name was rebound to 127.0.0.1
-/// asks with its own). The development token is a full-scope token for tenant `demo`: a server on its
-/// development secret that listens on every interface (as the container image does) must not hand it out.
-fn same_machine(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
-    let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
-        .iter()
-        .any(|h| headers.contains_key(*h));
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let name = host
-        .rsplit_once(':')
-        .filter(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(host, |(name, _)| name);
-    let loopback_name = ["localhost", "127.0.0.1", "[::1]"]
-        .iter()
-        .any(|n| name.eq_ignore_ascii_case(n));
-    !proxied && loopback_name && peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
 }
 
 async fn serve(state: &AppState, i: usize, headers: &HeaderMap) -> Response {
@@ -284,46 +278,6 @@ mod tests {
         assert_eq!(origin_of("http://u:p@h:1/x").as_deref(), Some("http://h:1"));
         assert_eq!(origin_of("javascript:alert(1)"), None);
         assert_eq!(origin_of("http://evil;script-src *"), None);
-    }
-
-    #[test]
-    fn the_dev_token_is_for_this_machine_only() {
-        let peer = |ip: &str| Some(SocketAddr::new(ip.parse().unwrap(), 40000));
-        let host = |h: &'static str| {
-            let mut m = HeaderMap::new();
-            m.insert(header::HOST, HeaderValue::from_static(h));
-            m
-        };
-        for h in [
-            "localhost:8080",
-            "127.0.0.1:8080",
-            "[::1]:8080",
-            "LOCALHOST",
-            "[::1]",
-        ] {
-            assert!(same_machine(peer("127.0.0.1"), &host(h)), "{h}");
-        }
-        for h in [
-            "evil.example:8080",
-            "evil.example",
-            "10.0.0.1:8080",
-            "localhost.evil.example",
-            "",
-        ] {
-            assert!(!same_machine(peer("127.0.0.1"), &host(h)), "a page on {h:?}");
-        }
-        let none = host("localhost:8080");
-        assert!(same_machine(peer("127.0.0.1"), &none));
-        assert!(same_machine(peer("::1"), &none));
-        assert!(same_machine(peer("::ffff:127.0.0.1"), &none));
-        assert!(!same_machine(peer("172.17.0.1"), &none), "a container's host");
-        assert!(!same_machine(peer("10.1.2.3"), &none));
-        assert!(!same_machine(None, &none), "peer unknown");
-        for h in ["x-forwarded-for", "forwarded", "x-real-ip"] {
-            let mut proxied = host("localhost:8080");
-            proxied.insert(h, HeaderValue::from_static("203.0.113.9"));
-            assert!(!same_machine(peer("127.0.0.1"), &proxied), "{h}");
-        }
     }
 
     #[test]
