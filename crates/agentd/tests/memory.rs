@@ -35,14 +35,15 @@ async fn the_heap_is_kept_in_small_pages() {
     assert_eq!(huge, "0 kB");
 }
 
-/// A long conversation is sent a page of messages at a time: reading one of ~51 MB raises the server's peak
-/// memory by a few MB, not by the conversation's size several times over (rows, views and JSON text were each
-/// held whole: a few such requests at once could take the process's memory). The body is the same JSON, every
-/// message once, oldest first — messages written in the same microsecond too.
-#[tokio::test]
-async fn a_long_conversation_is_sent_without_being_held_whole() {
-    const MESSAGES: i64 = 1_600;
-    const CHARS: usize = 32_000;
+/// A server on a fresh PostgreSQL database and a conversation of one turn in it, tenant `demo`.
+struct Chatted {
+    db: agentd_testkit::TestDb,
+    server: ServerProcess,
+    token: String,
+    conversation: String,
+}
+
+async fn chatted() -> Chatted {
     let db = agentd_testkit::fresh_postgres().await;
     let server =
         ServerProcess::start(ServerOptions::new(env!("CARGO_BIN_EXE_agentd")).database(&db.settings.url))
@@ -60,25 +61,34 @@ async fn a_long_conversation_is_sent_without_being_held_whole() {
         .await
         .unwrap();
     let conversation = first["conversation_id"].as_str().unwrap().to_owned();
+    Chatted {
+        db,
+        server,
+        token,
+        conversation,
+    }
+}
+
+/// A long conversation is sent a page of messages at a time: reading one of ~51 MB raises the server's peak
+/// memory by a few MB, not by the conversation's size several times over (rows, views and JSON text were each
+/// held whole: a few such requests at once could take the process's memory). The body is the same JSON, every
+/// message once, oldest first — messages written in the same microsecond too.
+#[tokio::test]
+async fn a_long_conversation_is_sent_without_being_held_whole() {
+    const MESSAGES: i64 = 1_600;
+    const CHARS: usize = 32_000;
+    let Chatted {
+        db,
+        server,
+        token,
+        conversation,
+    } = chatted().await;
     let path = format!("/v1/conversations/{conversation}");
     let get = || server.http().get(server.url(&path)).bearer_auth(&token).send();
     // Warm: a first read of the conversation, short yet.
     assert_eq!(get().await.unwrap().status(), 200);
-    let agentd_db::Db::Postgres(pool) = &db.db else {
-        panic!("postgres")
-    };
     // 32,000 characters each; three to an instant.
-    sqlx::query(
-        "INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, created_at) \
-         SELECT gen_random_uuid(), 'demo', $1::uuid, 'user', repeat(md5(g::text), 1000), '[]', \
-                now() + interval '1 hour' + (g / 3) * interval '1 microsecond' \
-         FROM generate_series(1, $2) AS g",
-    )
-    .bind(&conversation)
-    .bind(MESSAGES)
-    .execute(pool)
-    .await
-    .unwrap();
+    agentd_testkit::long_conversation(&db.db, "demo", &conversation, MESSAGES, 1000, 3).await;
     let before = server.peak_rss_kb();
     let res = get().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -122,42 +132,17 @@ async fn a_long_conversation_is_sent_without_being_held_whole() {
 #[tokio::test]
 async fn unread_conversations_hold_a_bounded_page_each() {
     const MESSAGES: i64 = 40;
-    const MB: i64 = 3;
-    let db = agentd_testkit::fresh_postgres().await;
-    let server =
-        ServerProcess::start(ServerOptions::new(env!("CARGO_BIN_EXE_agentd")).database(&db.settings.url))
-            .await;
-    let token = server.token("demo", "dev");
-    let first: serde_json::Value = server
-        .http()
-        .post(server.url("/v1/chat"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"agent": "assistant", "message": "hello"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let conversation = first["conversation_id"].as_str().unwrap().to_owned();
+    const MB: i32 = 3;
+    let Chatted {
+        db,
+        server,
+        token,
+        conversation,
+    } = chatted().await;
     let path = format!("/v1/conversations/{conversation}");
     let get = || server.http().get(server.url(&path)).bearer_auth(&token).send();
     assert_eq!(get().await.unwrap().status(), 200);
-    let agentd_db::Db::Postgres(pool) = &db.db else {
-        panic!("postgres")
-    };
-    sqlx::query(
-        "INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, created_at) \
-         SELECT gen_random_uuid(), 'demo', $1::uuid, 'assistant', repeat(md5(g::text), ($3 * 32768)::int), '[]', \
-                now() + interval '1 hour' + g * interval '1 microsecond' \
-         FROM generate_series(1, $2) AS g",
-    )
-    .bind(&conversation)
-    .bind(MESSAGES)
-    .bind(MB)
-    .execute(pool)
-    .await
-    .unwrap();
+    agentd_testkit::long_conversation(&db.db, "demo", &conversation, MESSAGES, MB * 32_768, 1).await;
     let before = server.peak_rss_kb();
     let mut unread = Vec::new();
     for _ in 0..16 {

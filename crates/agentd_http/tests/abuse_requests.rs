@@ -363,13 +363,54 @@ async fn an_unreadable_run_log_chunk_is_skipped_and_the_stream_still_ends() {
     );
 }
 
+/// A transaction on a connection of its own that holds `table` locked (`ACCESS EXCLUSIVE`) until it ends: the
+/// app's statements on it wait, as slow queries would.
+async fn lock_table(app: &TestApp, table: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let side = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&app.db.settings.url)
+        .await
+        .unwrap();
+    let mut hold = side.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+    )))
+    .execute(&mut *hold)
+    .await
+    .unwrap();
+    hold
+}
+
+/// Connections of the app's database waiting for a lock.
+async fn lock_waiters(app: &TestApp) -> i64 {
+    let agentd_db::Db::Postgres(pool) = &app.db.db else {
+        panic!("postgres")
+    };
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Waits (10 s at most) until `n` connections of the app's database wait for a lock.
+async fn until_lock_waiters(app: &TestApp, n: i64, what: &str) {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while lock_waiters(app).await != n {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
+}
+
 /// Reads of a tenant's data each use a pooled connection: a tenant may have `READS_PER_TENANT` of them at work
 /// on a replica at once; one more waits for a place — holding no connection — while another tenant's reads go
 /// straight in, and is `429 rate_limited` if none comes free within 5 s. Here two reads of usage are held by a
 /// lock on its table, as slow queries would hold them.
 #[tokio::test]
 async fn a_tenant_may_have_only_so_many_reads_at_work() {
-    use sqlx::Connection as _;
     let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
         .turns(|t| t.reads_per_tenant = 2)
         .start()
@@ -379,36 +420,13 @@ async fn a_tenant_may_have_only_so_many_reads_at_work() {
         app.chat_json(tok, json!({"agent": "assistant", "message": "hi"}))
             .await;
     }
-    let mut side = sqlx::PgConnection::connect(&app.db.settings.url).await.unwrap();
-    let mut hold = side.begin().await.unwrap();
-    sqlx::query("LOCK TABLE usage_events IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *hold)
-        .await
-        .unwrap();
+    let hold = lock_table(&app, "usage_events").await;
     let send = |path: &str, tok: &str| {
         let req = get(&app, path, tok);
         tokio::spawn(async move { req.send().await.unwrap() })
     };
     let held = [send("/v1/usage", &a), send("/v1/usage", &a)];
-    let agentd_db::Db::Postgres(pool) = &app.db.db else {
-        panic!("postgres")
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-            )
-            .fetch_one(pool)
-            .await
-            .unwrap();
-            if waiting == 2 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("both reads wait on the lock");
+    until_lock_waiters(&app, 2, "both reads wait on the lock").await;
     let third = send("/v1/conversations", &a);
     let other = get(&app, "/v1/conversations", &b).send().await.unwrap();
     assert_eq!(other.status(), 200, "another tenant's reads are its own");
@@ -454,20 +472,9 @@ async fn a_tenant_may_have_only_so_many_conversations_being_sent() {
             v["conversation_id"].as_str().unwrap()
         ));
     }
-    let agentd_db::Db::Postgres(pool) = &app.db.db else {
-        panic!("postgres")
-    };
     // ~32 MB: far more than the socket buffers hold while a client reads nothing.
-    sqlx::query(
-        "INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, created_at) \
-         SELECT gen_random_uuid(), 'acme', $1::uuid, 'user', repeat(md5(g::text), 1000), '[]', \
-                now() + interval '1 hour' + g * interval '1 microsecond' \
-         FROM generate_series(1, 1000) AS g",
-    )
-    .bind(paths[0].trim_start_matches("/v1/conversations/"))
-    .execute(pool)
-    .await
-    .unwrap();
+    let conversation = paths[0].trim_start_matches("/v1/conversations/");
+    agentd_testkit::long_conversation(&app.db.db, "acme", conversation, 1000, 1000, 1).await;
     let mut unread = Vec::new();
     for _ in 0..4 {
         let res = app.get(&paths[0], &a).await;
@@ -509,7 +516,6 @@ async fn a_tenant_may_have_only_so_many_conversations_being_sent() {
 /// the conversations: one reaches the database, the other waits for its place; both are done once it goes.
 #[tokio::test]
 async fn a_tenants_deletes_take_its_places_for_reads() {
-    use sqlx::Connection as _;
     let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
         .turns(|t| t.reads_per_tenant = 1)
         .start()
@@ -525,12 +531,7 @@ async fn a_tenants_deletes_take_its_places_for_reads() {
             v["conversation_id"].as_str().unwrap()
         ));
     }
-    let mut side = sqlx::PgConnection::connect(&app.db.settings.url).await.unwrap();
-    let mut hold = side.begin().await.unwrap();
-    sqlx::query("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *hold)
-        .await
-        .unwrap();
+    let hold = lock_table(&app, "conversations").await;
     let deletes: Vec<_> = paths
         .iter()
         .map(|p| {
@@ -538,27 +539,10 @@ async fn a_tenants_deletes_take_its_places_for_reads() {
             tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
         })
         .collect();
-    let agentd_db::Db::Postgres(pool) = &app.db.db else {
-        panic!("postgres")
-    };
-    let waiting = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap()
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while waiting().await < 1 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("a delete waits on the lock");
+    until_lock_waiters(&app, 1, "a delete waits on the lock").await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(
-        waiting().await,
+        lock_waiters(&app).await,
         1,
         "the other waits for its place, not on the pool"
     );
@@ -573,7 +557,6 @@ async fn a_tenants_deletes_take_its_places_for_reads() {
 /// it goes.
 #[tokio::test]
 async fn a_tenants_resumes_take_its_places_for_reads() {
-    use sqlx::Connection as _;
     let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
         .turns(|t| t.reads_per_tenant = 1)
         .start()
@@ -583,12 +566,7 @@ async fn a_tenants_resumes_take_its_places_for_reads() {
         .stream(&a, json!({"agent": "assistant", "message": "hi"}))
         .await;
     let run_id = s.first("run.started")["run_id"].as_str().unwrap().to_owned();
-    let mut side = sqlx::PgConnection::connect(&app.db.settings.url).await.unwrap();
-    let mut hold = side.begin().await.unwrap();
-    sqlx::query("LOCK TABLE run_events IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *hold)
-        .await
-        .unwrap();
+    let hold = lock_table(&app, "run_events").await;
     let resumes: Vec<_> = (0..2)
         .map(|_| {
             let req = get(&app, &format!("/v1/runs/{run_id}/events"), &a);
@@ -598,27 +576,10 @@ async fn a_tenants_resumes_take_its_places_for_reads() {
             })
         })
         .collect();
-    let agentd_db::Db::Postgres(pool) = &app.db.db else {
-        panic!("postgres")
-    };
-    let waiting = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap()
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while waiting().await < 1 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("a resume waits on the lock");
+    until_lock_waiters(&app, 1, "a resume waits on the lock").await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(
-        waiting().await,
+        lock_waiters(&app).await,
         1,
         "the other waits for its place, not on the pool"
     );

@@ -236,20 +236,8 @@ async fn a_conversation_deleted_while_it_is_read_is_cut_off_not_shortened() {
         .chat_json(&tok, json!({"agent": "assistant", "message": "hello"}))
         .await;
     let conversation = v["conversation_id"].as_str().unwrap().to_owned();
-    let agentd_db::Db::Postgres(pool) = &app.db.db else {
-        panic!("postgres expected")
-    };
     // ~32 MB: far more than the socket buffers hold while the client reads nothing.
-    sqlx::query(
-        "INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, created_at) \
-         SELECT gen_random_uuid(), 'acme', $1::uuid, 'user', repeat(md5(g::text), 1000), '[]', \
-                now() + interval '1 hour' + g * interval '1 microsecond' \
-         FROM generate_series(1, 1000) AS g",
-    )
-    .bind(&conversation)
-    .execute(pool)
-    .await
-    .unwrap();
+    agentd_testkit::long_conversation(&app.db.db, "acme", &conversation, 1000, 1000, 1).await;
     let path = format!("/v1/conversations/{conversation}");
     let reading = app.get(&path, &tok).await;
     assert_eq!(reading.status(), StatusCode::OK);

@@ -22,6 +22,36 @@ impl TestDb {
     }
 }
 
+/// Writes `messages` messages straight into a conversation of `tenant` on PostgreSQL, each of `md5s` 32-character
+/// runs, sorted after everything already in it and `per_instant` to a microsecond: a long conversation without
+/// as many turns.
+pub async fn long_conversation(
+    db: &Db,
+    tenant: &str,
+    conversation: &str,
+    messages: i64,
+    md5s: i32,
+    per_instant: i64,
+) {
+    let Db::Postgres(pool) = db else {
+        panic!("long_conversation writes on PostgreSQL")
+    };
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, created_at) \
+         SELECT gen_random_uuid(), $1, $2::uuid, 'user', repeat(md5(g::text), $4), '[]', \
+                now() + interval '1 hour' + (g / $5) * interval '1 microsecond' \
+         FROM generate_series(1, $3) AS g",
+    )
+    .bind(tenant)
+    .bind(conversation)
+    .bind(messages)
+    .bind(md5s)
+    .bind(per_instant)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// A new database on the test PostgreSQL cluster, migrated.
 pub async fn fresh_postgres() -> TestDb {
     let t = fresh_postgres_unmigrated().await;

@@ -12,7 +12,9 @@ mod pg;
 mod process;
 
 pub use app::{SseEvent, Streamed, TEST_SECRET, TestApp, TestAppBuilder, parse_sse};
-pub use db::{TestDb, fresh_postgres, fresh_postgres_at, fresh_postgres_unmigrated, fresh_sqlite};
+pub use db::{
+    TestDb, fresh_postgres, fresh_postgres_at, fresh_postgres_unmigrated, fresh_sqlite, long_conversation,
+};
 pub use pg::PrivatePostgres;
 pub use process::{ServerOptions, ServerProcess, StartFailure, agent_workdir};
 

@@ -23,6 +23,15 @@ fn pool(db: &Db) -> &PgPool {
     }
 }
 
+/// The conversation of an answered turn, which holds the user's message and that answer once.
+async fn saved_once(server: &ServerProcess, tok: &str, answer: &Answer) -> Answer {
+    let id = answer.body["conversation_id"].as_str().unwrap();
+    let conv = get(server, &format!("/v1/conversations/{id}"), tok).await;
+    assert_eq!(roles(&conv.body), ["user", "assistant"], "{conv:?}");
+    assert_eq!(conv.body["messages"][1]["id"], answer.body["message"]["id"]);
+    conv
+}
+
 async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .fetch_one(pool)
@@ -135,17 +144,7 @@ async fn turns_after_a_database_restart_succeed_and_none_is_half_written() {
     // Every answered turn is saved exactly once; nothing is half-written.
     let p = pool(&db);
     for a in during.iter().chain(&after).filter(|a| a.status == 200) {
-        let conv = get(
-            &server,
-            &format!(
-                "/v1/conversations/{}",
-                a.body["conversation_id"].as_str().unwrap()
-            ),
-            &tok,
-        )
-        .await;
-        assert_eq!(roles(&conv.body), ["user", "assistant"], "{conv:?}");
-        assert_eq!(conv.body["messages"][1]["id"], a.body["message"]["id"]);
+        saved_once(&server, &tok, a).await;
     }
     let orphans = "SELECT COUNT(*) FROM conversations c WHERE NOT EXISTS \
                    (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.role = 'user')";
@@ -343,16 +342,7 @@ async fn a_conversation_whose_pages_cannot_be_read_is_cut_off_not_shortened() {
     assert_eq!(first.status, 200, "{first:?}");
     let conversation = first.body["conversation_id"].as_str().unwrap().to_owned();
     // ~32 MB: far more than the socket buffers hold while the client reads nothing.
-    sqlx::query(
-        "INSERT INTO messages (id, tenant_id, conversation_id, role, content, attachments, created_at) \
-         SELECT gen_random_uuid(), 'acme', $1::uuid, 'user', repeat(md5(g::text), 1000), '[]', \
-                now() + interval '1 hour' + g * interval '1 microsecond' \
-         FROM generate_series(1, 1000) AS g",
-    )
-    .bind(&conversation)
-    .execute(pool(&db))
-    .await
-    .unwrap();
+    agentd_testkit::long_conversation(&db, "acme", &conversation, 1000, 1000, 1).await;
     db.close().await;
     let res = server
         .http()
@@ -412,17 +402,7 @@ async fn a_reply_is_saved_across_a_database_outage_longer_than_the_quick_retries
     };
     let (answer, ()) = tokio::join!(chat(&server, &tok, &body), outage);
     assert_eq!(answer.status, 200, "{answer:?}");
-    let conv = get(
-        &server,
-        &format!(
-            "/v1/conversations/{}",
-            answer.body["conversation_id"].as_str().unwrap()
-        ),
-        &tok,
-    )
-    .await;
-    assert_eq!(roles(&conv.body), ["user", "assistant"], "{conv:?}");
-    assert_eq!(conv.body["messages"][1]["id"], answer.body["message"]["id"]);
+    let conv = saved_once(&server, &tok, &answer).await;
     assert_eq!(
         conv.body["messages"][1]["content"],
         answer.body["message"]["content"]
