@@ -116,7 +116,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
     use super::*;
-    use agentd_db::{DbSettings, NewObject, ObjectKey, TenantId};
+    use agentd_db::{NewObject, ObjectKey};
     use agentd_storage::{MemoryStore, UrlSigner};
     use uuid::Uuid;
 
@@ -124,15 +124,7 @@ mod tests {
     /// does a younger one.
     #[tokio::test]
     async fn unused_uploads_older_than_a_day_are_deleted_with_their_bytes() {
-        let settings = DbSettings {
-            url: "sqlite::memory:".into(),
-            max_connections: 1,
-            ..DbSettings::default()
-        };
-        let db = Db::connect(&settings).await.unwrap();
-        db.migrate().await.unwrap();
-        let tenant = TenantId::parse("t").unwrap();
-        db.provision_tenant(&tenant).await.unwrap();
+        let (db, tenant) = crate::test_db().await;
         let store = MemoryStore::new(UrlSigner::random("http://127.0.0.1:1", "/v1/files").unwrap());
         let s = db.scoped(&tenant);
         let conv = s.create_conversation("u", "assistant", "t").await.unwrap();

@@ -250,7 +250,6 @@ mod tests {
 
     use super::*;
     use crate::event::{MessageDelta, TurnEvent};
-    use agentd_db::DbSettings;
 
     fn delta(id: u64) -> Sequenced {
         Sequenced {
@@ -307,15 +306,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_chunks_that_were_written_are_published() {
-        let settings = DbSettings {
-            url: "sqlite::memory:".into(),
-            max_connections: 1,
-            ..DbSettings::default()
-        };
-        let db = Db::connect(&settings).await.unwrap();
-        db.migrate().await.unwrap();
-        let tenant = TenantId::parse("t").unwrap();
-        db.provision_tenant(&tenant).await.unwrap();
+        let (db, tenant) = crate::test_db().await;
         let bus = RunBus::default();
         let journal = Journal::start(db.clone(), bus.clone());
         let run = RunRef {

@@ -38,6 +38,22 @@ mod settings;
 mod sink;
 mod tenant_gate;
 mod turns;
+
+/// A migrated in-memory SQLite database with tenant `t`, for unit tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+async fn test_db() -> (agentd_db::Db, agentd_db::TenantId) {
+    let settings = agentd_db::DbSettings {
+        url: "sqlite::memory:".into(),
+        max_connections: 1,
+        ..agentd_db::DbSettings::default()
+    };
+    let db = agentd_db::Db::connect(&settings).await.unwrap();
+    db.migrate().await.unwrap();
+    let tenant = agentd_db::TenantId::parse("t").unwrap();
+    db.provision_tenant(&tenant).await.unwrap();
+    (db, tenant)
+}
 mod upstream;
 mod usage;
 
