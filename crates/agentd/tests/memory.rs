@@ -35,12 +35,26 @@ async fn the_heap_is_kept_in_small_pages() {
     assert_eq!(huge, "0 kB");
 }
 
-/// A server on a fresh PostgreSQL database and a conversation of one turn in it, tenant `demo`.
+/// A server on a fresh PostgreSQL database and a conversation of one turn in it, tenant `demo`, read once.
 struct Chatted {
     db: agentd_testkit::TestDb,
     server: ServerProcess,
     token: String,
     conversation: String,
+}
+
+impl Chatted {
+    /// `GET` the conversation, unread.
+    async fn get(&self) -> reqwest::Response {
+        let path = format!("/v1/conversations/{}", self.conversation);
+        self.server
+            .http()
+            .get(self.server.url(&path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
 }
 
 async fn chatted() -> Chatted {
@@ -61,12 +75,15 @@ async fn chatted() -> Chatted {
         .await
         .unwrap();
     let conversation = first["conversation_id"].as_str().unwrap().to_owned();
-    Chatted {
+    let c = Chatted {
         db,
         server,
         token,
         conversation,
-    }
+    };
+    // Warm: a first read of the conversation, short yet.
+    assert_eq!(c.get().await.status(), 200);
+    c
 }
 
 /// A long conversation is sent a page of messages at a time: reading one of ~51 MB raises the server's peak
@@ -77,20 +94,12 @@ async fn chatted() -> Chatted {
 async fn a_long_conversation_is_sent_without_being_held_whole() {
     const MESSAGES: i64 = 1_600;
     const CHARS: usize = 32_000;
-    let Chatted {
-        db,
-        server,
-        token,
-        conversation,
-    } = chatted().await;
-    let path = format!("/v1/conversations/{conversation}");
-    let get = || server.http().get(server.url(&path)).bearer_auth(&token).send();
-    // Warm: a first read of the conversation, short yet.
-    assert_eq!(get().await.unwrap().status(), 200);
+    let c = chatted().await;
+    let (server, conversation) = (&c.server, &c.conversation);
     // 32,000 characters each; three to an instant.
-    agentd_testkit::long_conversation(&db.db, "demo", &conversation, MESSAGES, 1000, 3).await;
+    agentd_testkit::long_conversation(&c.db.db, "demo", conversation, MESSAGES, 1000, 3).await;
     let before = server.peak_rss_kb();
-    let res = get().await.unwrap();
+    let res = c.get().await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/json");
     let body = res.bytes().await.unwrap();
@@ -102,10 +111,10 @@ async fn a_long_conversation_is_sent_without_being_held_whole() {
         "reading a {:.0} MB conversation raised the peak RSS by {grew_mb:.1} MB",
         body.len() as f64 / 1e6
     );
-    let c: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(c["id"], conversation.as_str());
-    assert!(c["active_run"].is_null());
-    let messages = c["messages"].as_array().unwrap();
+    let detail: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(detail["id"], conversation.as_str());
+    assert!(detail["active_run"].is_null());
+    let messages = detail["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 2 + MESSAGES as usize);
     assert_eq!(messages[0]["content"], "hello");
     let ids: std::collections::HashSet<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
@@ -133,24 +142,17 @@ async fn a_long_conversation_is_sent_without_being_held_whole() {
 async fn unread_conversations_hold_a_bounded_page_each() {
     const MESSAGES: i64 = 40;
     const MB: i32 = 3;
-    let Chatted {
-        db,
-        server,
-        token,
-        conversation,
-    } = chatted().await;
-    let path = format!("/v1/conversations/{conversation}");
-    let get = || server.http().get(server.url(&path)).bearer_auth(&token).send();
-    assert_eq!(get().await.unwrap().status(), 200);
-    agentd_testkit::long_conversation(&db.db, "demo", &conversation, MESSAGES, MB * 32_768, 1).await;
+    let c = chatted().await;
+    let server = &c.server;
+    agentd_testkit::long_conversation(&c.db.db, "demo", &c.conversation, MESSAGES, MB * 32_768, 1).await;
     let before = server.peak_rss_kb();
     let mut unread = Vec::new();
     for _ in 0..16 {
-        let res = get().await.unwrap();
+        let res = c.get().await;
         assert_eq!(res.status(), 200);
         unread.push(res);
     }
-    let refused = get().await.unwrap();
+    let refused = c.get().await;
     assert_eq!(refused.status(), 429);
     // Let the sixteen fill their sockets and stall.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
