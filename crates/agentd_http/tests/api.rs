@@ -196,8 +196,9 @@ async fn request_ids_are_echoed_or_made_and_5xx_carries_one() {
         headers["x-request-id"].to_str().unwrap()
     );
     assert!(!e.to_string().contains("pool"), "no internals in the body: {e}");
-    let (status, _, r) = body(app.http.get(app.url("/readyz")).send().await.unwrap()).await;
+    let (status, headers, r) = body(app.http.get(app.url("/readyz")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["retry-after"], "1", "checked again within a second");
     assert_eq!(r["error"]["details"]["checks"]["database"], "down");
 }
 

@@ -458,6 +458,7 @@ async fn one_turn_per_conversation() {
         .chat(&tok, json!({"conversation_id": conv, "message": "meanwhile"}))
         .await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert_eq!(res.headers()["retry-after"], "2", "as a DELETE's 409 says");
     assert_eq!(
         res.json::<Value>().await.unwrap()["error"]["code"],
         "conversation_busy"
