@@ -17,6 +17,9 @@ use std::time::Duration;
 /// The model label of the built-in offline model (reported as every response's `model`).
 pub const OFFLINE_LABEL: &str = "agentd-offline";
 
+/// How long `serve` waits at startup for a database it cannot reach yet before it gives up (exit 2).
+pub const DATABASE_WAIT: Duration = Duration::from_secs(30);
+
 /// Builds an [`Application`].
 pub struct AppBuilder {
     settings: Settings,
@@ -80,8 +83,7 @@ impl AppBuilder {
         let db = match self.db {
             Some(db) => db,
             None => {
-                let db = Db::connect(&s.database).await?;
-                db.prepare(&s.database).await?;
+                let db = Db::open(&s.database, DATABASE_WAIT).await?;
                 tracing::info!(database = db.kind(), url = %s.database.redacted_url(), "database ready");
                 db
             }

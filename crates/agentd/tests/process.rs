@@ -263,3 +263,35 @@ async fn self_signed_links_start_with_public_base_url_when_set_and_the_bound_add
         );
     }
 }
+
+/// A server started before its PostgreSQL (both started together, by compose or a pod) waits for it, with a
+/// warning per attempt, and serves once it is up, instead of exiting at its first refused connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_before_its_database_waits_for_it() {
+    let pg = agentd_testkit::PrivatePostgres::start(&[]);
+    pg.stop();
+    let starting = ServerProcess::spawn(
+        opts()
+            .env("AUTH_JWT_SECRET", SECRET)
+            .database(&pg.admin_url)
+            .env("AUTO_MIGRATE", "true"),
+    );
+    let wait = starting
+        .wait_for_log("waiting for the database", Duration::from_secs(20))
+        .await
+        .expect("a warning that it waits");
+    assert!(wait.contains("WARN") && wait.contains("attempt=1"), "{wait}");
+    tokio::task::block_in_place(|| pg.start_again());
+    let server = starting.ready().await.unwrap_or_else(|e| panic!("{e}"));
+    let ready = server.http().get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let res = server
+        .http()
+        .post(server.url("/v1/chat"))
+        .bearer_auth(server.token("acme", "u1"))
+        .json(&serde_json::json!({"agent": "assistant", "message": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+}

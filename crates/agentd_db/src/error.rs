@@ -17,7 +17,7 @@ pub enum DbError {
     #[error("invalid database configuration: {0}")]
     Config(String),
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Other(#[source] sqlx::Error),
     /// A row holds something this binary cannot read back (a foreign key or an edited column).
@@ -31,18 +31,25 @@ const SESSION_GONE: [&str; 8] = [
     "08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03",
 ];
 
+/// Whether `e` says the database could not be reached or answer in time, rather than what it answered.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            true
+        }
+        // The server ended or refused the session (shut down, restarting, failed over): the next
+        // connection may well work. Not 08P01, a protocol violation, which would fail again.
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| SESSION_GONE.contains(&c.as_ref())),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            return DbError::Unavailable(e);
+        }
         match &e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => DbError::Unavailable(e),
-            // The server ended or refused the session (shut down, restarting, failed over): the next
-            // connection may well work. Not 08P01, a protocol violation, which would fail again.
-            sqlx::Error::Database(d) if d.code().is_some_and(|c| SESSION_GONE.contains(&c.as_ref())) => {
-                DbError::Unavailable(e)
-            }
             sqlx::Error::Database(d) if d.is_unique_violation() => {
                 DbError::Conflict(d.constraint().unwrap_or("a unique key").to_owned())
             }
@@ -51,7 +58,22 @@ impl From<sqlx::Error> for DbError {
     }
 }
 
+impl From<sqlx::migrate::MigrateError> for DbError {
+    /// A migration that could not reach the database is [`DbError::Unavailable`], like any other statement.
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        match e {
+            sqlx::migrate::MigrateError::Execute(e) if is_unavailable(&e) => DbError::Unavailable(e),
+            e => DbError::Migrate(e),
+        }
+    }
+}
+
 impl DbError {
+    /// The database may answer a later attempt: unreachable or timed out, but not closed by this process.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DbError::Unavailable(e) if !matches!(e, sqlx::Error::PoolClosed))
+    }
+
     /// The pool was closed (the process is shutting down): no later attempt can succeed.
     pub fn is_closed(&self) -> bool {
         matches!(self, DbError::Unavailable(sqlx::Error::PoolClosed))

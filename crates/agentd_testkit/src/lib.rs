@@ -16,7 +16,7 @@ pub use db::{
     TestDb, fresh_postgres, fresh_postgres_at, fresh_postgres_unmigrated, fresh_sqlite, long_conversation,
 };
 pub use pg::PrivatePostgres;
-pub use process::{ServerOptions, ServerProcess, StartFailure, agent_workdir};
+pub use process::{ServerOptions, ServerProcess, StartFailure, Starting, agent_workdir};
 
 /// Installs a test subscriber once; silent unless `TEST_LOG` is set.
 pub fn init_tracing() {

@@ -44,6 +44,22 @@ impl std::fmt::Display for StartFailure {
     }
 }
 
+/// An `agentd` spawned by [`ServerProcess::spawn`] that may not listen yet; SIGKILLed on drop.
+pub struct Starting(ServerProcess);
+
+impl Starting {
+    /// Waits until a line of its log contains `needle`; that line, or `None` after `timeout`.
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.0.wait_for_log(needle, timeout).await
+    }
+
+    /// Waits until it listens and answers `/healthz`, as [`ServerProcess::try_start`] does.
+    pub async fn ready(mut self) -> Result<ServerProcess, StartFailure> {
+        self.0.addr = self.0.wait_ready(0).await?;
+        Ok(self.0)
+    }
+}
+
 /// A running `agentd`; SIGKILLed on drop.
 pub struct ServerProcess {
     opts: ServerOptions,
@@ -69,6 +85,11 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::start`], but hands back the failure (exit status and log) instead of panicking.
     pub async fn try_start(opts: ServerOptions) -> Result<Self, StartFailure> {
+        Self::spawn(opts).ready().await
+    }
+
+    /// Starts the binary without waiting for it, for a test that acts while it comes up (on its log lines).
+    pub fn spawn(opts: ServerOptions) -> Starting {
         let (work, dir) = match &opts.dir {
             Some(d) => (None, d.clone()),
             None => {
@@ -80,7 +101,7 @@ impl ServerProcess {
         let logs = tempfile::tempdir().expect("a temporary directory for the log");
         let log_path = logs.path().join("agentd.log");
         let child = spawn(&opts, &dir, &log_path);
-        let mut p = Self {
+        Starting(Self {
             opts,
             dir,
             log_path,
@@ -90,9 +111,7 @@ impl ServerProcess {
             http: reqwest::Client::new(),
             _work: work,
             _logs: logs,
-        };
-        p.addr = p.wait_ready(0).await?;
-        Ok(p)
+        })
     }
 
     /// Kills the process if it still runs (SIGKILL), then starts it again: same directory, same environment
