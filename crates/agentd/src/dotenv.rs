@@ -65,24 +65,60 @@ fn swallowing(content: &str, lines: &[&str]) -> Result<Option<usize>, dotenvy::E
     Ok(None)
 }
 
-/// Whether a comment after `line`'s value can open a quoted value in dotenvy: its `#` follows an even number of
-/// spaces or tabs and a quote mark follows it. Only such a comment swallows lines; another comment before a
-/// quoted value over several lines is innocent.
+/// Whether `line` ends inside a quoted value that a comment opened: dotenvy's own reading of where an entry
+/// ends (its `eval_end_state`, mirrored state for state), noting a `#` after a blank that dotenvy reads as part of
+/// the value (after an even number of blanks) and a quote mark after it that stays open to the end of the line.
+/// Only such a comment swallows lines; a quoted value over several lines is innocent, whatever it holds.
 fn has_comment(line: &str) -> bool {
-    let Some((_, value)) = line.split_once('=') else {
-        return false;
-    };
-    let mut blanks = 0;
-    for (i, c) in value.char_indices() {
-        match c {
-            ' ' | '\t' => blanks += 1,
-            '#' if blanks > 0 => {
-                return blanks % 2 == 0 && value[i..].contains(['\'', '"']);
-            }
-            _ => blanks = 0,
-        }
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Complete,
+        Blank,
+        Escape,
+        Weak,
+        WeakEscape,
+        Strong,
+        StrongEscape,
     }
-    false
+    let mut state = State::Complete;
+    let (mut after_blank, mut in_comment, mut opened_in_comment) = (false, false, false);
+    for c in line.chars() {
+        let blank = c.is_whitespace() && c != '\n' && c != '\r';
+        state = match state {
+            State::Blank if c == '#' => return false, // dotenvy's comment: the entry ends here
+            State::Complete | State::Blank => {
+                in_comment |= c == '#' && after_blank;
+                match c {
+                    _ if blank && state == State::Complete => State::Blank,
+                    '\\' => State::Escape,
+                    '"' | '\'' => {
+                        opened_in_comment = in_comment;
+                        if c == '"' { State::Weak } else { State::Strong }
+                    }
+                    _ => State::Complete,
+                }
+            }
+            State::Escape => State::Complete,
+            State::Weak => match c {
+                '\\' => State::WeakEscape,
+                '"' => State::Complete,
+                _ => State::Weak,
+            },
+            State::WeakEscape => State::Weak,
+            State::Strong => match c {
+                '\\' => State::StrongEscape,
+                '\'' => State::Complete,
+                _ => State::Strong,
+            },
+            State::StrongEscape => State::Strong,
+        };
+        after_blank = blank;
+    }
+    opened_in_comment
+        && matches!(
+            state,
+            State::Weak | State::WeakEscape | State::Strong | State::StrongEscape
+        )
 }
 
 /// The variable `line` sets (`NAME=…`, `export NAME=…`), if it sets one.
@@ -126,6 +162,11 @@ mod tests {
         assert_eq!(swallowing("A=\"multi\nB=line\"\nC=3\n").unwrap(), None);
         assert_eq!(swallowing("A=\"multi # x\nB=two\"\nC=3\n").unwrap(), None);
         assert_eq!(swallowing("A=\"multi  # x\nB=two\"\nC=3\n").unwrap(), None);
+        // Blanks and quote marks inside a quoted value are the value's: not a comment (the check counted them).
+        assert_eq!(swallowing("A='x  # y\"\nB=two'\nC=3\n").unwrap(), None);
+        assert_eq!(swallowing("A=\"x  # it's\nB=two\"\nC=3\n").unwrap(), None);
+        // A comment's quote marks that close again within it do not swallow anything.
+        assert_eq!(swallowing("A=1  # a 'pair'\nB=2\n").unwrap(), None);
         // To the end of the file: dotenvy's own error.
         assert!(swallowing("A=1  # it's\nB=2\n").is_err());
     }
