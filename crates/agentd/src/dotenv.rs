@@ -28,7 +28,9 @@ pub fn load(path: &Path) -> Result<bool, String> {
                 .map(str::trim)
                 .find(|l| !l.is_empty())
                 .unwrap_or_default();
-            let at = lines.iter().position(|l| !first.is_empty() && l.contains(first));
+            let at = lines
+                .iter()
+                .position(|l| !first.is_empty() && l.contains(first) && !l.trim_start().starts_with('#'));
             let ran_on = bad.trim_end().contains('\n');
             (at, ran_on && at.is_some_and(|i| has_comment(lines[i])))
         }
@@ -48,44 +50,75 @@ pub fn load(path: &Path) -> Result<bool, String> {
 /// a comment after its value, followed by variables that dotenvy does not return. dotenvy 0.15 finds where an
 /// entry ends before parsing it, taking `#` for a comment only after an odd number of spaces or tabs, so a quote
 /// mark in a comment after an even number opens a value up to the next quote mark — settings silently lost — or
-/// to the end of the file, the `LineParse` error.
+/// to the end of the file, the `LineParse` error. The lines are read as a person reads them: as dotenvy does,
+/// except that a comment's quote mark opens nothing; a line inside a quoted value sets no variable.
 fn swallowing(content: &str, lines: &[&str]) -> Result<Option<usize>, dotenvy::Error> {
     let read = dotenvy::from_read_iter(content.as_bytes())
         .map(|entry| entry.map(|(name, _)| name))
         .collect::<Result<HashSet<String>, _>>()?;
     let mut last = None;
+    let mut state = State::Complete;
     for (i, line) in lines.iter().enumerate() {
-        let Some(name) = variable(line) else { continue };
+        let starts_entry = state == State::Complete;
+        if starts_entry && line.trim_start().starts_with('#') {
+            continue; // a comment line, which dotenvy skips whole
+        }
+        let end = scan(line, state);
+        state = if end.opened_in_comment {
+            State::Complete
+        } else {
+            end.state
+        };
+        let Some(name) = variable(line).filter(|_| starts_entry) else {
+            continue;
+        };
         if read.contains(name) {
-            last = Some(i);
-        } else if let Some(at) = last.filter(|&at| has_comment(lines[at])) {
+            last = Some((i, end.opened_in_comment));
+        } else if let Some((at, true)) = last {
             return Ok(Some(at));
         }
     }
     Ok(None)
 }
 
-/// Whether `line` ends inside a quoted value that a comment opened: dotenvy's own reading of where an entry
-/// ends (its `eval_end_state`, mirrored state for state), noting a `#` after a blank that dotenvy reads as part of
-/// the value (after an even number of blanks) and a quote mark after it that stays open to the end of the line.
-/// Only such a comment swallows lines; a quoted value over several lines is innocent, whatever it holds.
+/// Whether the entry starting on `line` has a comment that opens a quoted value dotenvy reads on past the line.
 fn has_comment(line: &str) -> bool {
-    #[derive(Clone, Copy, PartialEq)]
-    enum State {
-        Complete,
-        Blank,
-        Escape,
-        Weak,
-        WeakEscape,
-        Strong,
-        StrongEscape,
-    }
-    let mut state = State::Complete;
+    scan(line, State::Complete).opened_in_comment
+}
+
+/// Where dotenvy is in an entry: its `ParseState` without `Comment` (an entry that reaches one ends there).
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    Complete,
+    Blank,
+    Escape,
+    Weak,
+    WeakEscape,
+    Strong,
+    StrongEscape,
+}
+
+/// How a line leaves an entry.
+struct LineEnd {
+    /// The state after its line break: `Complete` when the entry ends with it (or with a comment).
+    state: State,
+    /// It ends inside a quoted value whose quote mark came after a `#` that followed a blank — a comment to a
+    /// person, part of the value to dotenvy (after an even number of blanks).
+    opened_in_comment: bool,
+}
+
+/// dotenvy's `eval_end_state` over one line from `state`, mirrored state for state, then its line break.
+fn scan(line: &str, mut state: State) -> LineEnd {
     let (mut after_blank, mut in_comment, mut opened_in_comment) = (false, false, false);
     for c in line.chars() {
         let blank = c.is_whitespace() && c != '\n' && c != '\r';
         state = match state {
-            State::Blank if c == '#' => return false, // dotenvy's comment: the entry ends here
+            State::Blank if c == '#' => {
+                return LineEnd {
+                    state: State::Complete,
+                    opened_in_comment: false,
+                };
+            }
             State::Complete | State::Blank => {
                 in_comment |= c == '#' && after_blank;
                 match c {
@@ -114,11 +147,17 @@ fn has_comment(line: &str) -> bool {
         };
         after_blank = blank;
     }
-    opened_in_comment
-        && matches!(
-            state,
-            State::Weak | State::WeakEscape | State::Strong | State::StrongEscape
-        )
+    // The line break: it ends a blank or an escape (not a blank to dotenvy) and stays inside a quoted value.
+    let state = match state {
+        State::Blank | State::Escape => State::Complete,
+        State::WeakEscape => State::Weak,
+        State::StrongEscape => State::Strong,
+        open => open,
+    };
+    LineEnd {
+        state,
+        opened_in_comment: opened_in_comment && state != State::Complete,
+    }
 }
 
 /// The variable `line` sets (`NAME=…`, `export NAME=…`), if it sets one.
@@ -167,6 +206,14 @@ mod tests {
         assert_eq!(swallowing("A=\"x  # it's\nB=two\"\nC=3\n").unwrap(), None);
         // A comment's quote marks that close again within it do not swallow anything.
         assert_eq!(swallowing("A=1  # a 'pair'\nB=2\n").unwrap(), None);
+        // A line inside a quoted value sets no variable, whatever comment it seems to have.
+        let sidecar = "SIDECAR=\"\nPORT=8080  # sidecar's port\nLOG=debug\n\"\nPORT=3000\n";
+        assert_eq!(swallowing(sidecar).unwrap(), None);
+        // Nor does a comment line: it is skipped whole.
+        assert_eq!(
+            swallowing("#  A=1  # it's\nB=2  # it's\nC=3\n# isn't\nD=4\n").unwrap(),
+            Some(1)
+        );
         // To the end of the file: dotenvy's own error.
         assert!(swallowing("A=1  # it's\nB=2\n").is_err());
     }
