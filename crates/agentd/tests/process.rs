@@ -265,7 +265,8 @@ async fn self_signed_links_start_with_public_base_url_when_set_and_the_bound_add
 }
 
 /// A server started before its PostgreSQL (both started together, by compose or a pod) waits for it, with a
-/// warning per attempt, and serves once it is up, instead of exiting at its first refused connection.
+/// warning per attempt, and serves once it is up, instead of exiting at its first refused connection; a
+/// database that answers with a refusal (here: no such database) stops it at once, without waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_started_before_its_database_waits_for_it() {
     let pg = agentd_testkit::PrivatePostgres::start(&[]);
@@ -294,4 +295,24 @@ async fn a_server_started_before_its_database_waits_for_it() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+
+    let (cluster, _) = pg.admin_url.rsplit_once('/').unwrap();
+    let missing = format!("{cluster}/no_such_database");
+    let refused = ServerProcess::try_start(opts().env("AUTH_JWT_SECRET", SECRET).database(&missing))
+        .await
+        .err()
+        .expect("no server on a database that does not exist");
+    assert_eq!(refused.exit.and_then(|s| s.code()), Some(2), "{}", refused.log);
+    assert!(
+        refused
+            .log
+            .contains(r#"database "no_such_database" does not exist"#),
+        "{}",
+        refused.log
+    );
+    assert!(
+        !refused.log.contains("waiting for the database"),
+        "{}",
+        refused.log
+    );
 }

@@ -201,7 +201,7 @@ impl Db {
         let sql = "SELECT version FROM _sqlx_migrations WHERE success";
         let applied: Vec<i64> = match with_pool!(self, |p| sqlx::query_scalar(sql).fetch_all(p).await) {
             Ok(v) => v,
-            Err(sqlx::Error::Database(_)) => Vec::new(), // no migrations table yet
+            Err(e) if DbError::is_missing_table(&e) => Vec::new(), // no migrations table yet
             Err(e) => return Err(e.into()),
         };
         Ok(self

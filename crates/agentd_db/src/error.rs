@@ -62,16 +62,27 @@ impl From<sqlx::migrate::MigrateError> for DbError {
     /// A migration that could not reach the database is [`DbError::Unavailable`], like any other statement.
     fn from(e: sqlx::migrate::MigrateError) -> Self {
         match e {
-            sqlx::migrate::MigrateError::Execute(e) if is_unavailable(&e) => DbError::Unavailable(e),
+            sqlx::migrate::MigrateError::Execute(e) | sqlx::migrate::MigrateError::ExecuteMigration(e, _)
+                if is_unavailable(&e) =>
+            {
+                DbError::Unavailable(e)
+            }
             e => DbError::Migrate(e),
         }
     }
 }
 
 impl DbError {
-    /// The database may answer a later attempt: unreachable or timed out, but not closed by this process.
+    /// The database may answer a later attempt: unreachable or timed out — not closed by this process, and not
+    /// a TLS failure, which is almost always the configuration's (a CA, `sslmode`).
     pub fn is_transient(&self) -> bool {
-        matches!(self, DbError::Unavailable(e) if !matches!(e, sqlx::Error::PoolClosed))
+        matches!(self, DbError::Unavailable(e) if !matches!(e, sqlx::Error::PoolClosed | sqlx::Error::Tls(_)))
+    }
+
+    /// The statement failed because a table does not exist (PostgreSQL's 42P01, SQLite's "no such table").
+    pub(crate) fn is_missing_table(e: &sqlx::Error) -> bool {
+        matches!(e, sqlx::Error::Database(d)
+            if d.code().as_deref() == Some("42P01") || d.message().starts_with("no such table"))
     }
 
     /// The pool was closed (the process is shutting down): no later attempt can succeed.
