@@ -316,3 +316,41 @@ async fn a_server_started_before_its_database_waits_for_it() {
         refused.log
     );
 }
+
+/// The zero-config SQLite database, held by another process (a CLI command, a backup) when the server starts,
+/// past the 5 s its pool gives a connection: the server waits for it rather than exiting — as it must on a disk
+/// too busy to open the file in 5 s, which is how CI once lost a server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_waits_for_a_sqlite_file_another_process_holds() {
+    use sqlx::Connection as _;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agentd.sqlite");
+    let mut holder = sqlx::SqliteConnection::connect_with(
+        &SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Delete),
+    )
+    .await
+    .unwrap();
+    sqlx::raw_sql("BEGIN EXCLUSIVE; CREATE TABLE held (x INTEGER)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let starting = ServerProcess::spawn(
+        opts()
+            .env("AUTH_JWT_SECRET", SECRET)
+            .database(&format!("sqlite://{}", file.display())),
+    );
+    let wait = starting
+        .wait_for_log("waiting for the database", Duration::from_secs(30))
+        .await
+        .expect("a warning that it waits");
+    assert!(wait.contains("pool timed out"), "{wait}");
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+    let server = starting.ready().await.unwrap_or_else(|e| panic!("{e}"));
+    let ready = server.http().get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
