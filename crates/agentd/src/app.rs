@@ -3,22 +3,20 @@
 //! router. `agentd serve` and the test kit build it through this same [`AppBuilder`]; tests only point it at
 //! their own database and fake upstream.
 
+use crate::startup::{self, wait_for};
 use agentd_auth::{Authenticator, KeySource, TenantId};
 use agentd_config::Settings;
 use agentd_core::{TurnParts, Turns};
-use agentd_db::Db;
+use agentd_db::{Db, DbError};
 use agentd_fake_upstream::{FakeConfig, FakeUpstream};
 use agentd_http::{App, AppState, Urls};
-use agentd_storage::BlobStore;
+use agentd_storage::{BlobStore, StorageError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The model label of the built-in offline model (reported as every response's `model`).
 pub const OFFLINE_LABEL: &str = "agentd-offline";
-
-/// How long `serve` waits at startup for a database it cannot reach yet before it gives up (exit 2).
-pub const DATABASE_WAIT: Duration = Duration::from_secs(30);
 
 /// Builds an [`Application`].
 pub struct AppBuilder {
@@ -83,7 +81,12 @@ impl AppBuilder {
         let db = match self.db {
             Some(db) => db,
             None => {
-                let db = Db::open(&s.database, DATABASE_WAIT).await?;
+                let db = wait_for("the database", startup::WAIT, DbError::is_transient, || async {
+                    let db = Db::connect(&s.database).await?;
+                    db.prepare(&s.database).await?;
+                    Ok(db)
+                })
+                .await?;
                 tracing::info!(database = db.kind(), url = %s.database.redacted_url(), "database ready");
                 db
             }
@@ -189,10 +192,12 @@ async fn build_store(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Ar
     let store = agentd_storage::build(&cfg)
         .await
         .map_err(|e| anyhow::anyhow!("object store ({}): {e}", cfg.provider))?;
-    store
-        .ensure_ready()
-        .await
-        .map_err(|e| anyhow::anyhow!("object store ({}) is not ready: {e}", cfg.provider))?;
+    let unavailable = |e: &StorageError| matches!(e, StorageError::Unavailable(_));
+    wait_for("the object store", startup::WAIT, unavailable, || {
+        store.ensure_ready()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("object store ({}) is not ready: {e}", cfg.provider))?;
     tracing::info!(provider = %cfg.provider, "object store ready");
     Ok(store)
 }

@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod server;
+mod startup;
 
 pub use app::{AppBuilder, Application, OFFLINE_LABEL};

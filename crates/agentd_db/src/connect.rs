@@ -143,38 +143,6 @@ impl Db {
         }
     }
 
-    /// [`Db::connect`] and [`Db::prepare`] for a process starting up, waiting up to `wait` for a database that
-    /// cannot be reached yet (PostgreSQL still starting beside it, a disk too busy to open SQLite within the
-    /// pool's 5 s) with a warning per attempt; any other error — a bad URL, a schema behind — is returned at once.
-    pub async fn open(s: &DbSettings, wait: Duration) -> Result<Self, DbError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut pause = Duration::from_millis(250);
-        let mut attempt = 0_u32;
-        loop {
-            attempt += 1;
-            let opened: Result<Self, DbError> = async {
-                let db = Self::connect(s).await?;
-                db.prepare(s).await?;
-                Ok(db)
-            }
-            .await;
-            match opened {
-                Err(e) if e.is_transient() && tokio::time::Instant::now() + pause < deadline => {
-                    tracing::warn!(
-                        attempt,
-                        error = %e,
-                        url = %s.redacted_url(),
-                        retry_in_ms = pause.as_millis(),
-                        "waiting for the database"
-                    );
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// "postgres" or "sqlite".
     pub fn kind(&self) -> &'static str {
         match self {
