@@ -7,6 +7,14 @@ use agentd_ids::ObjectKey;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+/// The condition on `stored_objects s` of an upload no conversation uses (as the partial indexes of migration
+/// `20261201000006` are written: on `kind = 'upload'`).
+macro_rules! unused_upload {
+    () => {
+        "kind = 'upload' AND NOT EXISTS (SELECT 1 FROM object_refs r WHERE r.object_id = s.id)"
+    };
+}
+
 /// A stored object's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
@@ -128,8 +136,10 @@ impl Scoped<'_> {
 
     /// This tenant's uploads made since `since` that no conversation uses.
     pub async fn unused_uploads(&self, since: DateTime<Utc>) -> Result<i64, DbError> {
-        let sql = "SELECT COUNT(*) FROM stored_objects s WHERE tenant_id = $1 AND kind = 'upload' AND created_at > $2 \
-                   AND NOT EXISTS (SELECT 1 FROM object_refs r WHERE r.object_id = s.id)";
+        let sql = concat!(
+            "SELECT COUNT(*) FROM stored_objects s WHERE tenant_id = $1 AND created_at > $2 AND ",
+            unused_upload!()
+        );
         Ok(with_pool!(self.db, |p| sqlx::query_scalar(sql)
             .bind(self.t())
             .bind(since)
@@ -230,8 +240,12 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<StoredObject>, DbError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM stored_objects s WHERE kind = 'upload' AND created_at < $1 AND NOT EXISTS \
-             (SELECT 1 FROM object_refs r WHERE r.object_id = s.id) ORDER BY created_at LIMIT $2"
+            concat!(
+                "SELECT {COLUMNS} FROM stored_objects s WHERE created_at < $1 AND ",
+                unused_upload!(),
+                " ORDER BY created_at LIMIT $2"
+            ),
+            COLUMNS = COLUMNS
         );
         let rows: Vec<ObjectRow> = with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(before)
@@ -251,13 +265,18 @@ impl TurnTx {
     pub async fn lock_unused_upload(&mut self, id: Uuid, before: DateTime<Utc>) -> Result<bool, DbError> {
         if let AnyTx::Postgres(t) = &mut self.tx {
             self.statements += 1;
-            sqlx::query("SELECT 1 FROM stored_objects WHERE id = $1 FOR UPDATE")
+            let locked = sqlx::query("SELECT 1 FROM stored_objects WHERE id = $1 FOR UPDATE")
                 .bind(id)
                 .fetch_optional(&mut **t)
                 .await?;
+            if locked.is_none() {
+                return Ok(false); // gone already
+            }
         }
-        let sql = "SELECT COUNT(*) FROM stored_objects s WHERE id = $1 AND tenant_id = $2 AND kind = 'upload' \
-                   AND created_at < $3 AND NOT EXISTS (SELECT 1 FROM object_refs r WHERE r.object_id = s.id)";
+        let sql = concat!(
+            "SELECT COUNT(*) FROM stored_objects s WHERE id = $1 AND tenant_id = $2 AND created_at < $3 AND ",
+            unused_upload!()
+        );
         let t = self.tenant.clone();
         let n: i64 = with_tx!(self, |c| sqlx::query_scalar(sql)
             .bind(id)
@@ -278,7 +297,7 @@ impl TurnTx {
         .bind(t.as_str())
         .execute(c)
         .await
-        .map(|r| r.rows_affected()))?;
+        .map(|_| ()))?;
         Ok(())
     }
 }
