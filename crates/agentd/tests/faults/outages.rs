@@ -3,7 +3,7 @@
 //! the run, and then only until it expires) and the S3 stand-in stopped mid-turn (the text is saved, the image is
 //! reported `image.failed`, and once the store is back nothing is orphaned). Each uses a server of its own.
 
-use crate::support::services::{PrivateS3, S3_KEY};
+use crate::support::services::PrivateS3;
 use crate::support::*;
 use crate::{conversation_id, roles};
 use agentd_db::{Db, DbSettings};
@@ -191,64 +191,6 @@ async fn turns_after_a_database_restart_succeed_and_none_is_half_written() {
 
 /// The object keys in `bucket`, listed through the S3 API.
 /// A client of the S3 stand-in, with its test credentials.
-fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .credentials_provider(Credentials::new(S3_KEY, S3_KEY, None, None, "test"))
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
-
-async fn list_bucket(endpoint: &str, bucket: &str) -> Vec<String> {
-    let out = s3_client(endpoint)
-        .list_objects_v2()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("list {bucket}: {e:?}"));
-    let mut keys: Vec<String> = out
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_owned))
-        .collect();
-    keys.sort();
-    keys
-}
-
-/// Waits (30 s at most) until the store takes a write: SeaweedFS answers reads before its volume server has
-/// registered again after a restart.
-async fn until_the_store_takes_writes(endpoint: &str, bucket: &str) {
-    let s3 = s3_client(endpoint);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let put = s3
-            .put_object()
-            .bucket(bucket)
-            .key("probe")
-            .body(b"probe".to_vec().into())
-            .send()
-            .await;
-        if put.is_ok() {
-            s3.delete_object()
-                .bucket(bucket)
-                .key("probe")
-                .send()
-                .await
-                .unwrap();
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store takes no write: {put:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn stored_keys(db: &Db) -> Vec<String> {
     sqlx::query_scalar("SELECT object_key FROM stored_objects ORDER BY object_key")
         .fetch_all(pool(db))
@@ -295,13 +237,13 @@ async fn an_object_store_outage_mid_turn_saves_the_text_and_orphans_nothing() {
         || async { get(&server, "/readyz", &tok).await.status == 200 },
     )
     .await;
-    until_the_store_takes_writes(&s3.endpoint(), &bucket).await;
+    s3.until_it_takes_writes(&bucket).await;
     let conv = get(&server, &format!("/v1/conversations/{conversation}"), &tok).await;
     assert_eq!(roles(&conv.body), ["user", "assistant"], "{conv:?}");
     assert_eq!(conv.body["messages"][1]["content"], text, "the text is saved");
     assert_eq!(conv.body["messages"][1]["attachments"], json!([]));
     assert_eq!(
-        list_bucket(&s3.endpoint(), &bucket).await,
+        s3.keys(&bucket).await,
         Vec::<String>::new(),
         "no bytes without a row"
     );
@@ -321,7 +263,7 @@ async fn an_object_store_outage_mid_turn_saves_the_text_and_orphans_nothing() {
     assert_eq!(next.status, 200, "{next:?}");
     let (status, bytes) = download(next.body["message"]["attachments"][0]["url"].as_str().unwrap()).await;
     assert!(status == 200 && is_png(&bytes));
-    let listed = list_bucket(&s3.endpoint(), &bucket).await;
+    let listed = s3.keys(&bucket).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed, stored_keys(&db.db).await);
 }

@@ -4,7 +4,6 @@
 
 use crate::support::services::PrivateS3;
 use crate::support::*;
-use agentd_fake_upstream::{FakeConfig, FakeUpstream};
 use agentd_testkit::{ServerOptions, ServerProcess};
 use serde_json::json;
 use std::time::Duration;
@@ -25,7 +24,7 @@ async fn serves(server: &ServerProcess) {
 }
 
 /// A server started before its PostgreSQL (both started together, by compose or a pod) waits for it, with a
-/// warning per attempt, and serves once it is up, instead of exiting at its first refused connection; a
+/// warning, and serves once it is up, instead of exiting at its first refused connection; a
 /// database that answers with a refusal (here: no such database) stops it at once, without waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_started_before_its_database_waits_for_it() {
@@ -95,23 +94,29 @@ async fn a_server_waits_for_a_sqlite_file_another_process_holds() {
     serves(&server).await;
 }
 
-/// The same for the object store: a MinIO-style S3 server down when the server starts.
+/// The same for the object store: a MinIO-style S3 server down when the server starts is waited for, a warning
+/// at each attempt, and then takes the server's images; one that refuses its keys stops it at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_started_before_its_object_store_waits_for_it() {
     let mut s3 = PrivateS3::start().await;
     s3.stop().await;
-    let db = agentd_testkit::fresh_postgres().await;
-    let fake = FakeUpstream::start(FakeConfig::default()).await.unwrap();
-    let opts = options(&db.settings.url, &bucket("late"), &fake).env("MINIO_ENDPOINT", s3.endpoint());
-    let starting = ServerProcess::spawn(opts);
-    let wait = starting
-        .wait_for_log("waiting for the object store", Duration::from_secs(30))
-        .await
-        .expect("a warning that it waits");
-    assert!(wait.contains("WARN") && wait.contains("attempt=1"), "{wait}");
+    let mut cluster = Cluster::new("late").await;
+    cluster.set("MINIO_ENDPOINT", s3.endpoint());
+    let starting = ServerProcess::spawn(cluster.opts.clone());
+    for attempt in ["attempt=1", "attempt=2"] {
+        let wait = starting
+            .wait_for_log(attempt, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| panic!("a warning at {attempt}"));
+        assert!(
+            wait.contains("WARN") && wait.contains("waiting for the object store"),
+            "{wait}"
+        );
+    }
     s3.resume().await;
     let server = starting.ready().await.unwrap_or_else(|e| panic!("{e}"));
     serves(&server).await;
+    s3.until_it_takes_writes(&cluster.bucket).await;
     let tok = token(&server, "acme");
     let body = json!({"agent": "designer", "message": "draw a lighthouse #fake:image"});
     let turn = chat(&server, &tok, &body).await;
@@ -120,5 +125,22 @@ async fn a_server_started_before_its_object_store_waits_for_it() {
         turn.body["message"]["attachments"].as_array().map(Vec::len),
         Some(1),
         "{turn:?}"
+    );
+    assert_eq!(
+        s3.keys(&cluster.bucket).await.len(),
+        1,
+        "the image is in the bucket"
+    );
+
+    let refused = ServerProcess::try_start(cluster.opts.clone().env("MINIO_SECRET_KEY", "not-the-key"))
+        .await
+        .err()
+        .expect("no server on keys the store refuses");
+    assert_eq!(refused.exit.and_then(|s| s.code()), Some(2), "{}", refused.log);
+    assert!(refused.log.contains("object store"), "{}", refused.log);
+    assert!(
+        !refused.log.contains("waiting for the object store"),
+        "{}",
+        refused.log
     );
 }

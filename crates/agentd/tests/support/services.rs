@@ -79,6 +79,64 @@ impl PrivateS3 {
         format!("http://127.0.0.1:{}", self.ports[0])
     }
 
+    /// A client of it, with the stand-ins' keys.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .credentials_provider(Credentials::new(S3_KEY, S3_KEY, None, None, "test"))
+            .region(Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// The keys in `bucket`, sorted.
+    pub async fn keys(&self, bucket: &str) -> Vec<String> {
+        let out = self
+            .client()
+            .list_objects_v2()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("list {bucket}: {e:?}"));
+        let mut keys: Vec<String> = out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Waits (30 s at most) until it takes a write into `bucket`: SeaweedFS answers before its volume server
+    /// has registered again after a (re)start.
+    pub async fn until_it_takes_writes(&self, bucket: &str) {
+        let s3 = self.client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let put = s3
+                .put_object()
+                .bucket(bucket)
+                .key("probe")
+                .body(b"probe".to_vec().into())
+                .send()
+                .await;
+            if put.is_ok() {
+                s3.delete_object()
+                    .bucket(bucket)
+                    .key("probe")
+                    .send()
+                    .await
+                    .unwrap();
+                return;
+            }
+            assert!(Instant::now() < deadline, "the store takes no write: {put:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Stops the server (SIGKILL, as a crash would) and waits until it is gone.
     pub async fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
