@@ -209,9 +209,9 @@ mod tests {
         // A line inside a quoted value sets no variable, whatever comment it seems to have.
         let sidecar = "SIDECAR=\"\nPORT=8080  # sidecar's port\nLOG=debug\n\"\nPORT=3000\n";
         assert_eq!(swallowing(sidecar).unwrap(), None);
-        // Nor does a comment line: it is skipped whole.
+        // A comment line is skipped whole, its quote marks too (they would hide `A` and its comment).
         assert_eq!(
-            swallowing("#  A=1  # it's\nB=2  # it's\nC=3\n# isn't\nD=4\n").unwrap(),
+            swallowing("# it's\nA=1  # x's\nB=2\n# '\nC=3\n").unwrap(),
             Some(1)
         );
         // To the end of the file: dotenvy's own error.

@@ -98,8 +98,14 @@ fn the_example_file_copied_to_dot_env_gives_the_defaults() {
 
 #[test]
 fn a_malformed_dot_env_stops_startup_naming_the_line_not_the_value() {
-    let dir = with_dot_env("# settings\nLOG_LEVEL=info\nAUTH_JWT_SECRET=\"s3cret-value-never-printed\n");
-    for args in [&["config"][..], &["serve"]] {
+    let bad = "AUTH_JWT_SECRET=\"s3cret-value-never-printed\n";
+    // A commented-out copy of the bad line above it is not the line named.
+    for (content, args) in [
+        (format!("# settings\nLOG_LEVEL=info\n{bad}"), &["config"][..]),
+        (format!("# settings\nLOG_LEVEL=info\n{bad}"), &["serve"]),
+        (format!("# {bad}LOG_LEVEL=info\n{bad}"), &["config"]),
+    ] {
+        let dir = with_dot_env(&content);
         let out = agentd(dir.path(), args, &[("BIND_ADDR", "127.0.0.1:0")]);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
