@@ -92,6 +92,13 @@ pub(super) fn respond(
                 });
                 Some((Err(std::io::Error::other("conversation page unreadable")), None))
             }
+            Err(Cut::Busy(e)) => {
+                p.span.in_scope(|| {
+                    tracing::info!(conversation_id = %p.conversation, error = %e,
+                        "the tenant's reads kept every place for reads busy; the response is cut off");
+                });
+                Some((Err(std::io::Error::other("conversation page refused")), None))
+            }
             Err(Cut::Deleted) => {
                 p.span.in_scope(|| {
                     tracing::info!(conversation_id = %p.conversation,
@@ -113,6 +120,9 @@ pub(super) fn respond(
 enum Cut {
     /// A page or the conversation's row could not be read (logged as an error).
     Unreadable(String),
+    /// The tenant's other reads held its places for reads (`READS_PER_TENANT`) for longer than a page may wait:
+    /// the tenant's own doing, not a fault (logged at INFO).
+    Busy(String),
     /// The conversation was deleted between two pages: the ones after were gone with it.
     Deleted,
 }
@@ -137,7 +147,7 @@ impl Pages {
                 .turns
                 .reading(&self.tenant)
                 .await
-                .map_err(|f| Cut::Unreadable(f.message))?;
+                .map_err(|f| Cut::Busy(f.message))?;
             let page = self
                 .state
                 .db
