@@ -60,6 +60,24 @@ struct Follower {
     _reader: Option<Held>,
 }
 
+/// `run_not_found` for an id no run can have, before any query: runs are `run_` and 32 hex digits, and what is
+/// checked is looser — `run_` and up to 64 letters, digits, `_` or `-` — but keeps out what the databases refuse
+/// (a NUL in PostgreSQL's text was a 500) and ids of any length.
+pub(crate) fn check_run_id(run_id: &str) -> Result<(), Failure> {
+    let plausible = run_id.strip_prefix("run_").is_some_and(|h| {
+        (1..=64).contains(&h.len())
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    if plausible {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Code::RunNotFound,
+        format!("No run {run_id:?}; the id comes from the run.started event of a stream."),
+    ))
+}
+
 /// The events of a run after id `after` (0: all): replay, then live until the terminal event; `None` when the
 /// run has ended at or before `after`. `run_not_found` when this tenant has no such run.
 pub(crate) async fn follow(
@@ -68,19 +86,7 @@ pub(crate) async fn follow(
     run_id: &str,
     after: u64,
 ) -> Result<Option<impl Stream<Item = Sequenced> + Send + use<>>, Failure> {
-    // Ids are `run_` and 32 hex digits; anything else (a NUL, which PostgreSQL's text refuses: a 500 before) is
-    // no run of anyone's, answered before any query.
-    let plausible = run_id.strip_prefix("run_").is_some_and(|h| {
-        (1..=64).contains(&h.len())
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    });
-    if !plausible {
-        return Err(Failure::new(
-            Code::RunNotFound,
-            format!("No run {run_id:?}; the id comes from the run.started event of a stream."),
-        ));
-    }
+    check_run_id(run_id)?;
     let max = ctx.settings.run_readers_per_tenant;
     let Some(reader) = ctx.readers.take(tenant, max) else {
         return Err(Failure::new(

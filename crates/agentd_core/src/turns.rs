@@ -208,6 +208,11 @@ impl Turns {
         self.0.tracker.len()
     }
 
+    /// `run_not_found` for an id no run can have (checked by [`Turns::follow`] too), before anything is asked.
+    pub fn check_run_id(run_id: &str) -> Result<(), Failure> {
+        follow::check_run_id(run_id)
+    }
+
     /// The events of a run after id `after` (0: all): replay, then live until the terminal event, whichever
     /// replica runs it; `None` when the run has ended and has no event after `after`. `run_not_found` when
     /// this tenant has no such run.

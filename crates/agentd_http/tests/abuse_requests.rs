@@ -554,7 +554,7 @@ async fn a_tenants_deletes_take_its_places_for_reads() {
 
 /// A resume's first read of the run log takes one of the tenant's places for reads too (here 1): two resumes
 /// held up by a lock on the log, one reaches the database, the other waits for its place; both are served once
-/// it goes.
+/// it goes. A resume of an impossible run id takes no place.
 #[tokio::test]
 async fn a_tenants_resumes_take_its_places_for_reads() {
     let app = TestApp::builder(agentd_testkit::fresh_postgres().await)
@@ -583,6 +583,14 @@ async fn a_tenants_resumes_take_its_places_for_reads() {
         1,
         "the other waits for its place, not on the pool"
     );
+    // A run id no run can have is answered before a place is taken: not after waiting 5 s for one, as a 429.
+    let res = get(&app, "/v1/runs/run_no%20such/events", &a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "run_not_found", "{body}");
     hold.commit().await.unwrap();
     for r in resumes {
         let (status, body) = r.await.unwrap();

@@ -7,6 +7,7 @@ use crate::openapi::errors::{AUTH, route_errors};
 use crate::sse::{ended_stream, run_stream};
 use crate::{ApiError, AppState};
 use agentd_auth::Scope;
+use agentd_core::Turns;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -69,6 +70,7 @@ async fn events(
     // (`READS_PER_TENANT`): a flood of resumes waits for places instead of queueing on the pool every tenant's
     // turns use. What the follower reads later is not counted (a turn's own stream reads the log too), nor is an
     // idempotent replay's read.
+    Turns::check_run_id(&run_id)?; // before a place is taken for it
     let reading = state.turns.reading(&caller.0.tenant_id).await?;
     let feed = state.turns.follow(&caller.0.tenant_id, &run_id, after).await?;
     drop(reading);
