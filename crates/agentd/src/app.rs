@@ -78,20 +78,8 @@ impl AppBuilder {
             tracing::info!(agent = %a.key, model = %a.model, model_from = %a.model_source, image = a.image.is_some(), "agent loaded");
         }
         let auth = Authenticator::new(&s.auth, &s.var_dir.join("dev-jwt-secret"))?;
-        let db = match self.db {
-            Some(db) => db,
-            None => {
-                let db = wait_for("the database", startup::WAIT, DbError::is_transient, || async {
-                    let db = Db::connect(&s.database).await?;
-                    db.prepare(&s.database).await?;
-                    Ok(db)
-                })
-                .await?;
-                tracing::info!(database = db.kind(), url = %s.database.redacted_url(), "database ready");
-                db
-            }
-        };
-        let store = build_store(s, addr).await?;
+        // Both waited for at once: compose and pods start the database and the store together.
+        let (db, store) = tokio::try_join!(open_db(s, self.db), build_store(s, addr))?;
         let (client, model_label, offline) = match self.upstream {
             Some((base, key)) => (client(s, base, key, self.retry_base)?, None, None),
             None if s.offline() => {
@@ -170,6 +158,21 @@ fn client(
         cfg.retry_base = b;
     }
     Ok(agentd_responses::ResponsesClient::new(cfg)?)
+}
+
+/// The given database, or `DATABASE_URL`'s once it answers and its schema is current.
+async fn open_db(s: &Settings, given: Option<Db>) -> anyhow::Result<Db> {
+    if let Some(db) = given {
+        return Ok(db);
+    }
+    let db = wait_for("the database", startup::WAIT, DbError::is_transient, || async {
+        let db = Db::connect(&s.database).await?;
+        db.prepare(&s.database).await?;
+        Ok(db)
+    })
+    .await?;
+    tracing::info!(database = db.kind(), url = %s.database.redacted_url(), "database ready");
+    Ok(db)
 }
 
 /// The object store, ready (bucket created where that is ours to do, checked where it must exist).

@@ -10,7 +10,7 @@
 //! | 10 delete vs a running turn | `conversations::deleting_a_conversation_takes_its_images_uploads_keys_and_run_log` |
 //! | 11 the stale context race | `conversations::a_turn_continues_from_the_response_current_when_it_took_the_lease` |
 //! | object store outage | `outages::an_object_store_outage_mid_turn_saves_the_text_and_orphans_nothing` |
-//! | started before its database or object store | `startup::a_server_started_before_its_database_waits_for_it`, `startup::a_server_waits_for_a_sqlite_file_another_process_holds`, `startup::a_server_started_before_its_object_store_waits_for_it` |
+//! | started before its database or object store | `startup::a_server_started_before_its_database_waits_for_it`, `startup::a_server_waits_for_a_sqlite_file_another_process_holds`, `startup::a_server_started_before_its_database_and_object_store_waits_for_both_at_once` |
 //!
 //! The database and object-store restarts use servers of their own (`support::services`).
 

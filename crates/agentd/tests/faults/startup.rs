@@ -94,25 +94,33 @@ async fn a_server_waits_for_a_sqlite_file_another_process_holds() {
     serves(&server).await;
 }
 
-/// The same for the object store: a MinIO-style S3 server down when the server starts is waited for, a warning
-/// at each attempt, and then takes the server's images; one that refuses its keys stops it at once.
+/// The same for the object store, and both at once: with PostgreSQL and a MinIO-style S3 server down when it
+/// starts (compose starts the three together), the server warns that it waits for each, at each attempt, before
+/// either is back, and then serves and stores images; a store that refuses its keys stops it at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_started_before_its_object_store_waits_for_it() {
+async fn a_server_started_before_its_database_and_object_store_waits_for_both_at_once() {
+    let pg = agentd_testkit::PrivatePostgres::start(&[]);
+    pg.stop();
     let mut s3 = PrivateS3::start().await;
     s3.stop().await;
     let mut cluster = Cluster::new("late").await;
+    cluster.set("DATABASE_URL", pg.admin_url.clone());
+    cluster.set("AUTO_MIGRATE", "true");
     cluster.set("MINIO_ENDPOINT", s3.endpoint());
     let starting = ServerProcess::spawn(cluster.opts.clone());
-    for attempt in ["attempt=1", "attempt=2"] {
+    for (what, attempt) in [
+        ("the object store", "attempt=1"),
+        ("the object store", "attempt=2"),
+        ("the database", "attempt=1"),
+    ] {
+        let needle = format!("waiting for {what} {attempt}");
         let wait = starting
-            .wait_for_log(attempt, Duration::from_secs(20))
+            .wait_for_log(&needle, Duration::from_secs(20))
             .await
-            .unwrap_or_else(|| panic!("a warning at {attempt}"));
-        assert!(
-            wait.contains("WARN") && wait.contains("waiting for the object store"),
-            "{wait}"
-        );
+            .unwrap_or_else(|| panic!("a warning: {needle}"));
+        assert!(wait.contains("WARN"), "{wait}");
     }
+    tokio::task::block_in_place(|| pg.start_again());
     s3.resume().await;
     let server = starting.ready().await.unwrap_or_else(|e| panic!("{e}"));
     serves(&server).await;
