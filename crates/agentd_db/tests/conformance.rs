@@ -70,7 +70,13 @@ async fn a_turn_reading_an_upload_holds_off_its_deletion(db: &Db) {
             unused
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    if matches!(db, Db::Postgres(_)) {
+        // On the lock: not merely not there yet (arriving after the commit, it would find the upload used anyway).
+        agentd_testkit::until_lock_waiters(db, 1, "housekeeping waits for the turn's lock").await;
+    } else {
+        // SQLite's wait for the write lock shows nowhere: a pause for the sweeper to reach it.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
     assert!(!sweeper.is_finished(), "housekeeping waits for the turn");
     turn.reference_objects(conv.id, &[id]).await.unwrap();
     turn.commit().await.unwrap();

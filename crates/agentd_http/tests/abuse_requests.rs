@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
-use agentd_testkit::{TEST_SECRET, TestApp};
+use agentd_testkit::{TEST_SECRET, TestApp, lock_waiters, until_lock_waiters};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -381,30 +381,6 @@ async fn lock_table(app: &TestApp, table: &str) -> sqlx::Transaction<'static, sq
     hold
 }
 
-/// Connections of the app's database waiting for a lock.
-async fn lock_waiters(app: &TestApp) -> i64 {
-    let agentd_db::Db::Postgres(pool) = &app.db.db else {
-        panic!("postgres")
-    };
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
-
-/// Waits (10 s at most) until `n` connections of the app's database wait for a lock.
-async fn until_lock_waiters(app: &TestApp, n: i64, what: &str) {
-    tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while lock_waiters(app).await != n {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}"));
-}
-
 /// Reads of a tenant's data each use a pooled connection: a tenant may have `READS_PER_TENANT` of them at work
 /// on a replica at once; one more waits for a place — holding no connection — while another tenant's reads go
 /// straight in, and is `429 rate_limited` if none comes free within 5 s. Here two reads of usage are held by a
@@ -426,7 +402,7 @@ async fn a_tenant_may_have_only_so_many_reads_at_work() {
         tokio::spawn(async move { req.send().await.unwrap() })
     };
     let held = [send("/v1/usage", &a), send("/v1/usage", &a)];
-    until_lock_waiters(&app, 2, "both reads wait on the lock").await;
+    until_lock_waiters(&app.db.db, 2, "both reads wait on the lock").await;
     let third = send("/v1/conversations", &a);
     let other = get(&app, "/v1/conversations", &b).send().await.unwrap();
     assert_eq!(other.status(), 200, "another tenant's reads are its own");
@@ -539,10 +515,10 @@ async fn a_tenants_deletes_take_its_places_for_reads() {
             tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
         })
         .collect();
-    until_lock_waiters(&app, 1, "a delete waits on the lock").await;
+    until_lock_waiters(&app.db.db, 1, "a delete waits on the lock").await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(
-        lock_waiters(&app).await,
+        lock_waiters(&app.db.db).await,
         1,
         "the other waits for its place, not on the pool"
     );
@@ -576,10 +552,10 @@ async fn a_tenants_resumes_take_its_places_for_reads() {
             })
         })
         .collect();
-    until_lock_waiters(&app, 1, "a resume waits on the lock").await;
+    until_lock_waiters(&app.db.db, 1, "a resume waits on the lock").await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(
-        lock_waiters(&app).await,
+        lock_waiters(&app.db.db).await,
         1,
         "the other waits for its place, not on the pool"
     );

@@ -120,3 +120,27 @@ pub async fn fresh_sqlite() -> TestDb {
         _dir: Some(dir),
     }
 }
+
+/// How many connections to `db` (PostgreSQL) wait for a lock now.
+pub async fn lock_waiters(db: &Db) -> i64 {
+    let Db::Postgres(pool) = db else {
+        panic!("lock waiters are counted on PostgreSQL")
+    };
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Waits (10 s at most) until `n` connections to `db` (PostgreSQL) wait for a lock; panics naming `what` if not.
+pub async fn until_lock_waiters(db: &Db, n: i64, what: &str) {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while lock_waiters(db).await != n {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
+}

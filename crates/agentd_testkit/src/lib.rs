@@ -13,7 +13,8 @@ mod process;
 
 pub use app::{SseEvent, Streamed, TEST_SECRET, TestApp, TestAppBuilder, parse_sse};
 pub use db::{
-    TestDb, fresh_postgres, fresh_postgres_at, fresh_postgres_unmigrated, fresh_sqlite, long_conversation,
+    TestDb, fresh_postgres, fresh_postgres_at, fresh_postgres_unmigrated, fresh_sqlite, lock_waiters,
+    long_conversation, until_lock_waiters,
 };
 pub use pg::PrivatePostgres;
 pub use process::{ServerOptions, ServerProcess, StartFailure, Starting, agent_workdir};
