@@ -403,20 +403,27 @@ async fn a_tenant_may_have_only_so_many_reads_at_work() {
     };
     let held = [send("/v1/usage", &a), send("/v1/usage", &a)];
     until_lock_waiters(&app.db.db, 2, "both reads wait on the lock").await;
-    let third = send("/v1/conversations", &a);
+    // Two more wait for a place; had they taken connections, the pool of 4 would be full for the other tenant.
+    let waiting = [send("/v1/conversations", &a), send("/v1/usage", &a)];
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let other = get(&app, "/v1/conversations", &b).send().await.unwrap();
     assert_eq!(other.status(), 200, "another tenant's reads are its own");
-    assert!(!third.is_finished(), "the third waits for a place");
-    let res = tokio::time::timeout(std::time::Duration::from_secs(10), third)
-        .await
-        .expect("refused once it waited 5 s")
-        .unwrap();
-    assert_eq!(res.status(), 429);
-    assert!(res.headers().contains_key("retry-after"));
-    let e: Value = res.json().await.unwrap();
-    assert_eq!(e["error"]["code"], "rate_limited");
-    let says = e["error"]["message"].as_str().unwrap();
-    assert!(says.contains("READS_PER_TENANT") && says.contains("5 s"), "{e}");
+    assert!(
+        waiting.iter().all(|w| !w.is_finished()),
+        "a third and a fourth wait for a place"
+    );
+    for w in waiting {
+        let res = tokio::time::timeout(std::time::Duration::from_secs(10), w)
+            .await
+            .expect("refused once it waited 5 s")
+            .unwrap();
+        assert_eq!(res.status(), 429);
+        assert!(res.headers().contains_key("retry-after"));
+        let e: Value = res.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "rate_limited");
+        let says = e["error"]["message"].as_str().unwrap();
+        assert!(says.contains("READS_PER_TENANT") && says.contains("5 s"), "{e}");
+    }
     // A read that finds the places taken goes in as soon as one is given back.
     let fourth = send("/v1/conversations", &a);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
