@@ -154,9 +154,18 @@ async fn unread_conversations_hold_a_bounded_page_each() {
     }
     let refused = c.get().await;
     assert_eq!(refused.status(), 429);
-    // Let the sixteen fill their sockets and stall.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let grew_mb = (server.peak_rss_kb() - before) as f64 / 1024.0;
+    // Until the sixteen have filled their sockets and stalled: the peak holds still for half a second (10 s at
+    // most), so that a slow machine does not measure it before it is reached.
+    let mut peak = server.peak_rss_kb();
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let now = server.peak_rss_kb();
+        if now == peak {
+            break;
+        }
+        peak = now;
+    }
+    let grew_mb = (peak - before) as f64 / 1024.0;
     eprintln!("peak RSS +{grew_mb:.1} MB with 16 unread reads of {MESSAGES} × {MB} MB messages");
     assert!(grew_mb < 300.0, "peak RSS grew by {grew_mb:.1} MB");
     drop(unread);
