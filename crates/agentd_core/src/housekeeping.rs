@@ -49,10 +49,11 @@ pub(crate) async fn sweep(db: &Db, store: &dyn BlobStore, settings: &TurnSetting
     purge_uploads(db, store, now - UPLOAD_TTL).await;
 }
 
-/// Deletes the uploads made before `before` that no conversation uses, each in a transaction that holds its
-/// row: the bytes first, then the row, so that a turn that comes to use one meanwhile keeps it (the turn waits
-/// for the row, or finds it gone and is told so), and bytes that could not be deleted are tried again at the next
-/// sweep, their row kept.
+/// Deletes the uploads made before `before` that no conversation uses, each marked deleted in a transaction that
+/// holds its row, so that a turn that comes to use one meanwhile keeps it (the turn waits for the row, or finds it
+/// deleted and is told so); then its bytes and its row, outside any transaction (a store call must not hold
+/// SQLite's write lock, nor a row lock). Bytes that could not be deleted are tried again at the next sweep: the
+/// marked row is listed again.
 async fn purge_uploads(db: &Db, store: &dyn BlobStore, before: chrono::DateTime<chrono::Utc>) {
     let (mut deleted, mut failed) = (0, 0);
     'lists: for _ in 0..LISTS_PER_SWEEP {
@@ -86,7 +87,8 @@ async fn purge_uploads(db: &Db, store: &dyn BlobStore, before: chrono::DateTime<
     }
 }
 
-/// One unused upload deleted, bytes then row; `false` when a conversation came to use it meanwhile.
+/// One unused upload marked, then its bytes and its row deleted; `false` when a conversation came to use it
+/// meanwhile.
 async fn delete_upload(
     db: &Db,
     store: &dyn BlobStore,
@@ -102,12 +104,16 @@ async fn delete_upload(
     {
         return Ok(false);
     }
+    tx.mark_deleted(upload.id).await.map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
     store
         .delete(&upload.object_key)
         .await
         .map_err(|e| e.to_string())?;
-    tx.delete_object(upload.id).await.map_err(|e| e.to_string())?;
-    tx.commit().await.map_err(|e| e.to_string())?;
+    db.scoped(&tenant)
+        .delete_object(upload.id)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(true)
 }
 
@@ -170,9 +176,62 @@ mod tests {
         sweep(&db, &store, &TurnSettings::default()).await;
         assert!(s.object(old.id).await.unwrap().is_none());
         assert!(store.get(&old.object_key).await.is_err(), "its bytes");
+        assert!(listed(&db).await.is_empty(), "its row, not only marked deleted");
         for kept in [used, fresh] {
             assert!(s.object(kept.id).await.unwrap().is_some());
             assert!(store.get(&kept.object_key).await.is_ok());
         }
+    }
+
+    /// The unused uploads older than a day (marked deleted or not).
+    async fn listed(db: &Db) -> Vec<Uuid> {
+        let stale = db
+            .stale_uploads(agentd_db::now() - UPLOAD_TTL, 100)
+            .await
+            .unwrap();
+        stale.into_iter().map(|o| o.id).collect()
+    }
+
+    /// Bytes that cannot be deleted keep their row, marked deleted (no turn or download finds it), and are tried
+    /// again at the next sweep. Here the upload's path on a local disk is a directory, which `remove_file` refuses.
+    #[tokio::test]
+    async fn an_upload_whose_bytes_cannot_be_deleted_is_tried_again_at_the_next_sweep() {
+        let (db, tenant) = crate::test_db().await;
+        let root = tempfile::tempdir().unwrap();
+        let signer = UrlSigner::random("http://127.0.0.1:1", "/v1/files").unwrap();
+        let store = agentd_storage::LocalStore::new(root.path(), signer);
+        let id = Uuid::now_v7();
+        let object_key = ObjectKey::upload(&tenant, &id.simple().to_string(), "png").unwrap();
+        let s = db.scoped(&tenant);
+        s.insert_object(&NewObject {
+            id,
+            object_key: object_key.clone(),
+            conversation_id: None,
+            tool_call_id: None,
+            kind: "upload",
+            filename: "x.png".into(),
+            mime_type: "image/png".into(),
+            size_bytes: 3,
+            sha256: String::new(),
+        })
+        .await
+        .unwrap();
+        let Db::Sqlite(pool) = &db else { unreachable!() };
+        sqlx::query("UPDATE stored_objects SET created_at = $1 WHERE id = $2")
+            .bind(agentd_db::now() - chrono::Duration::hours(25))
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+        let in_the_way = root.path().join(object_key.as_str());
+        std::fs::create_dir_all(in_the_way.join("x")).unwrap();
+
+        sweep(&db, &store, &TurnSettings::default()).await;
+        assert!(s.object(id).await.unwrap().is_none(), "marked deleted");
+        assert_eq!(listed(&db).await, [id], "its row kept, to be tried again");
+
+        std::fs::remove_dir_all(&in_the_way).unwrap();
+        sweep(&db, &store, &TurnSettings::default()).await;
+        assert!(listed(&db).await.is_empty(), "gone at the next sweep");
     }
 }

@@ -99,6 +99,18 @@ pub struct NewObject {
 const COLUMNS: &str = "id, object_key, conversation_id, message_id, tool_call_id, kind, filename, mime_type, size_bytes, sha256, created_at";
 
 impl Scoped<'_> {
+    /// Deletes this tenant's object row `id` (its references go with it).
+    pub async fn delete_object(&self, id: Uuid) -> Result<(), DbError> {
+        let sql = "DELETE FROM stored_objects WHERE id = $1 AND tenant_id = $2";
+        with_pool!(self.db, |p| sqlx::query(sql)
+            .bind(id)
+            .bind(self.t())
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
     pub async fn insert_object(&self, o: &NewObject) -> Result<(), DbError> {
         let sql = "INSERT INTO stored_objects (id, tenant_id, object_key, conversation_id, tool_call_id, kind, filename, \
                    mime_type, size_bytes, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
@@ -287,14 +299,16 @@ impl TurnTx {
         Ok(n > 0)
     }
 
-    /// Deletes this tenant's object row `id` (its references go with it).
-    pub async fn delete_object(&mut self, id: Uuid) -> Result<(), DbError> {
-        let t = self.tenant.clone();
+    /// Marks this tenant's object `id` deleted: turns and downloads no longer find it, and nothing uses it any
+    /// more, so its bytes can go outside any transaction; then its row ([`Scoped::delete_object`]).
+    pub async fn mark_deleted(&mut self, id: Uuid) -> Result<(), DbError> {
+        let (t, at) = (self.tenant.clone(), now());
         with_tx!(self, |c| sqlx::query(
-            "DELETE FROM stored_objects WHERE id = $1 AND tenant_id = $2"
+            "UPDATE stored_objects SET deleted_at = $3 WHERE id = $1 AND tenant_id = $2"
         )
         .bind(id)
         .bind(t.as_str())
+        .bind(at)
         .execute(c)
         .await
         .map(|_| ()))?;
