@@ -320,7 +320,7 @@ fn opening(
         conversation_id,
         run_id: run_id.to_owned(),
         agent: agent.key.clone(),
-        model: inner.model_label.clone().unwrap_or_else(|| agent.model.clone()),
+        model: inner.model_of(agent).to_owned(),
     };
     let first = Sequenced {
         id: 1,

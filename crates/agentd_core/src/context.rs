@@ -9,7 +9,7 @@ use crate::ingest::IngestPool;
 use crate::journal::Journal;
 use crate::per_tenant::PerTenant;
 use crate::rate::RefusalMemo;
-use agentd_agents::{AgentRegistry, ImageDefaults};
+use agentd_agents::{Agent, AgentRegistry, ImageDefaults};
 use agentd_db::{Db, TenantId};
 use agentd_responses::ResponsesClient;
 use agentd_storage::BlobStore;
@@ -49,6 +49,12 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// The model `agent`'s turns report: the label of the model that answers them all (the offline one), if
+    /// any, else the agent's own.
+    pub fn model_of<'a>(&'a self, agent: &'a Agent) -> &'a str {
+        self.model_label.as_deref().unwrap_or(&agent.model)
+    }
+
     /// `429 rate_limited` when this process already knows the tenant is over `CHAT_RATE_LIMIT_PER_MINUTE`.
     pub fn check_refusal(&self, tenant: &TenantId) -> Result<(), Failure> {
         let per_minute = self.settings.rate_limit_per_minute;

@@ -22,7 +22,7 @@ use crate::sink::{LIVE_QUEUE, Sink};
 use crate::tenant_gate::Pass;
 use crate::upstream::{build_request, is_previous_response_missing, pre_stream_error};
 use crate::{TurnSettings, follow, inputs, metrics, persist};
-use agentd_agents::{AgentRegistry, ImageDefaults};
+use agentd_agents::{Agent, AgentRegistry, ImageDefaults};
 use agentd_auth::Principal;
 use agentd_db::{AttachmentMeta, Db, TenantId};
 use agentd_responses::{EventStream, ResponsesClient};
@@ -113,9 +113,9 @@ impl Turns {
         Self(inner)
     }
 
-    /// The model name turns report when the agent's is not used (the offline model), if any.
-    pub fn model_label(&self) -> Option<&str> {
-        self.0.model_label.as_deref()
+    /// The model `agent`'s turns report (the offline model's label, when it answers them all).
+    pub fn model_of<'a>(&'a self, agent: &'a Agent) -> &'a str {
+        self.0.model_of(agent)
     }
 
     /// Starts a turn. Returns once the upstream accepted it (the stream has started), or with the failure the
@@ -342,10 +342,7 @@ async fn run(
     };
     let meter = metrics::TurnMeter::started(&admission.agent.key, since);
     let mut sink = Sink::new(run, live, inner.journal.clone(), meter);
-    let model = inner
-        .model_label
-        .clone()
-        .unwrap_or_else(|| admission.agent.model.clone());
+    let model = inner.model_of(&admission.agent).to_owned();
     sink.emit_logged(TurnEvent::Started(admission.started.clone()));
     let ingest = Ingest {
         store: inner.store.clone(),

@@ -176,13 +176,13 @@ pub struct AgentTools<'a> {
 }
 
 impl<'a> AgentView<'a> {
-    /// `a`'s view; `model_label` is the model every turn reports instead of the agent's, if any.
-    pub fn of(a: &'a Agent, model_label: Option<&'a str>) -> Self {
+    /// `a`'s view, with `model` the model its turns report ([`agentd_core::Turns::model_of`]).
+    pub fn of(a: &'a Agent, model: &'a str) -> Self {
         Self {
             key: &a.key,
             display_name: &a.display_name,
             description: &a.description,
-            model: model_label.unwrap_or(&a.model),
+            model,
             tool_keys: &a.tool_keys,
             tools: AgentTools {
                 image_generation: a.image.as_ref(),

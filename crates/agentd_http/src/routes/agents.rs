@@ -27,11 +27,10 @@ route_errors!(ListErrors = AUTH + []);
     responses((status = 200, description = "The agents, by key.", body = AgentListView<'static>), ListErrors))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Scope::AgentsRead)?;
-    let label = state.turns.model_label();
     let data = state
         .agents
         .iter()
-        .map(|a| AgentView::of(a.as_ref(), label))
+        .map(|a| AgentView::of(a.as_ref(), state.turns.model_of(a)))
         .collect();
     Ok(Json(AgentListView { data }).into_response())
 }
@@ -55,5 +54,5 @@ async fn show(
             format!("No agent {key:?}; GET /v1/agents lists the agents."),
         )
     })?;
-    Ok(Json(AgentView::of(agent.as_ref(), state.turns.model_label())).into_response())
+    Ok(Json(AgentView::of(agent.as_ref(), state.turns.model_of(agent))).into_response())
 }
